@@ -1,0 +1,64 @@
+"""The ``dghc`` command line: a click group whose subcommands live in ``stages/``.
+
+Subcommands are imported only when used, so ``dghc --help`` stays fast and a stage's heavy
+imports (torch, ultralytics) load only for that stage.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from pipeline import __version__
+from pipeline.errors import DghcError
+
+# name -> "module:attribute" of a click command. Add a stage here to make it a subcommand.
+COMMANDS: dict[str, str] = {
+    "data": "stages.data:data_group",
+    "demo-data": "stages.demo:demo_data_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports each subcommand's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except DghcError as err:
+            # Errors about the user's input: a message, never a traceback.
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="dghc")
+def dghc() -> None:
+    """dghc: multimodal named-entity recognition for posts with an image.
+
+    \b
+    The pipeline, stage by stage (or all at once with `dvc repro`):
+      dghc detect    find the top regions of each post's image  -> cache/detections.h5
+      dghc extract   CLIP vectors of each image and its regions -> cache/features.h5
+      dghc train     train the DGHC tagger on the cached vectors -> cache/model/
+      dghc evaluate  score a model on a split                    -> metrics JSON
+      dghc predict   tag new posts (JSONL in, JSONL out)
+    """
+
+
+def main() -> None:
+    dghc(prog_name="dghc")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

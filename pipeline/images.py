@@ -1,0 +1,92 @@
+"""Loading a post's image safely: every image ends as present, missing or unreadable, with a reason.
+
+Nothing here raises for a bad image: a truncated file, a non-image, an empty file or a decompression
+bomb is reported as ``unreadable``; grayscale, CMYK, palette and alpha images are converted to RGB.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+# Images larger than this many pixels are refused as possible decompression bombs (PIL's own default).
+MAX_PIXELS = 89_478_485
+
+
+class ImageStatus(IntEnum):
+    """Stored as uint8 in the cache files; names are in the files' attributes."""
+
+    PRESENT = 0
+    MISSING = 1
+    UNREADABLE = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+STATUS_NAMES = [status.label for status in ImageStatus]
+
+
+@dataclass
+class LoadedImage:
+    status: ImageStatus
+    reason: str = ""
+    image: Image.Image | None = None  # RGB, only when present
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.size if self.image is not None else (0, 0)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB version of any PIL image; transparent parts are laid on white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def load_image(path: Path | None, max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Open, fully decode and convert an image to RGB, or say why not."""
+    if path is None:
+        return LoadedImage(ImageStatus.MISSING, "no image path")
+    path = Path(path)
+    if not path.exists():
+        return LoadedImage(ImageStatus.MISSING, "file not found")
+    if not path.is_file():
+        return LoadedImage(ImageStatus.UNREADABLE, "not a regular file")
+    if path.stat().st_size == 0:
+        return LoadedImage(ImageStatus.UNREADABLE, "empty file (0 bytes)")
+    previous_truncated = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                width, height = opened.size
+                if width * height > max_pixels:
+                    return LoadedImage(ImageStatus.UNREADABLE,
+                                       f"decompression bomb: {width}x{height} pixels exceeds {max_pixels}")
+                opened.load()
+                image = to_rgb(opened)
+                if image is opened:
+                    image = opened.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        return LoadedImage(ImageStatus.UNREADABLE, f"decompression bomb: {err}")
+    except UnidentifiedImageError:
+        return LoadedImage(ImageStatus.UNREADABLE, "not an image file")
+    except (OSError, SyntaxError, ValueError) as err:
+        return LoadedImage(ImageStatus.UNREADABLE, f"cannot decode: {err}")
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous_truncated
+    if image.width == 0 or image.height == 0:
+        return LoadedImage(ImageStatus.UNREADABLE, "image has zero width or height")
+    return LoadedImage(ImageStatus.PRESENT, "", image)
