@@ -1,0 +1,80 @@
+"""From posts to tensors: sub-word encoding, BIOES tag ids, padding, and the cached visual features."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+
+from pipeline.conll import Post
+from pipeline.encoding import EncodedPost, encode_posts
+from pipeline.model.tagger import Batch
+from pipeline.tags import bio_to_bioes
+
+
+class VisualFeatures(Protocol):
+    """What the tagger needs from a feature store (see pipeline.features.store.FeatureStore)."""
+
+    dim: int
+    m: int
+
+    def batch(self, image_ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@dataclass
+class Example:
+    post: Post
+    encoded: EncodedPost
+    tag_ids: list[int] | None  # BIOES tag ids of the words that fit; None when labels are not needed
+
+
+def make_examples(posts: Sequence[Post], tokenizer, max_length: int,
+                  label_to_id: dict[str, int] | None = None) -> list[Example]:
+    """Encode posts; with ``label_to_id`` also their BIOES tag ids (every label must be known)."""
+    encoded = encode_posts(tokenizer, [p.tokens for p in posts], max_length)
+    examples = []
+    for post, enc in zip(posts, encoded):
+        tag_ids = None
+        if label_to_id is not None:
+            bioes = bio_to_bioes(post.labels)[: len(enc.word_starts)]
+            missing = sorted({t for t in bioes if t not in label_to_id})
+            if missing:
+                raise ValueError(f"post {post.post_id!r}: labels {missing} are not in the model's label set")
+            tag_ids = [label_to_id[t] for t in bioes]
+        examples.append(Example(post, enc, tag_ids))
+    return examples
+
+
+def collate(examples: Sequence[Example], pad_token_id: int, features: VisualFeatures | None = None) -> Batch:
+    """Pad a list of examples into a Batch (features looked up by post id when given)."""
+    size = len(examples)
+    seq_len = max(len(e.encoded.input_ids) for e in examples)
+    n_words = max(max(len(e.encoded.word_starts), 1) for e in examples)
+    input_ids = torch.full((size, seq_len), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros(size, seq_len, dtype=torch.bool)
+    word_starts = torch.zeros(size, n_words, dtype=torch.long)
+    word_mask = torch.zeros(size, n_words, dtype=torch.bool)
+    has_labels = all(e.tag_ids is not None for e in examples)
+    labels = torch.zeros(size, n_words, dtype=torch.long) if has_labels else None
+    for i, example in enumerate(examples):
+        ids = example.encoded.input_ids
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention_mask[i, : len(ids)] = True
+        starts = example.encoded.word_starts
+        word_starts[i, : len(starts)] = torch.tensor(starts, dtype=torch.long)
+        word_mask[i, : len(starts)] = True
+        if labels is not None:
+            labels[i, : len(starts)] = torch.tensor(example.tag_ids, dtype=torch.long)
+    visual = visual_mask = None
+    if features is not None:
+        visual, visual_mask = features.batch([e.post.post_id for e in examples])
+    return Batch(input_ids, attention_mask, word_starts, word_mask, labels, visual, visual_mask)
+
+
+def batches(examples: Sequence[Example], batch_size: int, pad_token_id: int,
+            features: VisualFeatures | None = None, order: Sequence[int] | None = None):
+    """Yield (examples, Batch) in ``order`` (default: as given)."""
+    indices = list(order) if order is not None else list(range(len(examples)))
+    for start in range(0, len(indices), batch_size):
+        chunk = [examples[i] for i in indices[start: start + batch_size]]
+        yield chunk, collate(chunk, pad_token_id, features)

@@ -1,0 +1,1 @@
+"""The DGHC tagger: relevance score, dynamic gates, visual prefix attention and a CRF over a BERT encoder."""

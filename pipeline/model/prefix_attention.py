@@ -1,0 +1,100 @@
+"""Self-attention that also attends to a visual prefix (DESIGN.md eqs. 10-14).
+
+Each layer's ``attention.self`` module of a BERT-family encoder is replaced by ``PrefixSelfAttention``,
+which reuses the layer's own query/key/value projections and computes
+
+    softmax(Q [phi_k ; K]^T / sqrt(d_h) + mask) [phi_v ; V]
+
+The prefix is no part of the input sequence: text position ids start at 0 and the encoder's own mask
+logic is not involved (the transformers ``past_key_values`` path would shift positions; DESIGN.md section 4).
+The prefix of the current batch is handed over through ``PrefixState``, which the tagger fills before
+calling the encoder and clears after.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class LayerPrefix:
+    keys: torch.Tensor  # (batch, heads, prefix_len, head_size)
+    values: torch.Tensor  # (batch, heads, prefix_len, head_size)
+    mask: torch.Tensor  # (batch, prefix_len) bool, True = attend
+
+
+@dataclass
+class PrefixState:
+    """What all prefix attention layers of one encoder share for the current forward pass."""
+
+    text_mask: torch.Tensor | None = None  # (batch, seq_len) bool, True = real token
+    layers: list[LayerPrefix | None] = field(default_factory=list)  # one per layer; None = no prefix
+
+    def clear(self) -> None:
+        self.text_mask = None
+        self.layers = []
+
+
+class PrefixSelfAttention(nn.Module):
+    """Drop-in replacement of a BERT self-attention module that prepends prefix keys and values."""
+
+    def __init__(self, original: nn.Module, layer_index: int, state: PrefixState) -> None:
+        super().__init__()
+        for name in ("query", "key", "value"):
+            if not isinstance(getattr(original, name, None), nn.Linear):
+                raise TypeError(f"self-attention module {type(original).__name__} has no '{name}' projection: "
+                                "only BERT-style encoders (query/key/value linears) are supported")
+        self.query = original.query
+        self.key = original.key
+        self.value = original.value
+        self.num_heads: int = original.num_attention_heads
+        self.head_size: int = original.attention_head_size
+        self.dropout_p: float = float(original.dropout.p)
+        self.layer_index = layer_index
+        self.state = state
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_size).transpose(1, 2)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                **kwargs) -> tuple[torch.Tensor, None]:
+        # ``attention_mask`` from the encoder is ignored on purpose: the key mask is rebuilt from the
+        # state so that text and prefix masks are combined in one place.
+        batch, length, _ = hidden_states.shape
+        query = self._split_heads(self.query(hidden_states))
+        key = self._split_heads(self.key(hidden_states))
+        value = self._split_heads(self.value(hidden_states))
+        text_mask = self.state.text_mask
+        if text_mask is None:
+            text_mask = torch.ones(batch, length, dtype=torch.bool, device=hidden_states.device)
+        key_mask = text_mask
+        prefix = self.state.layers[self.layer_index] if self.state.layers else None
+        if prefix is not None:
+            key = torch.cat([prefix.keys.to(key.dtype), key], dim=2)
+            value = torch.cat([prefix.values.to(value.dtype), value], dim=2)
+            key_mask = torch.cat([prefix.mask, text_mask], dim=1)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=key_mask[:, None, None, :],
+            dropout_p=self.dropout_p if self.training else 0.0,
+        )
+        return attended.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_size), None
+
+
+def install_prefix_attention(encoder: nn.Module) -> PrefixState:
+    """Replace every self-attention module of ``encoder`` (a BERT-style model) in place.
+
+    Returns the shared state through which prefixes are passed. Weights are untouched, so a checkpoint of
+    the plain encoder loads into the wrapped one.
+    """
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if layers is None:
+        raise TypeError(f"{type(encoder).__name__} has no encoder.layer list: only BERT-style encoders are supported")
+    state = PrefixState()
+    for index, layer in enumerate(layers):
+        attention = layer.attention
+        attention.self = PrefixSelfAttention(attention.self, index, state)
+    return state

@@ -1,0 +1,25 @@
+"""Text-image relevance score ("RE score", DESIGN.md eqs. 2-5).
+
+    M = tanh(h^T W_TI v_i)                    bilinear form, a scalar per post
+    C = tanh(W_T h + W_I (v_i M))             in R^{d_v}
+    s = sigmoid(Linear(C * v_i))              in (0, 1): how much of the image to let in
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RelevanceScore(nn.Module):
+    def __init__(self, text_dim: int, vision_dim: int) -> None:
+        super().__init__()
+        self.bilinear = nn.Bilinear(text_dim, vision_dim, 1, bias=False)  # W_TI
+        self.text_to_vision = nn.Linear(text_dim, vision_dim, bias=False)  # W_T
+        self.vision_to_vision = nn.Linear(vision_dim, vision_dim, bias=False)  # W_I
+        self.score = nn.Linear(vision_dim, 1)
+
+    def forward(self, text_vector: torch.Tensor, image_vector: torch.Tensor) -> torch.Tensor:
+        """(batch, d), (batch, d_v) -> s of shape (batch,)."""
+        m = torch.tanh(self.bilinear(text_vector, image_vector))  # (batch, 1)
+        c = torch.tanh(self.text_to_vision(text_vector) + self.vision_to_vision(image_vector * m))
+        return torch.sigmoid(self.score(c * image_vector)).squeeze(-1)

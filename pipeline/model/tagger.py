@@ -1,0 +1,171 @@
+"""The DGHC tagger: a BERT-family encoder with a gated visual prefix in every layer, emissions and a CRF.
+
+Data flow for a batch (DESIGN.md section 3):
+    h_cls  <- text vector ("encoder": [CLS] of a prefix-free pass; "embeddings": mean embedding output)
+    s      <- RelevanceScore(h_cls, v_i)            (1 without the RE score)
+    V^C    <- s * [v_i, v_o1, v_o2, v_o3]
+    gates  <- DynamicGates(V^C)                     (1 without gating)
+    prefix <- VisualPrefix(V^C, gates), one per layer, masked for absent blocks
+    hidden <- encoder(text) with prefix attention
+    tags   <- CRF(Linear(hidden at each word's first sub-token))
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+from torchcrf import CRF
+
+from pipeline.model.gates import DynamicGates
+from pipeline.model.prefix_attention import install_prefix_attention
+from pipeline.model.relevance import RelevanceScore
+from pipeline.model.visual_prefix import VisualPrefix
+
+TextVectorSource = Literal["encoder", "embeddings"]
+
+
+@dataclass
+class ModelConfig:
+    """Every parameter that defines the tagger's shape; saved in the checkpoint."""
+
+    labels: list[str]  # BIOES labels, index = CRF tag id
+    vision_dim: int = 256
+    num_regions: int = 3
+    use_image: bool = True  # False: text only (BERT-CRF)
+    use_relevance: bool = True  # False: s = 1 (ablation "w/o RE score")
+    use_gates: bool = True  # False: every gate = 1 (ablation "w/o gating")
+    use_regions: bool = True  # False: whole image only, 4 prefix tokens (ablation "w/o augmentation")
+    text_vector: TextVectorSource = "encoder"
+    prompt_len: int = 4
+    prompt_dim: int = 800
+    dropout: float = 0.1
+    max_length: int = 128
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model parameters: {sorted(unknown)}")
+        return cls(**values)
+
+    @property
+    def num_blocks(self) -> int:
+        return 1 + self.num_regions if self.use_regions else 1
+
+
+@dataclass
+class Batch:
+    """Tensors of one batch. ``visual`` slot 0 is the whole image, slots 1..m the regions."""
+
+    input_ids: torch.Tensor  # (batch, seq) long
+    attention_mask: torch.Tensor  # (batch, seq) bool
+    word_starts: torch.Tensor  # (batch, words) long: position of each word's first sub-token
+    word_mask: torch.Tensor  # (batch, words) bool
+    labels: torch.Tensor | None = None  # (batch, words) long, CRF tag ids
+    visual: torch.Tensor | None = None  # (batch, 1 + m, d_v) float
+    visual_mask: torch.Tensor | None = None  # (batch, 1 + m) bool
+
+    def to(self, device: torch.device | str) -> "Batch":
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return Batch(**moved)
+
+
+@dataclass
+class TaggerOutput:
+    emissions: torch.Tensor  # (batch, words, tags)
+    word_mask: torch.Tensor  # (batch, words)
+    relevance: torch.Tensor | None = None  # (batch,)
+    gates: torch.Tensor | None = None  # (batch, layers, blocks)
+    extras: dict = field(default_factory=dict)
+
+
+class DGHCTagger(nn.Module):
+    def __init__(self, config: ModelConfig, encoder: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        text_config = encoder.config
+        hidden = text_config.hidden_size
+        self.num_layers = text_config.num_hidden_layers
+        self.prefix_state = install_prefix_attention(encoder)
+        self.relevance: RelevanceScore | None = None
+        self.gates: DynamicGates | None = None
+        self.visual_prefix: VisualPrefix | None = None
+        if config.use_image:
+            self.relevance = RelevanceScore(hidden, config.vision_dim) if config.use_relevance else None
+            self.gates = (DynamicGates(config.vision_dim, config.num_blocks, self.num_layers)
+                          if config.use_gates else None)
+            self.visual_prefix = VisualPrefix(config.vision_dim, hidden, text_config.num_attention_heads,
+                                              config.prompt_len, config.prompt_dim, config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
+        self.emissions = nn.Linear(hidden, len(config.labels))
+        self.crf = CRF(len(config.labels), batch_first=True)
+
+    # -- text ------------------------------------------------------------------------------------
+    def _run_encoder(self, batch: Batch, prefixes: list | None) -> torch.Tensor:
+        self.prefix_state.text_mask = batch.attention_mask
+        self.prefix_state.layers = prefixes or []
+        try:
+            out = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long())
+        finally:
+            self.prefix_state.clear()
+        return out.last_hidden_state
+
+    def text_vector(self, batch: Batch) -> torch.Tensor:
+        """The post's global text vector h_cls (batch, d)."""
+        if self.config.text_vector == "encoder":
+            with torch.no_grad():  # the paper's [CLS]: one extra forward, no gradient
+                return self._run_encoder(batch, None)[:, 0].detach()
+        embedded = self.encoder.embeddings(input_ids=batch.input_ids)
+        weights = batch.attention_mask.to(embedded.dtype).unsqueeze(-1)
+        return (embedded * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+    # -- vision ----------------------------------------------------------------------------------
+    def visual_prefixes(self, batch: Batch):
+        """Prefixes per layer plus the relevance score and gates (for reporting)."""
+        if batch.visual is None or batch.visual_mask is None:
+            raise ValueError("this model uses the image: the batch needs visual features")
+        blocks = batch.visual[:, : self.config.num_blocks].float()
+        block_mask = batch.visual_mask[:, : self.config.num_blocks].clone()
+        block_mask[:, 1:] &= block_mask[:, :1]  # no image, no regions
+        batch_size = blocks.shape[0]
+        if self.relevance is not None:
+            relevance = self.relevance(self.text_vector(batch), blocks[:, 0])
+        else:
+            relevance = blocks.new_ones(batch_size)
+        scaled = relevance[:, None, None] * blocks
+        if self.gates is not None:
+            gates = self.gates(scaled, block_mask)
+        else:
+            gates = blocks.new_ones(batch_size, self.num_layers, self.config.num_blocks)
+        return self.visual_prefix(scaled, block_mask, gates), relevance, gates
+
+    # -- tagging ---------------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> TaggerOutput:
+        prefixes = relevance = gates = None
+        if self.config.use_image:
+            prefixes, relevance, gates = self.visual_prefixes(batch)
+        hidden = self._run_encoder(batch, prefixes)
+        index = batch.word_starts.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+        word_hidden = torch.gather(hidden, 1, index)
+        emissions = self.emissions(self.dropout(word_hidden))
+        return TaggerOutput(emissions, batch.word_mask, relevance, gates)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Mean negative log-likelihood of the gold tags per post."""
+        if batch.labels is None:
+            raise ValueError("the batch has no labels")
+        output = self(batch)
+        return -self.crf(output.emissions, batch.labels, mask=batch.word_mask, reduction="mean")
+
+    @torch.no_grad()
+    def decode(self, batch: Batch) -> tuple[list[list[int]], TaggerOutput]:
+        """Viterbi tag ids per post (only for the words in ``word_mask``)."""
+        output = self(batch)
+        return self.crf.decode(output.emissions, mask=batch.word_mask), output

@@ -1,0 +1,51 @@
+"""Visual prefix tokens (DESIGN.md eqs. 10-14).
+
+A projection shared by all blocks and layers turns each visual block into ``prompt_len`` prefix tokens,
+each with a key and a value:  P_b = Linear(tanh(Linear(V^C_b))) : d_v -> prompt_dim -> prompt_len * 2 * d.
+Layer l's prefix is [g_1 P_1 ; ... ; g_B P_B] with that layer's gates, split into heads with a transpose
+(a plain reshape would scramble heads: DESIGN.md section 4).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.model.prefix_attention import LayerPrefix
+
+
+class VisualPrefix(nn.Module):
+    def __init__(self, vision_dim: int, hidden_size: int, num_heads: int, prompt_len: int = 4,
+                 prompt_dim: int = 800, dropout: float = 0.1) -> None:
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden size {hidden_size} is not a multiple of {num_heads} heads")
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.head_size = hidden_size // num_heads
+        self.prompt_len = prompt_len
+        self.project = nn.Sequential(
+            nn.Linear(vision_dim, prompt_dim),
+            nn.Tanh(),
+            nn.Linear(prompt_dim, prompt_len * 2 * hidden_size),
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, blocks: torch.Tensor, block_mask: torch.Tensor, gates: torch.Tensor) -> list[LayerPrefix]:
+        """blocks (batch, B, d_v), block_mask (batch, B), gates (batch, layers, B) -> one prefix per layer."""
+        batch, num_blocks, _ = blocks.shape
+        tokens = self.dropout(self.project(blocks))  # (batch, B, prompt_len * 2 * d)
+        tokens = tokens.view(batch, num_blocks, self.prompt_len, 2, self.hidden_size)
+        prefix_len = num_blocks * self.prompt_len
+        slot_mask = block_mask.repeat_interleave(self.prompt_len, dim=1)  # (batch, B * prompt_len)
+        prefixes = []
+        for layer in range(gates.shape[1]):
+            gate = gates[:, layer, :, None, None, None]  # (batch, B, 1, 1, 1)
+            gated = (gate * tokens).reshape(batch, prefix_len, 2, self.hidden_size)
+            keys = self._split_heads(gated[:, :, 0])
+            values = self._split_heads(gated[:, :, 1])
+            prefixes.append(LayerPrefix(keys=keys, values=values, mask=slot_mask))
+        return prefixes
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_size).transpose(1, 2)

@@ -1,0 +1,161 @@
+"""The DGHC tagger's parts: prefix attention, gates, relevance, head split, CRF decoding."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from pipeline.batching import collate, make_examples
+from pipeline.conll import Post
+from pipeline.model.gates import DynamicGates
+from pipeline.model.tagger import DGHCTagger, ModelConfig
+from pipeline.model.visual_prefix import VisualPrefix
+from pipeline.tags import bioes_label_set
+from tests.tiny_models import save_tiny_bert
+
+VISION_DIM = 16
+LABELS = bioes_label_set(["LOC", "PER"])
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def make_tagger(folder, **overrides) -> DGHCTagger:
+    torch.manual_seed(1)
+    encoder = AutoModel.from_pretrained(folder)
+    config = ModelConfig(labels=LABELS, vision_dim=VISION_DIM, **overrides)
+    return DGHCTagger(config, encoder).eval()
+
+
+def make_batch(folder, visual_mask: list[list[bool]], seed: int = 0):
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    posts = [Post("a", ["Alice", "visits", "Paris", "today"], ["B-PER", "O", "B-LOC", "O"]),
+             Post("b", ["Bob", "Smith", "\u200b", "here"], ["B-PER", "I-PER", "O", "O"])]
+    label_to_id = {label: i for i, label in enumerate(LABELS)}
+    examples = make_examples(posts, tokenizer, 32, label_to_id)
+    batch = collate(examples, tokenizer.pad_token_id)
+    generator = torch.Generator().manual_seed(seed)
+    batch.visual = torch.randn(2, 4, VISION_DIM, generator=generator)
+    batch.visual_mask = torch.tensor(visual_mask)
+    return batch
+
+
+def plain_hidden(folder, batch) -> torch.Tensor:
+    plain = AutoModel.from_pretrained(folder).eval()
+    return plain(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long()).last_hidden_state
+
+
+def test_every_slot_masked_equals_plain_encoder(tiny_bert):
+    tagger = make_tagger(tiny_bert)
+    batch = make_batch(tiny_bert, [[False] * 4, [False] * 4])
+    prefixes, _, _ = tagger.visual_prefixes(batch)
+    hidden = tagger._run_encoder(batch, prefixes)
+    expected = plain_hidden(tiny_bert, batch)
+    mask = batch.attention_mask
+    assert torch.allclose(hidden[mask], expected[mask], atol=1e-5)
+
+
+def test_unmasked_prefix_changes_hidden_states(tiny_bert):
+    tagger = make_tagger(tiny_bert)
+    batch = make_batch(tiny_bert, [[True] * 4, [True] * 4])
+    prefixes, _, _ = tagger.visual_prefixes(batch)
+    hidden = tagger._run_encoder(batch, prefixes)
+    expected = plain_hidden(tiny_bert, batch)
+    assert not torch.allclose(hidden, expected, atol=1e-3)
+
+
+def test_masked_region_has_no_influence(tiny_bert):
+    tagger = make_tagger(tiny_bert)
+    batch = make_batch(tiny_bert, [[True, True, True, False], [True, False, False, False]])
+    first = tagger(batch).emissions
+    batch.visual[0, 3] = 100.0  # a masked region: any value must leave the output unchanged
+    batch.visual[1, 1:] = -50.0
+    second = tagger(batch).emissions
+    assert torch.allclose(first, second, atol=1e-6)
+
+
+def test_post_without_image_gives_text_only_output(tiny_bert):
+    tagger = make_tagger(tiny_bert)
+    batch = make_batch(tiny_bert, [[False, True, True, True], [True, True, True, True]])
+    with_image_path = tagger(batch).emissions[0]
+    tagger.config.use_image = False  # the same weights through the text-only path
+    text_only = tagger(batch).emissions[0]
+    assert torch.allclose(with_image_path, text_only, atol=1e-5)
+
+
+def test_gates_sum_to_one_in_every_layer(tiny_bert):
+    tagger = make_tagger(tiny_bert)
+    batch = make_batch(tiny_bert, [[True, True, False, False], [False, False, False, False]])
+    _, relevance, gates = tagger.visual_prefixes(batch)
+    assert gates.shape == (2, 2, 4)
+    assert torch.allclose(gates.sum(dim=-1), torch.ones(2, 2), atol=1e-6)
+    assert torch.all(gates[0, :, 2:] == 0)  # absent regions get no gate
+    assert torch.all((relevance > 0) & (relevance < 1))
+
+
+def test_gate_module_alone_softmax_over_present_blocks():
+    gates = DynamicGates(vision_dim=8, num_blocks=4, num_layers=3)
+    blocks = torch.randn(5, 4, 8)
+    mask = torch.rand(5, 4) > 0.3
+    out = gates(blocks, mask)
+    assert torch.allclose(out.sum(-1), torch.ones(5, 3), atol=1e-6)
+    assert torch.all(out[~mask.unsqueeze(1).expand_as(out) & mask.any(1)[:, None, None]] == 0)
+
+
+def test_prefix_head_split_keeps_heads_contiguous():
+    prefix = VisualPrefix(vision_dim=6, hidden_size=8, num_heads=2, prompt_len=1, prompt_dim=5, dropout=0.0)
+    blocks = torch.randn(1, 1, 6)
+    projected = prefix.project(blocks).view(1, 1, 1, 2, 8)  # (batch, block, token, key/value, d)
+    layer = prefix(blocks, torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 1, 1))[0]
+    # head h must hold dimensions h*d_h .. (h+1)*d_h of the key vector
+    assert torch.allclose(layer.keys[0, 0, 0], projected[0, 0, 0, 0, :4])
+    assert torch.allclose(layer.keys[0, 1, 0], projected[0, 0, 0, 0, 4:])
+    assert torch.allclose(layer.values[0, 1, 0], projected[0, 0, 0, 1, 4:])
+
+
+@pytest.mark.parametrize("overrides,blocks", [({"use_regions": False}, 1), ({"use_gates": False}, 4),
+                                              ({"use_relevance": False}, 4)])
+def test_ablations_run_and_have_expected_shapes(tiny_bert, overrides, blocks):
+    tagger = make_tagger(tiny_bert, **overrides)
+    batch = make_batch(tiny_bert, [[True] * 4, [True, True, False, False]])
+    _, relevance, gates = tagger.visual_prefixes(batch)
+    assert gates.shape == (2, 2, blocks)
+    if "use_relevance" in overrides:
+        assert torch.all(relevance == 1)
+    if "use_gates" in overrides:
+        assert torch.all(gates == 1)
+    assert torch.isfinite(tagger.loss(batch))
+
+
+def test_text_vector_sources_differ_and_run(tiny_bert):
+    batch = make_batch(tiny_bert, [[True] * 4, [True] * 4])
+    for source in ("encoder", "embeddings"):
+        tagger = make_tagger(tiny_bert, text_vector=source)
+        assert tagger.text_vector(batch).shape == (2, 32)
+        assert torch.isfinite(tagger.loss(batch))
+
+
+def test_zero_subtoken_word_keeps_its_position(tiny_bert):
+    batch = make_batch(tiny_bert, [[True] * 4, [True] * 4])
+    assert batch.word_mask.sum(dim=1).tolist() == [4, 4]
+    assert batch.labels[1].tolist()[:4] == [LABELS.index("B-PER"), LABELS.index("E-PER"), 0, 0]
+
+
+def test_viterbi_equals_brute_force():
+    from torchcrf import CRF
+
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(5):
+        num_tags, length = 3, 4
+        crf = CRF(num_tags, batch_first=True)
+        with torch.no_grad():
+            for p in (crf.start_transitions, crf.end_transitions, crf.transitions):
+                p.copy_(torch.randn(p.shape, generator=generator))
+        emissions = torch.randn(1, length, num_tags, generator=generator)
+        best = max(itertools.product(range(num_tags), repeat=length),
+                   key=lambda tags: crf(emissions, torch.tensor([tags]), reduction="sum").item())
+        assert crf.decode(emissions)[0] == list(best), f"trial {trial}"
