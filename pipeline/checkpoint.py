@@ -1,0 +1,86 @@
+"""A trained tagger as a folder: safetensors weights and JSON, no pickle.
+
+    model.safetensors   every weight (encoder, relevance, gates, prefix, emissions, CRF)
+    dghc.json           the ModelConfig (labels included), the features fingerprint, training summary
+    encoder/            the encoder's config.json and its tokenizer files
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import DghcError
+from pipeline.model.tagger import DGHCTagger, ModelConfig
+
+WEIGHTS = "model.safetensors"
+META = "dghc.json"
+ENCODER_DIR = "encoder"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    tagger: DGHCTagger
+    tokenizer: object
+    features_fingerprint: dict | None = None
+    info: dict = field(default_factory=dict)  # training summary: best epoch, dev scores, encoder name...
+
+
+def save_checkpoint(folder: str | Path, checkpoint: Checkpoint) -> None:
+    """Write the checkpoint atomically: a temporary folder renamed over the old one."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in checkpoint.tagger.state_dict().items()}
+        save_file(state, str(staging / WEIGHTS))
+        checkpoint.tagger.encoder.config.save_pretrained(staging / ENCODER_DIR)
+        checkpoint.tokenizer.save_pretrained(staging / ENCODER_DIR)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": checkpoint.tagger.config.to_dict(),
+            "features_fingerprint": checkpoint.features_fingerprint,
+            "info": checkpoint.info,
+        }
+        (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+            staging.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def load_checkpoint(folder: str | Path) -> Checkpoint:
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    folder = Path(folder)
+    meta_path = folder / META
+    if not meta_path.is_file():
+        raise DghcError(f"{folder} is not a dghc model folder (no {META}); give the folder `dghc train` wrote")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DghcError(f"{meta_path}: format version {meta.get('format_version')} is not supported "
+                        f"(this dghc reads version {FORMAT_VERSION})")
+    config = ModelConfig.from_dict(meta["model"])
+    encoder_config = AutoConfig.from_pretrained(folder / ENCODER_DIR)
+    encoder = AutoModel.from_config(encoder_config, add_pooling_layer=False)
+    tokenizer = AutoTokenizer.from_pretrained(folder / ENCODER_DIR)
+    tagger = DGHCTagger(config, encoder)
+    state = load_file(str(folder / WEIGHTS))
+    missing, unexpected = tagger.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise DghcError(f"{folder / WEIGHTS} does not match {META}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    tagger.eval()
+    return Checkpoint(tagger, tokenizer, meta.get("features_fingerprint"), meta.get("info", {}))

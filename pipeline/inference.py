@@ -1,0 +1,49 @@
+"""Tagging posts with a trained tagger: BIO labels per word, plus the relevance score and gates per post."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from pipeline.batching import VisualFeatures, batches, make_examples
+from pipeline.conll import Post
+from pipeline.model.tagger import DGHCTagger
+from pipeline.tags import OUTSIDE, bioes_to_bio
+
+
+@dataclass
+class PostPrediction:
+    post_id: str
+    labels: list[str]  # BIO, one per word (words that did not fit the encoder are O)
+    relevance: float | None  # text-image relevance s in (0, 1); None for a text-only model
+    gates: list[list[float]] | None  # (layers, blocks)
+    words_cut: int = 0
+
+
+def predict(tagger: DGHCTagger, tokenizer, posts: Sequence[Post], features: VisualFeatures | None,
+            batch_size: int = 32, device: str = "cpu", progress: bool = False) -> list[PostPrediction]:
+    """Tag posts in batches of similar length (results come back in the input order)."""
+    tagger.eval()
+    examples = make_examples(posts, tokenizer, tagger.config.max_length)
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].encoded.input_ids))
+    results: dict[int, PostPrediction] = {}
+    id_to_label = tagger.config.labels
+    use_features = features if tagger.config.use_image else None
+    iterator = batches(examples, batch_size, tokenizer.pad_token_id, use_features, order)
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(iterator, total=(len(order) + batch_size - 1) // batch_size, desc="tagging", unit="batch")
+    position = 0
+    with torch.inference_mode():
+        for chunk, batch in iterator:
+            tag_ids, output = tagger.decode(batch.to(device))
+            for row, (example, ids) in enumerate(zip(chunk, tag_ids)):
+                labels = bioes_to_bio([id_to_label[i] for i in ids])
+                labels += [OUTSIDE] * example.encoded.words_cut
+                relevance = float(output.relevance[row]) if output.relevance is not None else None
+                gates = output.gates[row].tolist() if output.gates is not None else None
+                results[order[position]] = PostPrediction(example.post.post_id, labels, relevance, gates,
+                                                          example.encoded.words_cut)
+                position += 1
+    return [results[i] for i in range(len(examples))]

@@ -1,0 +1,104 @@
+"""Training end to end on tiny models: overfitting, checkpoint round trip, parameter groups."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from pipeline.checkpoint import load_checkpoint
+from pipeline.conll import Post
+from pipeline.inference import predict
+from pipeline.metrics import entity_scores
+from pipeline.training import TrainConfig, parameter_groups, train
+from tests.tiny_models import save_tiny_bert
+
+
+class MemoryFeatures:
+    """An in-memory stand-in for FeatureStore with the same batch() contract (for unit tests only)."""
+
+    def __init__(self, vectors: dict[str, torch.Tensor], m: int = 3, dim: int = 8) -> None:
+        self.vectors, self.m, self.dim = vectors, m, dim
+        self.fingerprint = {"model": "memory", "m": m}
+
+    def batch(self, image_ids):
+        out = torch.zeros(len(image_ids), 1 + self.m, self.dim)
+        mask = torch.zeros(len(image_ids), 1 + self.m, dtype=torch.bool)
+        for i, image_id in enumerate(image_ids):
+            if image_id in self.vectors:
+                out[i] = self.vectors[image_id]
+                mask[i] = True
+        return out, mask
+
+
+POSTS = [
+    Post("p1", ["Jordan", "scored", "again"], ["B-PER", "O", "O"]),
+    Post("p2", ["Jordan", "scored", "again"], ["B-LOC", "O", "O"]),
+    Post("p3", ["Visit", "New", "York", "now"], ["O", "B-LOC", "I-LOC", "O"]),
+    Post("p4", ["Apple", "sues", "Samsung"], ["B-ORG", "O", "B-ORG"]),
+    Post("p5", ["Jordan", "was", "here"], ["B-PER", "O", "O"]),
+    Post("p6", ["Jordan", "was", "here"], ["B-LOC", "O", "O"]),
+]
+
+
+def image_features():
+    # the image tells PER from LOC for the ambiguous "Jordan"
+    per, loc = torch.zeros(4, 8), torch.zeros(4, 8)
+    per[:, 0], loc[:, 1] = 3.0, 3.0
+    vectors = {"p1": per, "p2": loc, "p5": per, "p6": loc, "p3": loc, "p4": torch.full((4, 8), 0.5)}
+    return MemoryFeatures(vectors)
+
+
+def tiny_config(tmp_path, folder, **overrides) -> TrainConfig:
+    values = dict(encoder=str(folder), output_dir=str(tmp_path / "model"), log_file=str(tmp_path / "log.csv"),
+                  epochs=40, batch_size=6, lr_encoder=2e-3, lr_head=5e-3, lr_crf=5e-2, warmup_ratio=0.0,
+                  dropout=0.0, prompt_dim=16, eval_begin_epoch=1, progress=False, seed=3)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), hidden=32, layers=2, heads=2)
+
+
+def test_tiny_model_overfits_to_f1_one_and_reloads_identically(tmp_path, tiny_bert):
+    torch.set_num_threads(1)
+    features = image_features()
+    config = tiny_config(tmp_path, tiny_bert)
+    result = train(config, POSTS, POSTS, features)
+    assert result.best_dev["default"]["overall"]["f1"] == 1.0
+
+    checkpoint = load_checkpoint(result.output_dir)
+    predictions = predict(checkpoint.tagger, checkpoint.tokenizer, POSTS, features)
+    assert entity_scores([p.labels for p in POSTS], [p.labels for p in predictions])["overall"]["f1"] == 1.0
+    again = predict(checkpoint.tagger, checkpoint.tokenizer, POSTS, features)
+    assert [p.labels for p in predictions] == [p.labels for p in again]
+    assert all(0 < p.relevance < 1 for p in predictions)
+    assert checkpoint.features_fingerprint == features.fingerprint
+
+    with open(config.log_file) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert {"loss", "dev_f1"} <= set(rows[0])
+
+
+def test_text_only_cannot_separate_ambiguous_posts(tmp_path, tiny_bert):
+    config = tiny_config(tmp_path, tiny_bert, use_image=False, epochs=15)
+    result = train(config, POSTS, POSTS, None)
+    # p1/p2 and p5/p6 have identical text and different labels: text alone cannot get them all
+    assert result.best_dev["default"]["overall"]["f1"] < 1.0
+
+
+def test_every_parameter_in_one_optimizer_group(tmp_path, tiny_bert):
+    from pipeline.model.tagger import DGHCTagger
+    from pipeline.tags import bioes_label_set
+    from pipeline.text_encoder import load_encoder_and_tokenizer
+
+    config = tiny_config(tmp_path, tiny_bert)
+    encoder, _ = load_encoder_and_tokenizer(str(tiny_bert))
+    tagger = DGHCTagger(config.model_config(bioes_label_set(["PER"]), 8, 3), encoder)
+    groups = {g["name"]: g for g in parameter_groups(tagger, config)}
+    assert set(groups) >= {"encoder", "encoder/no_decay", "head", "head/no_decay", "crf/no_decay"}
+    assert groups["encoder"]["lr"] == config.lr_encoder and groups["crf/no_decay"]["lr"] == config.lr_crf
+    assert groups["encoder/no_decay"]["weight_decay"] == 0.0 and groups["head"]["weight_decay"] == config.weight_decay
