@@ -17,6 +17,8 @@ from pipeline.errors import DghcError
 COMMANDS: dict[str, str] = {
     "data": "stages.data:data_group",
     "demo-data": "stages.demo:demo_data_command",
+    "train": "stages.train:train_command",
+    "evaluate": "stages.evaluate:evaluate_command",
 }
 
 

@@ -1,0 +1,61 @@
+"""Scoring a trained tagger on a split: P/R/F1 in both seqeval modes, relevance and gates, predictions."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+from pipeline.batching import VisualFeatures
+from pipeline.checkpoint import Checkpoint
+from pipeline.conll import Post, format_conll
+from pipeline.errors import DghcError
+from pipeline.inference import PostPrediction, predict
+from pipeline.metrics import all_modes
+from pipeline.tags import entity_types, split_label
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    predictions: list[PostPrediction]
+
+
+def summarise_visual(predictions: Sequence[PostPrediction]) -> dict:
+    """Mean relevance score and mean gate per layer over the posts that have them."""
+    scored = [p for p in predictions if p.relevance is not None]
+    summary: dict = {"relevance_mean": None, "gates_mean_per_layer": None}
+    if scored:
+        summary["relevance_mean"] = sum(p.relevance for p in scored) / len(scored)
+    gated = [p.gates for p in predictions if p.gates is not None]
+    if gated:
+        layers, blocks = len(gated[0]), len(gated[0][0])
+        summary["gates_mean_per_layer"] = [
+            [sum(g[layer][block] for g in gated) / len(gated) for block in range(blocks)] for layer in range(layers)
+        ]
+    return summary
+
+
+def evaluate(checkpoint: Checkpoint, posts: Sequence[Post], features: VisualFeatures | None,
+             batch_size: int = 32, device: str = "cpu", progress: bool = False) -> Evaluation:
+    if not posts:
+        raise DghcError("the split to evaluate has no posts")
+    model_types = {split_label(label)[1] for label in checkpoint.tagger.config.labels} - {None}
+    data_types = set(entity_types([p.labels for p in posts]))
+    unknown = sorted(data_types - model_types)
+    if unknown:
+        logger.warning("the data has entity types %s that the model was not trained on (it knows %s): "
+                       "those entities count as missed", unknown, sorted(model_types))
+    predictions = predict(checkpoint.tagger, checkpoint.tokenizer, posts, features, batch_size, device, progress)
+    metrics = all_modes([p.labels for p in posts], [p.labels for p in predictions])
+    metrics.update(summarise_visual(predictions))
+    metrics["posts"] = len(posts)
+    metrics["words_cut"] = sum(p.words_cut for p in predictions)
+    metrics["unknown_types"] = unknown
+    return Evaluation(metrics, predictions)
+
+
+def predictions_conll(posts: Sequence[Post], predictions: Sequence[PostPrediction]) -> str:
+    """CoNLL columns token, gold, predicted."""
+    return format_conll(posts, extra_columns=[[p.labels for p in predictions]])

@@ -1,0 +1,47 @@
+"""``dghc evaluate MODEL DATA``: score a checkpoint on any split, also of another dataset."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+
+@click.command("evaluate")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("data_file", type=click.Path(path_type=Path))
+@click.option("--features", "features_file", type=click.Path(path_type=Path), default=None,
+              help="Features file covering DATA's images (needed by models that use the image).")
+@click.option("--metrics", "metrics_file", type=click.Path(path_type=Path), default=None,
+              help="Write P/R/F1 (overall and per type, both seqeval modes), mean relevance and gates as JSON.")
+@click.option("--predictions", "predictions_file", type=click.Path(path_type=Path), default=None,
+              help="Write token, gold and predicted labels in CoNLL columns.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--keep-other", is_flag=True, help="Keep OTHER as its own type instead of MISC.")
+@click.option("--device", default="cpu", show_default=True)
+def evaluate_command(model_dir, data_file, features_file, metrics_file, predictions_file, batch_size,
+                     keep_other, device) -> None:
+    """Score the model in MODEL_DIR on the CoNLL file DATA_FILE and print overall P/R/F1."""
+    from pipeline.checkpoint import load_checkpoint
+    from pipeline.conll import read_conll
+    from pipeline.evaluation import evaluate, predictions_conll
+    from pipeline.features_check import open_features_for
+    from pipeline.files import write_text_atomically
+    from pipeline.tags import OTHER_AS_MISC
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    checkpoint = load_checkpoint(model_dir)
+    posts, report = read_conll(data_file, type_map=None if keep_other else OTHER_AS_MISC)
+    features = open_features_for(checkpoint, features_file)
+    result = evaluate(checkpoint, posts, features, batch_size, device, progress=True)
+    metrics = {**result.metrics, "data": str(data_file), "model": str(model_dir), "bio_repairs": report.bio_repairs}
+    for mode in ("default", "strict"):
+        overall = metrics[mode]["overall"]
+        click.echo(f"{mode:>7}: P {overall['precision']:.4f} R {overall['recall']:.4f} F1 {overall['f1']:.4f}")
+    if metrics["relevance_mean"] is not None:
+        click.echo(f"mean relevance score: {metrics['relevance_mean']:.4f}")
+    if metrics_file:
+        write_text_atomically(metrics_file, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if predictions_file:
+        write_text_atomically(predictions_file, predictions_conll(posts, result.predictions))
