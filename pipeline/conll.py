@@ -138,7 +138,9 @@ def read_conll(
         posts.append(current)
         current = None
 
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): splitlines also breaks at U+2028, U+0085, \x1c..\x1e, \x0b, \x0c, which
+    # can be tokens of a post; CRLF is handled by the rstrip below.
+    for line_no, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
         if not line.strip():
             finish()
@@ -165,6 +167,9 @@ def read_conll(
             raise DataFormatError(path, line_no, f"token line without a label: {line!r}",
                                   "write 'token<TAB>label', the label O for no entity")
         label = label.strip()
+        if not label:
+            raise DataFormatError(path, line_no, f"token line without a label: {line!r}",
+                                  "write 'token<TAB>label', the label O for no entity")
         if not token:
             raise DataFormatError(path, line_no, "empty token before the label", "remove the line or add the token")
         if not is_valid_bio_label(label):

@@ -112,3 +112,19 @@ def entity_types(label_lists: Sequence[Sequence[str]]) -> list[str]:
 def bioes_label_set(types: Sequence[str]) -> list[str]:
     """All BIOES labels for the given types, ``O`` first (a stable order used as the model's label map)."""
     return [OUTSIDE] + [f"{p}-{t}" for t in sorted(types) for p in "BIES"]
+
+
+def bio_spans(labels: Sequence[str]) -> list[tuple[str, int, int]]:
+    """Entities of a BIO sequence as (type, first token, last token + 1); a stray I- opens an entity."""
+    spans: list[tuple[str, int, int]] = []
+    start: int | None = None
+    current: str | None = None
+    for i, label in enumerate(list(labels) + [OUTSIDE]):
+        prefix, entity_type = split_label(label)
+        continues = prefix == "I" and entity_type == current and start is not None
+        if not continues and start is not None:
+            spans.append((current, start, i))  # type: ignore[arg-type]
+            start, current = None, None
+        if prefix in ("B", "I") and not continues:
+            start, current = i, entity_type
+    return spans
