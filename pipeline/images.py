@@ -83,6 +83,9 @@ def load_image(path: Path | None, max_pixels: int = MAX_PIXELS) -> LoadedImage:
         return LoadedImage(ImageStatus.UNREADABLE, f"decompression bomb: {err}")
     except UnidentifiedImageError:
         return LoadedImage(ImageStatus.UNREADABLE, "not an image file")
+    except ImportError:
+        # ultralytics wraps Image.open and, on an unknown format, tries to import a HEIF plugin
+        return LoadedImage(ImageStatus.UNREADABLE, "not an image file (no decoder for its format)")
     except (OSError, SyntaxError, ValueError) as err:
         return LoadedImage(ImageStatus.UNREADABLE, f"cannot decode: {err}")
     finally:

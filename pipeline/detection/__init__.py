@@ -1,0 +1,10 @@
+"""Object detection on the posts' images: the ``detect`` stage.
+
+Two sources are merged: a generic detector (any ultralytics YOLO or RT-DETR weights) and a text-prompted
+grounding detector (ultralytics YOLOE or YOLO-World) prompted with phrases taken from the post. The top m
+regions of each image are written to an HDF5 file (see ``store`` for the layout).
+
+Modules: ``phrases`` (prompt phrases of a post), ``merge`` (class-agnostic NMS and top m), ``detectors``
+(ultralytics wrappers and weight resolution), ``store`` (HDF5 writer and reader), ``run`` (the stage with
+resume), ``draw`` (boxes drawn on an image for a person to look at).
+"""

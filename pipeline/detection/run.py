@@ -1,0 +1,306 @@
+"""The detect stage: CoNLL files in, the top m regions of each post's image out (see ``store`` for the file).
+
+Images are processed in fixed batches of ids sorted by name. After each batch the rows are written to
+``<out>.partial`` and marked done; an interrupted run, rerun with the same settings and inputs, resumes after
+the last finished batch. The final file is written from the complete arrays and renamed into place.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pipeline.conll import check_image_id, image_path_for, read_conll
+from pipeline.detection.detectors import (DEFAULT_DETECTOR, DEFAULT_GROUNDING, GROUNDING, LoadedSources,
+                                          PredictSettings, SourceUnavailable, TextEncoder,
+                                          load_sources)
+from pipeline.detection.merge import SourceBoxes, merge_top_m
+from pipeline.detection.phrases import MAX_PHRASES, post_phrases
+from pipeline.detection.store import (PartialFile, canonical_json, empty_arrays, iter_batches, json_sha256,
+                                      read_fingerprint_sha256, write_detections)
+from pipeline.errors import DghcError
+from pipeline.images import STATUS_NAMES, ImageStatus, load_image
+
+DEFAULT_OUT = Path("cache/detections.h5")
+
+
+@dataclass
+class DetectConfig:
+    conll_files: list[Path]
+    images_dir: Path | None = None  # default: images/ beside each CoNLL file
+    out: Path = DEFAULT_OUT
+    m: int = 3
+    conf: float = 0.25
+    iou: float = 0.5  # NMS IoU, inside each source and across sources
+    imgsz: int = 640
+    batch_size: int = 8
+    detector: str | None = DEFAULT_DETECTOR  # weights, or None / "none"
+    grounding: str | None = DEFAULT_GROUNDING  # weights, or None / "none"
+    device: str = "cpu"
+    max_phrases: int = MAX_PHRASES
+    strict: bool = False  # anything but a present image is an error
+    force: bool = False  # recompute even when the output is up to date
+    progress: bool = True
+
+    def check(self) -> None:
+        problems = []
+        if self.m < 1:
+            problems.append(f"m must be at least 1 (got {self.m})")
+        if not 0.0 <= self.conf <= 1.0:
+            problems.append(f"conf must be within 0..1 (got {self.conf})")
+        if not 0.0 < self.iou <= 1.0:
+            problems.append(f"iou must be within (0, 1] (got {self.iou})")
+        if self.imgsz < 32:
+            problems.append(f"imgsz must be at least 32 (got {self.imgsz})")
+        if self.batch_size < 1:
+            problems.append(f"batch size must be at least 1 (got {self.batch_size})")
+        if self.max_phrases < 1:
+            problems.append(f"max phrases must be at least 1 (got {self.max_phrases})")
+        if not self.conll_files:
+            problems.append("no CoNLL file given")
+        if problems:
+            raise DghcError("detect: " + "; ".join(problems))
+
+
+@dataclass
+class ImageItem:
+    image_id: str
+    path: Path
+    phrases: list[str]
+
+
+@dataclass
+class DetectSummary:
+    out: Path
+    total: int
+    counts: dict[str, int]
+    regions: dict[str, int]  # kept regions per source
+    sources_run: dict[str, Any]
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (id, status, reason), not present
+    resumed_from: int = 0
+    up_to_date: bool = False
+    messages: list[str] = field(default_factory=list)
+
+    def format(self, limit: int = 10) -> str:
+        counts = ", ".join(f"{self.counts.get(name, 0)} {name}" for name in STATUS_NAMES)
+        lines = [f"detect: {self.total} images: {counts}" + (" (up to date, nothing recomputed)" if self.up_to_date else "")]
+        lines.append("  regions kept: " + (", ".join(f"{n} from {s}" for s, n in sorted(self.regions.items())) or "none"))
+        for role, info in sorted(self.sources_run.items()):
+            if info.get("ran"):
+                lines.append(f"  {role}: ran with {info.get('weights')}")
+            else:
+                lines.append(f"  {role}: skipped ({info.get('reason')})")
+        unreadable = [p for p in self.problems if p[1] == ImageStatus.UNREADABLE.label]
+        for image_id, status, reason in unreadable[:limit]:
+            lines.append(f"  {status}: {image_id}: {reason}")
+        if len(unreadable) > limit:
+            lines.append(f"  ... and {len(unreadable) - limit} more unreadable")
+        lines.append(f"  written: {self.out}")
+        return "\n".join(lines)
+
+
+def collect_items(conll_files: Sequence[Path], images_dir: Path | None, max_phrases: int) -> list[ImageItem]:
+    """One item per distinct image id, sorted by id. The id is checked so that no path leaves the images folder."""
+    by_id: dict[str, ImageItem] = {}
+    for conll in conll_files:
+        posts, _ = read_conll(conll, images_dir, invalid_bio="keep", type_map=None)
+        folder = Path(images_dir) if images_dir is not None else Path(conll).parent / "images"
+        for post in posts:
+            problem = check_image_id(post.post_id)
+            if problem:  # read_conll refuses these already; kept here so no other caller can slip one through
+                raise DghcError(f"{conll}:{post.line}: {problem}")
+            phrases = post_phrases(post.tokens, max_phrases)
+            item = by_id.get(post.post_id)
+            if item is None:
+                by_id[post.post_id] = ImageItem(post.post_id, image_path_for(folder, post.post_id), phrases)
+            else:  # the same image in several files: one row, phrases of all its posts
+                item.phrases = list(dict.fromkeys(item.phrases + phrases))[:max_phrases]
+    return [by_id[key] for key in sorted(by_id)]
+
+
+def check_device(device: str) -> None:
+    """Refuse a torch device this machine does not have before any work starts."""
+    from pipeline.detection.detectors import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics.utils.torch_utils import select_device
+
+    try:
+        select_device(device, verbose=False)
+    except (ValueError, RuntimeError, AssertionError) as err:
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        raise DghcError(f"detect: device {device!r} is not available here ({first_line}); use --device cpu") from None
+
+
+def image_sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        return None
+
+
+def build_fingerprint(config: DetectConfig, items: Sequence[ImageItem], loaded: LoadedSources) -> dict[str, Any]:
+    """What the output depends on: weights, thresholds, m, and every image's bytes (and prompts if used)."""
+    images = [[item.image_id, image_sha256(item.path)] for item in items]
+    grounding_ran = loaded.report.get(GROUNDING, {}).get("ran", False)
+
+    def source(role: str) -> dict[str, Any] | None:
+        info = loaded.report.get(role, {})
+        if not info.get("ran"):
+            return None
+        return {key: info.get(key) for key in ("weights", "sha256", "untrained", "text_encoder") if key in info}
+
+    fingerprint = {
+        "stage": "detect",
+        "format_version": 1,
+        "detector": source("detector"),
+        "grounding": source(GROUNDING),
+        "conf": config.conf,
+        "iou": config.iou,
+        "m": config.m,
+        "imgsz": config.imgsz,
+        "batch_size": config.batch_size,  # CPU kernels round differently per batch size
+        "images_sha256": json_sha256(canonical_json(images)),
+        "phrases_sha256": None,
+    }
+    if grounding_ran:
+        fingerprint["max_phrases"] = config.max_phrases
+        fingerprint["phrases_sha256"] = json_sha256(canonical_json([[i.image_id, i.phrases] for i in items]))
+    return fingerprint
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def detect_batch(items: Sequence[ImageItem], sources: Sequence[Any], m: int, iou: float) -> dict[str, np.ndarray]:
+    """Rows of the output for a batch of images: load, detect with each source, merge, keep the top m."""
+    rows = empty_arrays([item.image_id for item in items], m)
+    loaded = [load_image(item.path) for item in items]
+    present = [i for i, image in enumerate(loaded) if image.status == ImageStatus.PRESENT]
+    for i, image in enumerate(loaded):
+        rows["status"][i] = int(image.status)
+        rows["reason"][i] = image.reason
+        rows["image_size"][i] = image.size
+    images = [loaded[i].image for i in present]
+    phrases = [items[i].phrases for i in present]
+    per_source: list[list[SourceBoxes]] = [source.detect(images, phrases) for source in sources]
+    for k, i in enumerate(present):
+        top = merge_top_m([found[k] for found in per_source], m, iou, image_size=loaded[i].size)
+        rows["boxes"][i] = top.boxes
+        rows["scores"][i] = top.scores
+        rows["valid"][i] = top.valid
+        rows["class_names"][i] = top.class_names
+        rows["sources"][i] = top.sources
+    for image in loaded:
+        if image.image is not None:
+            image.image.close()
+    return rows
+
+
+def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
+               text_encoder: TextEncoder | None = None, log: Callable[[str], None] = _log,
+               on_batch_done: Callable[[int, int], None] | None = None) -> DetectSummary:
+    """Run the stage. ``loaded`` gives ready sources (tests, benchmarks); else they are loaded from the config.
+
+    ``on_batch_done(rows_done, total)`` is called after each batch is safely written (tests use it to
+    simulate a crash). Raises DghcError when no source can run, or under ``strict`` when an image is not present.
+    """
+    from tqdm import tqdm
+
+    config.check()
+    items = collect_items(config.conll_files, config.images_dir, config.max_phrases)
+    if loaded is None:
+        check_device(config.device)
+        settings = PredictSettings(imgsz=config.imgsz, conf=config.conf, iou=config.iou, device=config.device)
+        loaded = load_sources(config.detector, config.grounding, settings, text_encoder=text_encoder)
+    for message in loaded.messages:
+        log(message)
+    if not loaded.sources:
+        reasons = "; ".join(f"{role}: {info.get('reason')}" for role, info in sorted(loaded.report.items()))
+        raise DghcError(f"detect: no detection source can run ({reasons})")
+
+    fingerprint = build_fingerprint(config, items, loaded)
+    fingerprint_sha = json_sha256(canonical_json(fingerprint))
+    out = Path(config.out)
+    if not config.force and out.is_file() and read_fingerprint_sha256(out) == fingerprint_sha:
+        from pipeline.detection.store import load_detections
+
+        existing = load_detections(out)
+        summary = _summary(out, existing.status, existing.reason, existing.image_ids, existing.sources,
+                           existing.valid, loaded.report)
+        summary.up_to_date = True
+        _check_strict(config, summary)
+        return summary
+
+    partial_path = out.with_name(out.name + ".partial")
+    resume_key = json_sha256(canonical_json({"fingerprint": fingerprint_sha, "ids": [i.image_id for i in items]}))
+    partial, note = PartialFile.open(partial_path, [i.image_id for i in items], config.m, resume_key)
+    if note:
+        log(f"detect: {note}")
+    resumed_from = partial.rows_done
+    try:
+        with tqdm(total=len(items), initial=partial.rows_done, unit="img", desc="detect", file=sys.stderr,
+                  disable=not config.progress, dynamic_ncols=True) as bar:
+            for start, end in iter_batches(len(items), config.batch_size, partial.rows_done):
+                try:
+                    rows = detect_batch(items[start:end], loaded.sources, config.m, config.iou)
+                except SourceUnavailable as err:  # e.g. a text encoder that fails on first use
+                    raise DghcError(f"detect: a source failed: {err}. Fix it or leave the source out "
+                                    "(--grounding none); a rerun resumes after the finished images") from None
+                partial.write_rows(start, rows)
+                bar.update(end - start)
+                if on_batch_done is not None:
+                    on_batch_done(partial.rows_done, len(items))
+        arrays = partial.read_arrays()
+    except KeyboardInterrupt:
+        partial.close()
+        log(f"detect: interrupted after {partial.rows_done} of {len(items)} images; "
+            f"rerun the same command to resume from {partial_path}")
+        raise
+    except BaseException:
+        partial.close()
+        raise
+    summary = _summary(out, arrays["status"], arrays["reason"], arrays["image_ids"], arrays["sources"],
+                       arrays["valid"], loaded.report)
+    summary.resumed_from = resumed_from
+    summary.messages = list(loaded.messages)
+    partial.close()
+    _check_strict(config, summary)  # under --strict the output is not published; the partial file stays
+    write_detections(out, arrays, config.m, fingerprint, loaded.report)
+    partial_path.unlink(missing_ok=True)
+    return summary
+
+
+def _summary(out: Path, status: np.ndarray, reason: Sequence[str], image_ids: Sequence[str], sources: np.ndarray,
+             valid: np.ndarray, report: dict[str, Any]) -> DetectSummary:
+    counts = {name: 0 for name in STATUS_NAMES}
+    problems = []
+    for image_id, code, why in zip(image_ids, np.asarray(status).tolist(), reason):
+        counts[STATUS_NAMES[code]] += 1
+        if code != ImageStatus.PRESENT:
+            problems.append((str(image_id), STATUS_NAMES[code], str(why)))
+    regions: dict[str, int] = {}
+    for name, is_valid in zip(np.asarray(sources).reshape(-1).tolist(), np.asarray(valid).reshape(-1).tolist()):
+        if is_valid:
+            regions[str(name)] = regions.get(str(name), 0) + 1
+    return DetectSummary(out=out, total=len(image_ids), counts=counts, regions=regions, sources_run=report,
+                         problems=problems)
+
+
+def _check_strict(config: DetectConfig, summary: DetectSummary) -> None:
+    if not config.strict or not summary.problems:
+        return
+    shown = "; ".join(f"{i}: {s} ({r})" for i, s, r in summary.problems[:5])
+    more = f"; and {len(summary.problems) - 5} more" if len(summary.problems) > 5 else ""
+    counts = ", ".join(f"{summary.counts[n]} {n}" for n in STATUS_NAMES)
+    raise DghcError(f"detect --strict: {len(summary.problems)} of {summary.total} images are not present "
+                    f"({counts}): {shown}{more}. Fix or remove them, or run without --strict")

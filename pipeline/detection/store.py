@@ -1,0 +1,298 @@
+"""The detections HDF5 file: layout, writer (with a resumable partial file) and reader.
+
+Layout (N images sorted by id, m regions each):
+
+| dataset     | shape     | dtype        | meaning |
+|-------------|-----------|--------------|---------|
+| image_ids   | (N,)      | vlen utf-8   | post/image id, sorted |
+| status      | (N,)      | uint8        | ImageStatus code; attribute ``names`` = STATUS_NAMES |
+| reason      | (N,)      | vlen utf-8   | why missing or unreadable, "" when present |
+| image_size  | (N, 2)    | int32        | width, height in pixels; (0, 0) when not present |
+| boxes       | (N, m, 4) | float32      | x1, y1, x2, y2 in pixels; 0 in empty slots |
+| scores      | (N, m)    | float32      | detector confidence; 0 in empty slots |
+| valid       | (N, m)    | bool         | the slot holds a real region |
+| class_names | (N, m)    | vlen utf-8   | class name or prompt phrase; "" in empty slots |
+| sources     | (N, m)    | vlen utf-8   | "detector" or "grounding"; "" in empty slots |
+
+Root attributes: ``m``, ``format_version``, ``fingerprint`` (JSON), ``fingerprint_sha256``, ``sources_run`` (JSON).
+
+The final file is written in one go from complete arrays (temporary file, then rename), with no timestamps,
+so identical content gives identical bytes whether or not the run was interrupted and resumed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from pipeline.errors import DghcError
+from pipeline.images import STATUS_NAMES, ImageStatus
+
+FORMAT_VERSION = 1
+ARRAY_NAMES = ("image_ids", "status", "reason", "image_size", "boxes", "scores", "valid", "class_names", "sources")
+STRING_ARRAYS = frozenset({"image_ids", "reason", "class_names", "sources"})
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: the same settings always give the same string (and hash)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Region:
+    """One kept region, as a reader sees it."""
+
+    slot: int
+    source: str
+    class_name: str
+    score: float
+    box: tuple[float, float, float, float]
+
+
+@dataclass
+class Detections:
+    """The arrays of a detections file plus its attributes; ``index`` maps an image id to its row."""
+
+    image_ids: list[str]
+    status: np.ndarray  # (N,) uint8
+    reason: list[str]
+    image_size: np.ndarray  # (N, 2) int32
+    boxes: np.ndarray  # (N, m, 4) float32
+    scores: np.ndarray  # (N, m) float32
+    valid: np.ndarray  # (N, m) bool
+    class_names: np.ndarray  # (N, m) object (str)
+    sources: np.ndarray  # (N, m) object (str)
+    m: int
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    fingerprint_sha256: str = ""
+    sources_run: dict[str, Any] = field(default_factory=dict)
+    index: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.index:
+            self.index = {image_id: row for row, image_id in enumerate(self.image_ids)}
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def status_of(self, image_id: str) -> ImageStatus:
+        return ImageStatus(int(self.status[self.index[image_id]]))
+
+    def regions(self, image_id: str) -> list[Region]:
+        row = self.index[image_id]
+        return [Region(slot, str(self.sources[row, slot]), str(self.class_names[row, slot]),
+                       float(self.scores[row, slot]), tuple(float(v) for v in self.boxes[row, slot]))
+                for slot in range(self.m) if self.valid[row, slot]]
+
+    def status_counts(self) -> dict[str, int]:
+        counts = {name: 0 for name in STATUS_NAMES}
+        for code in self.status.tolist():
+            counts[STATUS_NAMES[code]] += 1
+        return counts
+
+
+def empty_arrays(image_ids: Sequence[str], m: int) -> dict[str, np.ndarray]:
+    n = len(image_ids)
+    return {
+        "image_ids": np.array(list(image_ids), dtype=object).reshape(n),
+        "status": np.full((n,), int(ImageStatus.MISSING), np.uint8),
+        "reason": np.array([""] * n, dtype=object).reshape(n),
+        "image_size": np.zeros((n, 2), np.int32),
+        "boxes": np.zeros((n, m, 4), np.float32),
+        "scores": np.zeros((n, m), np.float32),
+        "valid": np.zeros((n, m), bool),
+        "class_names": np.array([""] * (n * m), dtype=object).reshape(n, m),
+        "sources": np.array([""] * (n * m), dtype=object).reshape(n, m),
+    }
+
+
+def _string_dtype() -> Any:
+    import h5py
+
+    return h5py.string_dtype("utf-8")
+
+
+def _create(handle: Any, name: str, array: np.ndarray) -> None:
+    dtype = _string_dtype() if name in STRING_ARRAYS else array.dtype
+    dataset = handle.create_dataset(name, shape=array.shape, dtype=dtype, track_times=False)
+    if array.size:
+        dataset[...] = array
+    if name == "status":
+        dataset.attrs["names"] = np.array(STATUS_NAMES, dtype=object).astype(_string_dtype())
+
+
+def write_detections(path: str | Path, arrays: dict[str, np.ndarray], m: int, fingerprint: dict[str, Any],
+                     sources_run: dict[str, Any]) -> None:
+    """Write the final file atomically (temporary file in the same folder, then rename)."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fingerprint_json = canonical_json(fingerprint)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as handle:
+            for name in ARRAY_NAMES:
+                _create(handle, name, arrays[name])
+            handle.attrs["format_version"] = np.int64(FORMAT_VERSION)
+            handle.attrs["m"] = np.int64(m)
+            handle.attrs["fingerprint"] = fingerprint_json
+            handle.attrs["fingerprint_sha256"] = json_sha256(fingerprint_json)
+            handle.attrs["sources_run"] = canonical_json(sources_run)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the output is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_strings(dataset: Any) -> np.ndarray:
+    return np.asarray(dataset.asstr()[()], dtype=object)
+
+
+def read_fingerprint_sha256(path: str | Path) -> str | None:
+    """The fingerprint hash of an existing file, or None when it is absent or unreadable."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            value = handle.attrs.get("fingerprint_sha256")
+            return value.decode() if isinstance(value, bytes) else (str(value) if value is not None else None)
+    except (OSError, KeyError):
+        return None
+
+
+def load_detections(path: str | Path) -> Detections:
+    """Read a detections file; a missing, corrupt or foreign file is a DghcError naming the file and the fix."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DghcError(f"{path}: detections file not found (run `dghc detect` first)")
+    try:
+        with h5py.File(path, "r") as handle:
+            missing = [name for name in ARRAY_NAMES if name not in handle]
+            if missing or "fingerprint" not in handle.attrs:
+                raise DghcError(f"{path}: not a detections file (missing {', '.join(missing) or 'attributes'}); "
+                                "rerun `dghc detect`")
+            arrays = {name: (_read_strings(handle[name]) if name in STRING_ARRAYS else handle[name][()])
+                      for name in ARRAY_NAMES}
+            attrs = {key: handle.attrs[key] for key in handle.attrs}
+    except OSError as err:
+        raise DghcError(f"{path}: cannot read the detections file ({err}); delete it and rerun `dghc detect`") from None
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    return Detections(
+        image_ids=[str(v) for v in arrays["image_ids"].tolist()],
+        status=arrays["status"].astype(np.uint8),
+        reason=[str(v) for v in arrays["reason"].tolist()],
+        image_size=arrays["image_size"].astype(np.int32),
+        boxes=arrays["boxes"].astype(np.float32),
+        scores=arrays["scores"].astype(np.float32),
+        valid=arrays["valid"].astype(bool),
+        class_names=arrays["class_names"],
+        sources=arrays["sources"],
+        m=int(attrs["m"]),
+        fingerprint=json.loads(text(attrs["fingerprint"])),
+        fingerprint_sha256=text(attrs["fingerprint_sha256"]),
+        sources_run=json.loads(text(attrs.get("sources_run", "{}"))),
+    )
+
+
+class PartialFile:
+    """The run's working file ``<out>.partial``: every dataset at full size, filled batch by batch.
+
+    ``rows_done`` (an attribute, written after the rows and flushed) says how many rows are complete;
+    ``resume_key`` says which settings and inputs they belong to. A crash leaves rows after ``rows_done``
+    unfinished; a rerun with the same key redoes only those.
+    """
+
+    def __init__(self, path: Path, handle: Any, rows_done: int) -> None:
+        self.path = path
+        self.handle = handle
+        self.rows_done = rows_done
+
+    @classmethod
+    def open(cls, path: str | Path, image_ids: Sequence[str], m: int, resume_key: str) -> tuple["PartialFile", str]:
+        """Open for resuming when the key matches, else start a new one. Returns the file and what happened."""
+        import h5py
+
+        path = Path(path)
+        note = ""
+        if path.exists():
+            try:
+                handle = h5py.File(path, "r+")
+            except OSError as err:
+                note = f"the unfinished file {path.name} is unreadable ({err}); starting over"
+            else:
+                try:
+                    key = handle.attrs.get("resume_key")
+                    key = key.decode() if isinstance(key, bytes) else key
+                    rows = int(handle.attrs.get("rows_done", -1))
+                    if key == resume_key and 0 <= rows <= len(image_ids) and handle["boxes"].shape[:2] == (len(image_ids), m):
+                        resumable = cls(path, handle, rows)
+                        resumable.read_arrays()  # a file cut short by a crash fails here, not at the end
+                        resumed = f"resuming after {rows} of {len(image_ids)} images" if rows else ""
+                        return resumable, resumed
+                    note = f"the unfinished file {path.name} was made with other settings or inputs; starting over"
+                except (KeyError, OSError, ValueError, TypeError, RuntimeError):
+                    note = f"the unfinished file {path.name} is damaged; starting over"
+                handle.close()
+            path.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = h5py.File(path, "w")
+        for name, array in empty_arrays(image_ids, m).items():
+            _create(handle, name, array)
+        handle.attrs["resume_key"] = resume_key
+        handle.attrs["rows_done"] = np.int64(0)
+        handle.flush()
+        return cls(path, handle, 0), note
+
+    def write_rows(self, start: int, rows: dict[str, np.ndarray]) -> None:
+        """Write complete rows from ``start`` on (must follow the rows done), then mark them done."""
+        if start != self.rows_done:
+            raise ValueError(f"rows must be written in order: {start} given, {self.rows_done} done")
+        count = len(rows["status"])
+        for name, array in rows.items():
+            if name == "image_ids":
+                continue  # written at creation
+            self.handle[name][start:start + count] = array
+        self.handle.flush()  # the rows reach the file before they are marked done
+        self.rows_done = start + count
+        self.handle.attrs["rows_done"] = np.int64(self.rows_done)
+        self.handle.flush()
+
+    def read_arrays(self) -> dict[str, np.ndarray]:
+        return {name: (_read_strings(self.handle[name]) if name in STRING_ARRAYS else self.handle[name][()])
+                for name in ARRAY_NAMES}
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def iter_batches(total: int, batch_size: int, start: int = 0) -> Iterator[tuple[int, int]]:
+    """(start, end) row ranges of fixed batches; resuming starts at a batch boundary, so batches repeat exactly."""
+    first = (start // batch_size) * batch_size
+    for begin in range(first, total, batch_size):
+        yield max(begin, start), min(begin + batch_size, total)
