@@ -1,7 +1,8 @@
 """A trained tagger as a folder: safetensors weights and JSON, no pickle.
 
     model.safetensors   every weight (encoder, relevance, gates, prefix, emissions, CRF)
-    dghc.json           the ModelConfig (labels included), the features fingerprint, training summary
+    dghc.json           the ModelConfig (labels included), the fingerprints of the features and detections
+                        files it was trained with, training summary
     encoder/            the encoder's config.json and its tokenizer files
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Checkpoint:
     tagger: DGHCTagger
     tokenizer: object
     features_fingerprint: dict | None = None
+    detections_fingerprint: dict | None = None  # how regions were found: predict reruns detection with it
     info: dict = field(default_factory=dict)  # training summary: best epoch, dev scores, encoder name...
 
 
@@ -45,6 +47,7 @@ def save_checkpoint(folder: str | Path, checkpoint: Checkpoint) -> None:
             "format_version": FORMAT_VERSION,
             "model": checkpoint.tagger.config.to_dict(),
             "features_fingerprint": checkpoint.features_fingerprint,
+            "detections_fingerprint": checkpoint.detections_fingerprint,
             "info": checkpoint.info,
         }
         (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -83,4 +86,5 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     if missing or unexpected:
         raise DghcError(f"{folder / WEIGHTS} does not match {META}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     tagger.eval()
-    return Checkpoint(tagger, tokenizer, meta.get("features_fingerprint"), meta.get("info", {}))
+    return Checkpoint(tagger, tokenizer, meta.get("features_fingerprint"), meta.get("detections_fingerprint"),
+                      meta.get("info", {}))

@@ -32,6 +32,7 @@ class TrainConfig:
     train_file: str = "data/demo/train.txt"
     dev_file: str = "data/demo/valid.txt"
     features_file: str = "cache/features.h5"
+    detections_file: str = "cache/detections.h5"  # only its fingerprint is read (recorded for predict)
     output_dir: str = "cache/model"
     log_file: str = "cache/train_log.csv"
     encoder: str = PACKAGED_MINILM
@@ -183,6 +184,7 @@ def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
     optimizer = torch.optim.AdamW(parameter_groups(tagger, config))
     scheduler = linear_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     fingerprint = getattr(features, "fingerprint", None)
+    detections_fingerprint = read_detections_fingerprint(config.detections_file) if config.use_image else None
 
     history: list[EpochRecord] = []
     best_f1, best_epoch, best_dev, stale = -1.0, None, None, 0
@@ -218,7 +220,8 @@ def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
                 best_f1, best_epoch, best_dev, stale = overall["f1"], epoch, scores, 0
                 info = {"best_epoch": epoch, "dev_scores": scores, "encoder": config.encoder,
                         "train_config": asdict(config)}
-                save_checkpoint(config.output_dir, Checkpoint(tagger, tokenizer, fingerprint, info))
+                save_checkpoint(config.output_dir,
+                                Checkpoint(tagger, tokenizer, fingerprint, detections_fingerprint, info))
             else:
                 stale += 1
         history.append(record)
@@ -229,8 +232,21 @@ def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
             break
     if best_epoch is None:  # no dev evaluation happened: keep the last model
         info = {"best_epoch": None, "dev_scores": None, "encoder": config.encoder, "train_config": asdict(config)}
-        save_checkpoint(config.output_dir, Checkpoint(tagger, tokenizer, fingerprint, info))
+        save_checkpoint(config.output_dir, Checkpoint(tagger, tokenizer, fingerprint, detections_fingerprint, info))
     return TrainResult(best_epoch, best_dev, history, Path(config.output_dir))
+
+
+def read_detections_fingerprint(path: str) -> dict | None:
+    """The settings fingerprint of a detections file (None when there is no such file)."""
+    if not path or not Path(path).is_file():
+        return None
+    import json
+
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        raw = handle.attrs.get("fingerprint")
+    return json.loads(raw) if raw is not None else None
 
 
 def write_log(path: Path, history: Sequence[EpochRecord]) -> None:
