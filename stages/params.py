@@ -47,3 +47,31 @@ def build_config(cls: type[T], section_values: dict, overrides: dict, origin: st
     if unknown:
         raise DghcError(f"{origin}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
     return cls(**values)
+
+
+def apply_params(ctx, params_file: str | Path | None, section: str) -> None:
+    """Fill the click options that were not given on the command line from ``section`` of a params file.
+
+    Keys are option names (``batch_size`` or ``batch-size``); an unknown key or a value of the wrong type is
+    an error naming the file, the section and the key.
+    """
+    import click
+    from click.core import ParameterSource
+
+    if params_file is None:
+        return
+    values = load_section(params_file, section)
+    options = {p.name: p for p in ctx.command.params if p.name and p.name not in ("params", "params_file")}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in options:
+            raise DghcError(f"{params_file}: unknown key {key!r} in section {section!r} "
+                            f"(known: {', '.join(sorted(options))})")
+        given = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        empty_argument = options[name].multiple or getattr(options[name], "nargs", 1) == -1
+        if given and not (empty_argument and not ctx.params.get(name)):
+            continue
+        try:
+            ctx.params[name] = options[name].type_cast_value(ctx, value) if value is not None else None
+        except click.BadParameter as err:
+            raise DghcError(f"{params_file}: {section}.{key}: {err.message}") from None

@@ -1,0 +1,222 @@
+"""``dghc predict``: tag new posts with a trained checkpoint, JSONL in, JSONL out.
+
+Each output line:
+
+    {"id": "p1", "tokens": ["Jordan", "scored"], "entities": [{"text": "Jordan", "type": "PER",
+     "start_token": 0, "end_token": 1, "start_char": 0, "end_char": 6}], "relevance": 0.83,
+     "gates": [[0.4, 0.3, 0.2, 0.1], ...], "image_status": "present", "image_reason": "",
+     "regions": [{"box": [x1, y1, x2, y2], "class_name": "Normal", "score": 0.91, "source": "detector"}],
+     "words_cut": 0}
+
+``relevance`` and ``gates`` (layers x blocks) are null for a text-only model and for a post whose image is not
+present: the model's visual prefix is then fully masked and it tags from the text alone. Posts are read and
+checked first (errors name the line), then processed in chunks of ``batch_size``: detect + encode their images,
+tag, write. Output lines follow the input order.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Sequence, TextIO
+
+from pipeline.errors import DghcError
+from pipeline.prediction.inputs import InputPost, open_input, read_posts
+from pipeline.prediction.visual import NO_IMAGE, ImageResult
+
+
+@dataclass
+class PredictConfig:
+    model_dir: Path
+    input: Path | None = None  # None or "-": stdin
+    out: Path | None = None  # None: stdout
+    batch_size: int = 32
+    device: str = "auto"
+    skip_bad: bool = False
+    detector_weights: str | None = None  # where to find the recorded detector weights (sha256 still checked)
+    grounding_weights: str | None = None
+    clip_model: str | None = None  # where to find the recorded CLIP model (weights sha256 still checked)
+    progress: bool = True
+
+
+@dataclass
+class PredictSummary:
+    posts: int = 0
+    entities: int = 0
+    image_status: dict[str, int] = field(default_factory=dict)
+    skipped_lines: int = 0
+    out: Path | None = None
+
+    def format(self) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.image_status.items()) if n)
+        text = f"predict: tagged {self.posts} post(s), {self.entities} entities; images: {counts or 'none'}"
+        if self.skipped_lines:
+            text += f"; {self.skipped_lines} bad line(s) skipped"
+        if self.out is not None:
+            text += f"; written: {self.out}"
+        return text
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def entities_of(post: InputPost, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """The BIO labels' entities with token spans (end exclusive) and character offsets in ``post.text``."""
+    from pipeline.tags import bio_spans
+
+    entities = []
+    for entity_type, start, end in bio_spans(labels):
+        start_char, end_char = post.tokens[start].start, post.tokens[end - 1].end
+        entities.append({"text": post.text[start_char:end_char], "type": entity_type, "start_token": start,
+                         "end_token": end, "start_char": start_char, "end_char": end_char})
+    return entities
+
+
+def post_record(post: InputPost, prediction: Any, image: ImageResult) -> dict[str, Any]:
+    visual = image.status == "present"
+    relevance = prediction.relevance if visual else None
+    gates = prediction.gates if visual else None
+    return {
+        "id": post.post_id,
+        "tokens": post.words,
+        "entities": entities_of(post, prediction.labels),
+        "relevance": None if relevance is None else round(float(relevance), 6),
+        "gates": None if gates is None else [[round(float(g), 6) for g in row] for row in gates],
+        "image_status": image.status,
+        "image_reason": image.reason,
+        "regions": image.regions if visual else [],
+        "words_cut": prediction.words_cut,
+    }
+
+
+class _Output:
+    """stdout, or a temporary file beside ``--out`` renamed into place at the end (never half a file)."""
+
+    def __init__(self, out: Path | None, stdout: TextIO) -> None:
+        self.out = out
+        self.tmp: str | None = None
+        if out is None:
+            self.handle = stdout
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+            self.handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
+        for record in records:
+            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.handle.flush()
+
+    def finish(self) -> None:
+        if self.tmp is not None:
+            self.handle.close()
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(self.tmp, 0o666 & ~mask)
+            os.replace(self.tmp, self.out)
+            self.tmp = None
+
+    def abort(self) -> None:
+        if self.tmp is not None:
+            self.handle.close()
+            Path(self.tmp).unlink(missing_ok=True)
+
+
+def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout: TextIO | None = None,
+                log: Callable[[str], None] = _log) -> PredictSummary:
+    """Read and check every input line, then tag chunk by chunk and write the JSONL output."""
+    from tqdm import tqdm
+
+    from pipeline.checkpoint import load_checkpoint
+    from pipeline.conll import Post
+    from pipeline.features.clip_encoder import resolve_device
+    from pipeline.inference import predict
+    from pipeline.prediction.visual import ImageRequest, MemoryFeatures, VisualPipeline
+
+    if config.batch_size < 1:
+        raise DghcError(f"batch size must be at least 1 (got {config.batch_size})")
+    if config.out is not None and config.input is not None and str(config.input) != "-" \
+            and Path(config.out).resolve() == Path(config.input).resolve():
+        raise DghcError(f"--out {config.out} is the input file: write the output elsewhere")
+    stdin = stdin if stdin is not None else sys.stdin.buffer
+    stream, source, base_dir = open_input(config.input, stdin)
+    try:
+        read = read_posts(stream, source=source, base_dir=base_dir, skip_bad=config.skip_bad, warn=log)
+    finally:
+        if stream is not stdin:
+            stream.close()
+    if read.unknown_fields:
+        log(f"predict: {source}: ignoring unknown field(s) {', '.join(read.unknown_fields)} "
+            "(known: id, text, tokens, image)")
+    posts = read.posts
+    device = resolve_device(config.device)
+    checkpoint = load_checkpoint(config.model_dir)
+    tagger = checkpoint.tagger.to(device)
+    uses_image = tagger.config.use_image
+    pipeline = None
+    if uses_image and any(post.image is not None for post in posts):
+        pipeline = VisualPipeline.from_checkpoint(checkpoint, Path(config.model_dir), device,
+                                                  detector_weights=config.detector_weights,
+                                                  grounding_weights=config.grounding_weights,
+                                                  clip_model=config.clip_model, warn=log)
+
+    summary = PredictSummary(skipped_lines=len(read.skipped), out=config.out,
+                             image_status={"present": 0, "missing": 0, "unreadable": 0, NO_IMAGE: 0})
+    output = _Output(Path(config.out) if config.out is not None else None,
+                     stdout if stdout is not None else sys.stdout)
+    try:
+        with tqdm(total=len(posts), unit="post", desc="predict", file=sys.stderr,
+                  disable=not config.progress) as bar:
+            # messages go around the progress bar instead of through it
+            note = (lambda message: bar.write(message, file=sys.stderr)) if config.progress else log
+            for start in range(0, len(posts), config.batch_size):
+                chunk = posts[start: start + config.batch_size]
+                images = _images_of(chunk, pipeline)
+                features = MemoryFeatures(pipeline.dim, pipeline.m) if pipeline is not None else None
+                if pipeline is not None:
+                    requests = [ImageRequest(p.post_id, p.image, p.words) for p in chunk if p.image is not None]
+                    images.update(pipeline.run(requests, features))
+                if uses_image and features is None:  # no post has an image: every visual slot is masked
+                    features = MemoryFeatures(tagger.config.vision_dim, tagger.config.num_regions)
+                tag_posts = [Post(p.post_id, p.words, ["O"] * len(p.tokens), None, p.line) for p in chunk]
+                predictions = predict(tagger, checkpoint.tokenizer, tag_posts, features,
+                                      batch_size=config.batch_size, device=str(device))
+                records = []
+                for post, prediction in zip(chunk, predictions):
+                    image = images[post.post_id]
+                    if image.status in ("missing", "unreadable"):
+                        note(f"predict: {source}:{post.line}: image {post.image} of post {post.post_id!r} is "
+                             f"{image.status} ({image.reason}); tagged from the text alone")
+                    record = post_record(post, prediction, image)
+                    summary.image_status[image.status] += 1
+                    summary.entities += len(record["entities"])
+                    records.append(record)
+                output.write(records)
+                summary.posts += len(chunk)
+                bar.update(len(chunk))
+        output.finish()
+    except BaseException:
+        output.abort()
+        raise
+    return summary
+
+
+def _images_of(chunk: Sequence[InputPost], pipeline: Any) -> dict[str, ImageResult]:
+    """Status of the images that are not run through the visual pipeline (none given; text-only model)."""
+    from pipeline.images import load_image
+
+    results = {}
+    for post in chunk:
+        if post.image is None:
+            results[post.post_id] = ImageResult(NO_IMAGE)
+        elif pipeline is None:
+            # a text-only model: the image is not used, but its status still tells the user about a wrong path
+            loaded = load_image(post.image)
+            if loaded.image is not None:
+                loaded.image.close()
+            results[post.post_id] = ImageResult(loaded.status.label, loaded.reason)
+    return results
