@@ -613,3 +613,27 @@ def write_demo_data(out: str | Path, config: DemoConfig = DemoConfig()) -> DemoS
     written += len(manifest_text.encode("utf-8"))
     return DemoSummary(out=out, config=config, splits={s: summarize(p) for s, p in splits.items()},
                        text_only_ceiling=ceiling, bytes_written=written)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scoring a model on what only the image tells
+
+
+def image_dependent_recall(manifest_path: str | Path, split: str, predicted: dict[str, Sequence[str]]) -> float:
+    """Share of the split's image-dependent entities (span and type) that ``predicted`` (post id -> BIO) gets.
+
+    This is the figure that shows whether a model reads the image: a text-only model can only guess these.
+    """
+    from pipeline.tags import bio_spans
+
+    manifest_data = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
+    found = total = 0
+    for post in manifest_data["posts"][split]:
+        spans = set(bio_spans(predicted[post["id"]]))
+        for entity in post["entities"]:
+            if entity["image_dependent"]:
+                total += 1
+                found += (entity["entity_type"], entity["start"], entity["end"]) in spans
+    if total == 0:
+        raise ValueError(f"the {split} split of {manifest_path} has no image-dependent entity")
+    return found / total
