@@ -1,0 +1,84 @@
+"""A real `dvc repro` of the whole pipeline on a tiny configuration, in a temporary git repository."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.tiny_models import save_tiny_bert
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def run(args: list[str], cwd: Path, env: dict) -> str:
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-4000:]}"
+    return output
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, dict]:
+    """The repository's tracked files (as in the working tree) in a fresh git repo, with a tiny params.yaml."""
+    root = tmp_path_factory.mktemp("project")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for name in filter(None, files.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    encoder = save_tiny_bert(tmp_path_factory.mktemp("encoder"), hidden=32, layers=2, heads=2)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["demo_data"].update(train=24, valid=8, test=8)
+    params["detect"].update(imgsz=160, batch_size=16)
+    params["extract"].update(num_workers=0)
+    params["train"].update(encoder=str(encoder), epochs=1, prompt_dim=16, progress=False)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "YOLO_CONFIG_DIR": str(root / ".yolo"), "OMP_NUM_THREADS": "2"}
+    run(["git", "init", "-q"], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "tiny"], root, env)
+    return root, env
+
+
+def test_repro_runs_every_stage_then_nothing_then_only_what_changed(project):
+    root, env = project
+    first = run([str(BIN / "dvc"), "repro"], root, env)
+    assert stages_run(first) == {"demo_data", "detect", "extract", "train", "evaluate"}
+    for output in ("cache/detections.h5", "cache/features.h5", "cache/model/model.safetensors", "cache/metrics.json",
+                   "cache/train_log.csv", "cache/predictions.txt", "dvc.lock"):
+        assert (root / output).exists(), output
+    assert not (root / ".dvc" / "tmp" / "site-cache").exists() or (root / ".dvc" / "tmp" / "site-cache").is_dir()
+
+    second = run([str(BIN / "dvc"), "repro"], root, env)
+    assert stages_run(second) == set()
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["epochs"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = run([str(BIN / "dvc"), "repro"], root, env)
+    assert stages_run(third) == {"train", "evaluate"}
+
+    metrics = run([str(BIN / "dvc"), "metrics", "show"], root, env)
+    assert "cache/metrics.json" in metrics
+
+
+def test_experiment_with_set_param_runs(project):
+    root, env = project
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "after repro"], root, env)
+    output = run([str(BIN / "dvc"), "exp", "run", "-S", "train.use_image=false"], root, env)
+    assert stages_run(output) == {"train", "evaluate"}
