@@ -15,10 +15,14 @@ from pipeline.errors import DghcError
 
 # name -> "module:attribute" of a click command. Add a stage here to make it a subcommand.
 COMMANDS: dict[str, str] = {
+    "detect": "stages.detect:detect_command",
     "data": "stages.data:data_group",
     "demo-data": "stages.demo:demo_data_command",
+    "extract": "stages.extract:extract_command",
     "train": "stages.train:train_command",
     "evaluate": "stages.evaluate:evaluate_command",
+    "predict": "stages.predict:predict_command",
+    "report": "stages.report:report_command",
 }
 
 

@@ -8,13 +8,14 @@ from pipeline.checkpoint import Checkpoint
 from pipeline.errors import DghcError
 
 # Keys of a features fingerprint that may differ between the file a model was trained with and the file it
-# is applied to: which images were detected (another split or dataset) and the stored precision.
-DATA_DEPENDENT_KEYS = frozenset({"detections_fingerprint_sha256", "dtype"})
+# is applied to: which images were detected (another split or dataset), the stored precision, and how the
+# model was named (a folder may be given by another path; ``weights_sha256`` identifies the weights).
+IGNORED_KEYS = frozenset({"detections_fingerprint_sha256", "dtype", "model"})
 
 
 def model_defining_keys(fingerprint: dict) -> dict:
     """The part of a features fingerprint that must be equal for a model to read the vectors correctly."""
-    return {key: value for key, value in fingerprint.items() if key not in DATA_DEPENDENT_KEYS}
+    return {key: value for key, value in fingerprint.items() if key not in IGNORED_KEYS}
 
 
 def open_features_for(checkpoint: Checkpoint, features_file: str | Path | None) -> VisualFeatures | None:

@@ -1,0 +1,84 @@
+"""What made a features file, as a flat JSON object, and how to compare it with what a user asks for.
+
+The fingerprint's keys (all at the top level, so that ``FeatureStore.require`` can name each one):
+``format``, ``model`` (hub name, folder as given, or ``untrained-clip-small``), ``weights_sha256``,
+``untrained`` (bool), ``seed`` (of an untrained model, else null), ``output`` (``pooled``|``projected``),
+``dtype`` (``float16``|``float32``), ``dim``, ``image_size``, ``preprocess`` (the image processor's class and
+settings, plus ``max_aspect``), ``crop_padding``, ``min_crop_size``, ``m`` and ``detections_fingerprint_sha256``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipeline.errors import FingerprintMismatch
+
+FORMAT = "dghc-features/1"
+DTYPES: tuple[str, ...] = ("float16", "float32")
+
+
+def build_fingerprint(model_identity: Mapping[str, Any], *, dtype: str, crop_padding: float, min_crop_size: int,
+                      max_aspect: float, m: int, detections_fingerprint_sha256: str) -> dict[str, Any]:
+    """The fingerprint of a features file, from ``ClipEncoder.identity()`` and the extraction settings."""
+    fingerprint: dict[str, Any] = {"format": FORMAT}
+    fingerprint.update(model_identity)
+    fingerprint["preprocess"] = {**model_identity["preprocess"], "max_aspect": float(max_aspect)}
+    fingerprint.update({"dtype": dtype, "crop_padding": float(crop_padding), "min_crop_size": int(min_crop_size),
+                        "m": int(m), "detections_fingerprint_sha256": detections_fingerprint_sha256})
+    return normalise(fingerprint)
+
+
+def expected_from_settings(*, model: str | None = None, output: str | None = None, dtype: str | None = None,
+                           crop_padding: float | None = None, min_crop_size: int | None = None,
+                           m: int | None = None, detections_fingerprint_sha256: str | None = None) -> dict[str, Any]:
+    """The keys of a fingerprint that follow from extraction settings alone (no model load needed).
+
+    Training can pass this to ``FeatureStore.require``; keys left as None are not checked.
+    """
+    values = {"model": model, "output": output, "dtype": dtype,
+              "crop_padding": None if crop_padding is None else float(crop_padding),
+              "min_crop_size": None if min_crop_size is None else int(min_crop_size), "m": m,
+              "detections_fingerprint_sha256": detections_fingerprint_sha256}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def canonical_json(fingerprint: Mapping[str, Any]) -> str:
+    return json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def fingerprint_sha256(fingerprint: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(fingerprint).encode("ascii")).hexdigest()
+
+
+def normalise(value: Any) -> Any:
+    """JSON round trip: tuples become lists, so that a dict compares equal to what a file gives back."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def differences(expected: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:
+    """One line per key of ``expected`` whose value differs in ``found``: ``key: expected X, found Y``."""
+    lines = []
+    for key in sorted(expected):
+        want = normalise(expected[key])
+        have = normalise(found[key]) if key in found else None
+        if key not in found:
+            lines.append(f"{key}: expected {_show(want)}, found nothing (the file does not record it)")
+        elif want != have:
+            lines.append(f"{key}: expected {_show(want)}, found {_show(have)}")
+    return lines
+
+
+def require_match(expected: Mapping[str, Any], found: Mapping[str, Any], path: str | Path) -> None:
+    """Raise ``FingerprintMismatch`` naming every key of ``expected`` that ``found`` does not match."""
+    lines = differences(expected, found)
+    if lines:
+        raise FingerprintMismatch(
+            f"{path} was made with other settings than asked for: " + "; ".join(lines)
+            + " (rerun `dghc extract` with these settings, or use the settings the file was made with)")
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 120 else text[:117] + "..."

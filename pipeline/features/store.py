@@ -1,0 +1,143 @@
+"""Reading cached CLIP vectors for training: ``FeatureStore(path).batch(image_ids)``.
+
+A features file small enough (``memory_limit`` bytes, default 2 GiB) is loaded into memory once; a larger
+one stays open and each batch is one sorted, de-duplicated fancy-index read. Never a file open per item.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from pipeline.errors import DghcError
+from pipeline.features.fingerprint import require_match
+
+DEFAULT_MEMORY_LIMIT = 2 * 1024**3
+# Dataset names of the features.h5 contract.
+IMAGE_IDS, STATUS = "image_ids", "status"
+IMAGE_VECTORS, REGION_VECTORS = "image_vectors", "region_vectors"
+IMAGE_MASK, REGION_MASK = "image_mask", "region_mask"
+REQUIRED = (IMAGE_IDS, STATUS, IMAGE_VECTORS, REGION_VECTORS, IMAGE_MASK, REGION_MASK)
+
+
+class FeatureStore:
+    """Vectors and masks of the images of a features file, by image id.
+
+    ``batch(ids)`` gives ``vectors`` float32 (B, 1+m, dim) and ``mask`` bool (B, 1+m): slot 0 is the whole image,
+    slots 1..m its regions; an id the file does not hold gives zeros and mask False.
+    """
+
+    def __init__(self, path: str | Path, in_memory: bool | None = None,
+                 memory_limit: int = DEFAULT_MEMORY_LIMIT) -> None:
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DghcError(f"{self.path}: features file not found (run `dghc extract` first)")
+        try:
+            handle = h5py.File(self.path, "r")
+        except OSError as err:
+            raise DghcError(f"{self.path}: not a readable HDF5 file ({err}); rerun `dghc extract`") from None
+        missing = [name for name in REQUIRED if name not in handle]
+        if missing or "fingerprint" not in handle.attrs:
+            handle.close()
+            what = ", ".join(missing) if missing else "the fingerprint attribute"
+            raise DghcError(f"{self.path}: not a dghc features file (lacks {what}); rerun `dghc extract`")
+        self.dim = int(handle.attrs["dim"])
+        self.m = int(handle.attrs["m"])
+        self.fingerprint: dict[str, Any] = json.loads(handle.attrs["fingerprint"])
+        self.fingerprint_sha256 = str(handle.attrs["fingerprint_sha256"])
+        self.image_ids: list[str] = handle[IMAGE_IDS].asstr()[()].tolist()
+        self.index: dict[str, int] = {image_id: row for row, image_id in enumerate(self.image_ids)}
+        self.status = handle[STATUS][()]
+        if in_memory is None:
+            in_memory = self.path.stat().st_size <= memory_limit
+        self.in_memory = bool(in_memory)
+        self._handle = None
+        self._pid = os.getpid()
+        if self.in_memory:
+            # One (N + 1, 1 + m, dim) array in the stored dtype; the extra last row is the zero row of unknown ids.
+            n = len(self.image_ids)
+            vectors = np.zeros((n + 1, 1 + self.m, self.dim), dtype=handle[IMAGE_VECTORS].dtype)
+            vectors[:n, 0] = handle[IMAGE_VECTORS][()]
+            vectors[:n, 1:] = handle[REGION_VECTORS][()]
+            mask = np.zeros((n + 1, 1 + self.m), dtype=bool)
+            mask[:n, 0] = handle[IMAGE_MASK][()]
+            mask[:n, 1:] = handle[REGION_MASK][()]
+            self._vectors, self._mask = vectors, mask
+            handle.close()
+        else:
+            self._handle = handle
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self.index
+
+    @property
+    def untrained(self) -> bool:
+        return bool(self.fingerprint.get("untrained"))
+
+    def require(self, expected: Mapping[str, Any]) -> None:
+        """Raise ``FingerprintMismatch`` naming each key of ``expected`` whose value the file does not match."""
+        require_match(expected, self.fingerprint, self.path)
+
+    def batch(self, image_ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(vectors float32 (B, 1+m, dim), mask bool (B, 1+m))`` in the order of ``image_ids``."""
+        if self.in_memory:
+            # numpy, single-threaded: a 16-row gather must not wake (and wait for) torch's thread pool.
+            absent = len(self.image_ids)
+            rows = np.fromiter((self.index.get(image_id, absent) for image_id in image_ids), dtype=np.int64,
+                               count=len(image_ids))
+            vectors = self._vectors.take(rows, axis=0).astype(np.float32)
+            return torch.from_numpy(vectors), torch.from_numpy(self._mask.take(rows, axis=0))
+        return self._read_from_file(image_ids)
+
+    def _read_from_file(self, image_ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        handle = self._file()
+        size = len(image_ids)
+        vectors = np.zeros((size, 1 + self.m, self.dim), dtype=np.float32)
+        mask = np.zeros((size, 1 + self.m), dtype=bool)
+        rows = np.array([self.index.get(image_id, -1) for image_id in image_ids], dtype=np.int64)
+        known = rows >= 0
+        if known.any():
+            # h5py wants increasing, unique indices: read those once, then spread them back to the batch order.
+            unique, inverse = np.unique(rows[known], return_inverse=True)
+            vectors[known, 0] = handle[IMAGE_VECTORS][unique][inverse]
+            vectors[known, 1:] = handle[REGION_VECTORS][unique][inverse]
+            mask[known, 0] = handle[IMAGE_MASK][unique][inverse]
+            mask[known, 1:] = handle[REGION_MASK][unique][inverse]
+        return torch.from_numpy(vectors), torch.from_numpy(mask)
+
+    def _file(self):
+        # An HDF5 handle must not cross a fork (DataLoader workers): reopen in a new process.
+        import h5py
+
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._handle
+
+    def close(self) -> None:
+        if self._handle is not None and self._pid == os.getpid():
+            self._handle.close()
+        self._handle = None
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handle"] = None  # reopened on first use in the other process
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)

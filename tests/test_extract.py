@@ -1,0 +1,320 @@
+"""The extract stage: real tiny CLIP models, real images and HDF5 files, the real CLI."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import dghc
+from pipeline.errors import DghcError
+from pipeline.features.clip_encoder import (UNTRAINED_NAME, build_untrained_clip, load_clip, untrained_clip_config,
+                                            weights_sha256)
+from pipeline.features.extract import ExtractConfig, crop_box, extract_features, limit_aspect
+from pipeline.features.fingerprint import fingerprint_sha256
+from pipeline.images import ImageStatus, load_image
+from tests.extract_fixtures import (DetectionRow, make_image, save_tiny_clip, tiny_clip_config, write_conll,
+                                    write_detections)
+
+PRESENT, MISSING, UNREADABLE = int(ImageStatus.PRESENT), int(ImageStatus.MISSING), int(ImageStatus.UNREADABLE)
+DETECTIONS = {
+    # a: a box, a degenerate box (0.4 px wide), a box past the image's edges (clamped to 0..64 x 0..30)
+    "a": DetectionRow(PRESENT, (64, 48), [(2, 3, 30, 40), (10, 10, 10.4, 40), (-20, -5, 200, 30)]),
+    "b": DetectionRow(PRESENT, (40, 80), [(0, 0, 20, 20)]),
+    "c": DetectionRow(UNREADABLE),
+    "d": DetectionRow(MISSING),
+    "e": DetectionRow(PRESENT, (96, 32), [(50, 0, 96, 32), (0, 0, 32, 32), (10, 5, 40, 25)]),
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("extract")
+    images = root / "images"
+    images.mkdir()
+    make_image(images / "a.jpg", 64, 48, seed=1)
+    make_image(images / "b.jpg", 40, 80, seed=2, mode="L")  # grayscale: converted to RGB
+    (images / "c.jpg").write_bytes(b"not a jpeg at all")  # unreadable; d.jpg is missing
+    make_image(images / "e.jpg", 96, 32, seed=3)
+    write_conll(root / "train.txt", ["b", "a", "c", "d"])
+    write_conll(root / "valid.txt", ["e", "a"])  # a is in both files: one row
+    write_detections(root / "detections.h5", DETECTIONS)
+    save_tiny_clip(root / "clip")
+    return {"root": root, "images": images, "clip": root / "clip", "detections": root / "detections.h5",
+            "train": root / "train.txt", "valid": root / "valid.txt"}
+
+
+def config(world, out: Path, **overrides) -> ExtractConfig:
+    base = ExtractConfig(data=[world["train"], world["valid"]], detections=world["detections"], out=out,
+                         model=str(world["clip"]), num_workers=0, batch_size=2, device="cpu")
+    return replace(base, **overrides)
+
+
+def read(path: Path) -> dict:
+    with h5py.File(path, "r") as handle:
+        data = {name: handle[name][()] for name in handle}
+        data["attrs"] = dict(handle.attrs)
+    data["image_ids"] = [s.decode() for s in data["image_ids"]]
+    return data
+
+
+def test_shapes_masks_and_statuses(world, tmp_path):
+    result = extract_features(config(world, tmp_path / "features.h5"), progress=False)
+    data = read(tmp_path / "features.h5")
+    assert data["image_ids"] == ["a", "b", "c", "d", "e"]
+    assert data["status"].dtype == np.uint8 and data["status"].tolist() == [PRESENT, PRESENT, UNREADABLE, MISSING,
+                                                                             PRESENT]
+    assert data["image_vectors"].shape == (5, 24) and data["image_vectors"].dtype == np.float16
+    assert data["region_vectors"].shape == (5, 3, 24) and data["region_vectors"].dtype == np.float16
+    assert data["image_mask"].dtype == bool and data["image_mask"].tolist() == [True, True, False, False, True]
+    assert data["region_mask"].tolist() == [[True, False, True], [True, False, False], [False] * 3, [False] * 3,
+                                            [True] * 3]
+    # Zeros exactly where a slot is empty, real vectors where it is not.
+    assert (np.abs(data["image_vectors"]).sum(axis=1) > 0).tolist() == data["image_mask"].tolist()
+    assert ((np.abs(data["region_vectors"]).sum(axis=2) > 0) == data["region_mask"]).all()
+    assert int(data["attrs"]["dim"]) == 24 and int(data["attrs"]["m"]) == 3
+    assert (result.present, result.missing, result.unreadable, result.regions, result.empty_boxes) == (3, 1, 1, 6, 1)
+    assert not (tmp_path / "features.h5.partial").exists()
+    assert not list(tmp_path.glob("*.progress.json"))
+    # A rerun with the same settings and images finds the file up to date; --force recomputes it.
+    again = extract_features(config(world, tmp_path / "features.h5"), progress=False)
+    assert again.up_to_date and (again.present, again.regions) == (3, 6)
+    forced = extract_features(config(world, tmp_path / "features.h5", force=True), progress=False)
+    assert not forced.up_to_date and read(tmp_path / "features.h5")["image_ids"] == data["image_ids"]
+
+
+def test_vectors_are_the_models_outputs_for_the_image_and_its_crops(world, tmp_path):
+    out = tmp_path / "pooled.h5"
+    extract_features(config(world, out, output="pooled", dtype="float32", crop_padding=0.25), progress=False)
+    data = read(out)
+    encoder = load_clip(str(world["clip"]), output="pooled", device="cpu")
+    assert data["image_vectors"].shape == (5, 32)  # pooled: the hidden size
+
+    def encode(image) -> np.ndarray:
+        pixels = encoder.processor(images=[image], return_tensors="pt")["pixel_values"]
+        return encoder.encode(pixels)[0].numpy()
+
+    image_a = load_image(world["images"] / "a.jpg").image
+    np.testing.assert_allclose(data["image_vectors"][0], encode(image_a), atol=1e-5)
+    # Box (2, 3, 30, 40) with 25 % padding: (-5, -6.25, 37, 49.25) clamped to the 64x48 image.
+    np.testing.assert_allclose(data["region_vectors"][0, 0], encode(image_a.crop((0, 0, 37, 48))), atol=1e-5)
+    assert not np.allclose(data["region_vectors"][0, 0], data["image_vectors"][0], atol=1e-3)
+    image_b = load_image(world["images"] / "b.jpg").image
+    np.testing.assert_allclose(data["image_vectors"][1], encode(image_b), atol=1e-5)
+
+
+def test_fingerprint_records_what_made_the_file(world, tmp_path):
+    out = tmp_path / "features.h5"
+    extract_features(config(world, out, crop_padding=0.1), progress=False)
+    attrs = read(out)["attrs"]
+    fingerprint = json.loads(attrs["fingerprint"])
+    encoder = load_clip(str(world["clip"]), device="cpu")
+    with h5py.File(world["detections"], "r") as handle:
+        detections_sha = handle.attrs["fingerprint_sha256"]
+    assert fingerprint["model"] == str(world["clip"])
+    assert fingerprint["weights_sha256"] == weights_sha256(encoder.model) == encoder.weights_sha256
+    assert fingerprint["untrained"] is False and bool(attrs["untrained"]) is False and "note" not in attrs
+    assert (fingerprint["output"], fingerprint["dtype"], fingerprint["dim"]) == ("projected", "float16", 24)
+    assert (fingerprint["crop_padding"], fingerprint["min_crop_size"], fingerprint["m"]) == (0.1, 2, 3)
+    assert fingerprint["detections_fingerprint_sha256"] == detections_sha
+    assert fingerprint["preprocess"]["class"] == "CLIPImageProcessor"
+    assert fingerprint["preprocess"]["crop_size"] == {"height": 32, "width": 32}
+    assert fingerprint["preprocess"]["image_mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
+    assert attrs["fingerprint_sha256"] == fingerprint_sha256(fingerprint)
+
+
+def test_refuses_detections_that_lack_some_images(world, tmp_path):
+    partial = {k: v for k, v in DETECTIONS.items() if k not in ("b", "e")}
+    write_detections(tmp_path / "detections.h5", partial)
+    with pytest.raises(DghcError) as caught:
+        extract_features(config(world, tmp_path / "f.h5", detections=tmp_path / "detections.h5"), progress=False)
+    message = str(caught.value)
+    assert "no detections for 2 of the 5 images" in message
+    assert "b, e" in message and "dghc detect" in message and str(world["train"]) in message
+    assert not (tmp_path / "f.h5").exists()
+
+
+def test_refuses_images_that_changed_since_detect(world, tmp_path):
+    changed = dict(DETECTIONS, b=DetectionRow(PRESENT, (50, 80), [(0, 0, 20, 20)]))
+    write_detections(tmp_path / "detections.h5", changed)
+    with pytest.raises(DghcError, match=r"image 'b' changed since .*\(50, 80\).*\(40, 80\).*rerun `dghc detect`"):
+        extract_features(config(world, tmp_path / "f.h5", detections=tmp_path / "detections.h5"), progress=False)
+    with pytest.raises(DghcError, match="detections file not found"):
+        extract_features(config(world, tmp_path / "f.h5", detections=tmp_path / "nope.h5"), progress=False)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_the_same_bytes(world, tmp_path):
+    whole = tmp_path / "whole.h5"
+    extract_features(config(world, whole), progress=False)
+    out = tmp_path / "resumed.h5"
+
+    def stop_after_first_batch(rows_done: int) -> None:
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        extract_features(config(world, out), progress=False, on_batch=stop_after_first_batch)
+    assert not out.exists() and (tmp_path / "resumed.h5.partial").exists()
+    # The rerun encodes only the rows not done: c and d have no image, e has 1 + 3 slots.
+    encoder = load_clip(str(world["clip"]), device="cpu")
+    encoded: list[int] = []
+    real_encode = encoder.encode
+    encoder.encode = lambda pixels: (encoded.append(pixels.shape[0]), real_encode(pixels))[1]
+    result = extract_features(config(world, out), encoder=encoder, progress=False)
+    assert result.rows_resumed == 2 and sum(encoded) == 4
+    assert out.read_bytes() == whole.read_bytes()
+    assert not (tmp_path / "resumed.h5.partial").exists()
+
+
+def test_other_settings_start_over(world, tmp_path):
+    out = tmp_path / "f.h5"
+
+    def stop(rows_done: int) -> None:
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        extract_features(config(world, out), progress=False, on_batch=stop)
+    result = extract_features(config(world, out, crop_padding=0.2), progress=False)
+    assert result.rows_resumed == 0
+    fresh = tmp_path / "fresh.h5"
+    extract_features(config(world, fresh, crop_padding=0.2), progress=False)
+    assert out.read_bytes() == fresh.read_bytes()
+
+
+def test_worker_processes_give_the_same_bytes(world, tmp_path):
+    extract_features(config(world, tmp_path / "main.h5", num_workers=0), progress=False)
+    extract_features(config(world, tmp_path / "worker.h5", num_workers=1), progress=False)
+    assert (tmp_path / "main.h5").read_bytes() == (tmp_path / "worker.h5").read_bytes()
+
+
+def test_crop_box_clamps_pads_and_skips_degenerate_boxes():
+    assert crop_box((2, 3, 30, 40), 64, 48) == (2, 3, 30, 40)
+    assert crop_box((-20, -5, 200, 30), 64, 48) == (0, 0, 64, 30)
+    assert crop_box((10, 10, 20, 30), 64, 48, padding=0.5) == (5, 0, 25, 40)
+    assert crop_box((10, 10, 10.4, 40), 64, 48) is None  # 0 px wide once rounded
+    assert crop_box((10, 10, 11, 40), 64, 48, min_size=2) is None
+    assert crop_box((10, 10, 12, 40), 64, 48, min_size=2) == (10, 10, 12, 40)
+    assert crop_box((30, 10, 20, 40), 64, 48) is None  # x2 < x1
+    assert crop_box((70, 10, 90, 40), 64, 48) is None  # outside the image
+    assert crop_box((float("nan"), 0, 5, 5), 64, 48) is None
+
+
+def test_limit_aspect_trims_the_middle_of_long_images():
+    from PIL import Image
+
+    assert limit_aspect(Image.new("RGB", (1200, 2)), 4.0).size == (8, 2)
+    assert limit_aspect(Image.new("RGB", (3, 100)), 4.0).size == (3, 12)
+    assert limit_aspect(Image.new("RGB", (300, 100)), 4.0).size == (300, 100)
+
+
+def test_untrained_default_is_the_fixed_config_and_seed():
+    config = untrained_clip_config()
+    assert (config.image_size, config.patch_size, config.hidden_size, config.intermediate_size,
+            config.num_hidden_layers, config.num_attention_heads, config.projection_dim) == (224, 32, 256, 1024, 4,
+                                                                                            4, 256)
+    state = torch.random.get_rng_state()
+    first, second = build_untrained_clip(0), build_untrained_clip(0)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random state is untouched
+    assert weights_sha256(first) == weights_sha256(second) != weights_sha256(build_untrained_clip(1))
+    encoder = load_clip(UNTRAINED_NAME, device="cpu")
+    identity = encoder.identity()
+    assert identity["untrained"] is True and identity["seed"] == 0 and identity["model"] == UNTRAINED_NAME
+    assert identity["weights_sha256"] == weights_sha256(first) and encoder.dim == 256
+    assert identity["preprocess"]["size"] == {"shortest_edge": 224}
+    assert load_clip(UNTRAINED_NAME, output="pooled", device="cpu").dim == 256
+
+
+def test_models_load_by_folder_whatever_was_saved(tmp_path):
+    from transformers import CLIPConfig, CLIPModel
+
+    vision = tiny_clip_config()
+    # A whole CLIP (text and vision), as on the hub: the vision tower and projection are taken from it.
+    torch.manual_seed(0)
+    full = CLIPModel(CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                             "num_attention_heads": 2, "vocab_size": 99, "bos_token_id": 0,
+                                             "eos_token_id": 1, "pad_token_id": 1},
+                                vision_config=vision.to_dict(), projection_dim=24))
+    full.save_pretrained(tmp_path / "full")
+    encoder = load_clip(str(tmp_path / "full"), device="cpu")
+    assert torch.equal(encoder.model.visual_projection.weight, full.visual_projection.weight)
+    assert encoder.untrained is False and encoder.dim == 24
+    # A bare vision tower has no projection: projected vectors would be invented, so refused.
+    save_tiny_clip(tmp_path / "bare", projection=False)
+    with pytest.raises(DghcError, match="no visual_projection.*--output pooled"):
+        load_clip(str(tmp_path / "bare"), output="projected", device="cpu")
+    pooled = load_clip(str(tmp_path / "bare"), output="pooled", device="cpu")
+    again = load_clip(str(tmp_path / "bare"), output="pooled", device="cpu")
+    assert pooled.dim == 32 and pooled.weights_sha256 == again.weights_sha256  # the unused projection is zeroed
+    # A folder with a config and no weights: built untrained from that config, and said so.
+    save_tiny_clip(tmp_path / "config_only", weights=False)
+    untrained = load_clip(str(tmp_path / "config_only"), device="cpu")
+    assert untrained.untrained is True and untrained.seed == 0
+    assert untrained.weights_sha256 == weights_sha256(build_untrained_clip(0, vision))
+    with pytest.raises(DghcError, match="not found"):
+        load_clip(str(tmp_path / "nowhere" / "x"), device="cpu")
+
+
+def test_cli_with_the_untrained_default_and_params(world, tmp_path):
+    out = tmp_path / "features.h5"
+    runner = CliRunner()
+    result = runner.invoke(dghc, ["extract", str(world["train"]), "--data", str(world["valid"]),
+                                  "--detections", str(world["detections"]), "--out", str(out),
+                                  "--num-workers", "0", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "5 images (3 present, 1 missing, 1 unreadable)" in result.output and "UNTRAINED" in result.output
+    attrs = read(out)["attrs"]
+    assert bool(attrs["untrained"]) is True and "UNTRAINED CLIP" in attrs["note"]
+    assert json.loads(attrs["fingerprint"])["model"] == UNTRAINED_NAME and int(attrs["dim"]) == 256
+
+    params = tmp_path / "params.yaml"
+    params.write_text(f"extract:\n  data: [{world['train']}, {world['valid']}]\n  detections: {world['detections']}\n"
+                      f"  model: {world['clip']}\n  dtype: float32\n  crop-padding: 0.3\n  num_workers: 0\n"
+                      f"  device: cpu\nother_stage:\n  anything: 1\n")
+    result = runner.invoke(dghc, ["extract", "--params", str(params), "--dtype", "float16",
+                                  "--out", str(tmp_path / "p.h5"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    fingerprint = json.loads(read(tmp_path / "p.h5")["attrs"]["fingerprint"])
+    assert fingerprint["dtype"] == "float16"  # the command line wins
+    assert fingerprint["crop_padding"] == 0.3 and fingerprint["model"] == str(world["clip"])
+
+
+def test_cli_errors_are_one_line(world, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(dghc, ["extract", str(world["train"]), "--detections", str(tmp_path / "none.h5"),
+                                  "--out", str(tmp_path / "f.h5")])
+    assert result.exit_code == 1
+    assert "detections file not found" in result.output and "Traceback" not in result.output
+    result = runner.invoke(dghc, ["extract", "--detections", str(world["detections"])])
+    assert result.exit_code == 1 and "no CoNLL files given" in result.output
+    params = tmp_path / "params.yaml"
+    params.write_text("extract:\n  batchsize: 3\n")
+    result = runner.invoke(dghc, ["extract", "--params", str(params), str(world["train"])])
+    assert result.exit_code == 1 and "unknown keys in section 'extract': batchsize" in result.output
+
+
+def test_real_tweets_mostly_without_images(world, tmp_path, shared_data):
+    from pipeline.conll import read_conll
+
+    valid = shared_data / "twitter2015" / "valid.txt"
+    posts, _ = read_conll(valid, invalid_bio="keep", type_map=None)
+    rows = {}
+    for post in posts:
+        loaded = load_image(post.image_path)
+        rows[post.post_id] = DetectionRow(int(loaded.status), loaded.size,
+                                          [(0, 0, loaded.size[0] / 2, loaded.size[1] / 2)] if loaded.image else [])
+    write_detections(tmp_path / "detections.h5", rows)
+    result = extract_features(config(world, tmp_path / "f.h5", data=[valid], detections=tmp_path / "detections.h5",
+                                     batch_size=64), progress=False)
+    present = sum(1 for r in rows.values() if r.status == PRESENT)
+    assert result.images == len(rows) and result.present == present > 0 and result.regions == present
+    data = read(tmp_path / "f.h5")
+    assert int(data["image_mask"].sum()) == present and int(data["region_mask"][:, 0].sum()) == present
+    assert int(data["region_mask"][:, 1:].sum()) == 0
