@@ -82,9 +82,15 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     tokenizer = AutoTokenizer.from_pretrained(folder / ENCODER_DIR)
     tagger = DGHCTagger(config, encoder)
     state = load_file(str(folder / WEIGHTS))
-    missing, unexpected = tagger.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = tagger.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes differ: another label set, encoder or vision size than the weights
+        first = str(err).split("\n\t")[1] if "\n\t" in str(err) else str(err)
+        raise DghcError(f"{folder}: the weights do not fit {META} and {ENCODER_DIR}/ ({first.strip()}); "
+                        "the folder was changed after training: retrain or restore it") from None
     if missing or unexpected:
-        raise DghcError(f"{folder / WEIGHTS} does not match {META}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise DghcError(f"{folder}: the weights do not fit {META} and {ENCODER_DIR}/ (missing {missing[:3]}, "
+                        f"unexpected {unexpected[:3]}); retrain or restore the folder")
     tagger.eval()
     return Checkpoint(tagger, tokenizer, meta.get("features_fingerprint"), meta.get("detections_fingerprint"),
                       meta.get("info", {}))

@@ -26,7 +26,7 @@ def predict(tagger: DGHCTagger, tokenizer, posts: Sequence[Post], features: Visu
             batch_size: int = 32, device: str = "cpu", progress: bool = False) -> list[PostPrediction]:
     """Tag posts in batches of similar length (results come back in the input order)."""
     tagger.eval()
-    examples = make_examples(posts, tokenizer, tagger.config.max_length)
+    examples = make_examples(posts, tokenizer, tagger.max_length)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].encoded.input_ids))
     results: dict[int, PostPrediction] = {}
     id_to_label = tagger.config.labels

@@ -177,7 +177,7 @@ def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
     encoder, tokenizer = load_encoder_and_tokenizer(config.encoder)
     tagger = DGHCTagger(config.model_config(labels, vision_dim, num_regions), encoder).to(config.device)
     label_to_id = {label: i for i, label in enumerate(labels)}
-    examples = make_examples(train_posts, tokenizer, config.max_length, label_to_id)
+    examples = make_examples(train_posts, tokenizer, tagger.max_length, label_to_id)
 
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs

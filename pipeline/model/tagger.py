@@ -107,6 +107,12 @@ class DGHCTagger(nn.Module):
         self.emissions = nn.Linear(hidden, len(config.labels))
         self.crf = CRF(len(config.labels), batch_first=True)
 
+    @property
+    def max_length(self) -> int:
+        """Sub-tokens per post: the configured limit, or less when the encoder has fewer positions."""
+        positions = getattr(self.encoder.config, "max_position_embeddings", None) or self.config.max_length
+        return min(self.config.max_length, positions)
+
     # -- text ------------------------------------------------------------------------------------
     def _run_encoder(self, batch: Batch, prefixes: list | None) -> torch.Tensor:
         self.prefix_state.text_mask = batch.attention_mask

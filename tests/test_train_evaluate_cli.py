@@ -1,0 +1,136 @@
+"""`dghc train` and `dghc evaluate` through the CLI on a tiny real pipeline, and their bad-input messages."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import dghc
+from pipeline.demo_data import DemoConfig, write_demo_data
+from pipeline.detection.run import DetectConfig, run_detect
+from pipeline.features.extract import ExtractConfig, extract_features
+from tests.tiny_models import save_tiny_bert
+
+
+@pytest.fixture(scope="module")
+def pipeline_files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli_pipeline")
+    write_demo_data(root / "demo", DemoConfig(train=12, valid=4, test=6, image_size=128))
+    files = [root / "demo" / f"{s}.txt" for s in ("train", "valid", "test")]
+    run_detect(DetectConfig(conll_files=files, out=root / "detections.h5", imgsz=160, grounding=None,
+                            progress=False), log=lambda _: None)
+    extract_features(ExtractConfig(data=files, detections=root / "detections.h5", out=root / "features.h5",
+                                   num_workers=0, device="cpu"), progress=False)
+    bert = save_tiny_bert(root / "bert", hidden=32, layers=2, heads=2)
+    result = invoke("train", "--train", str(files[0]), "--dev", str(files[1]), "--features", str(root / "features.h5"),
+                    "--out", str(root / "model"), "--metrics", str(root / "train_metrics.json"),
+                    "--set", f"encoder={bert}", "--set", "epochs=2", "--set", "prompt_dim=16",
+                    "--set", f"detections_file={root / 'detections.h5'}", "--set", f"log_file={root / 'log.csv'}",
+                    "--set", "progress=false")
+    assert result.exit_code == 0, result.output
+    return {"root": root, "train": files[0], "valid": files[1], "test": files[2], "model": root / "model",
+            "features": root / "features.h5", "detections": root / "detections.h5", "bert": bert}
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(dghc, list(args))
+
+
+def assert_clean_error(result, *phrases: str) -> None:
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    for phrase in phrases:
+        assert phrase in result.output, result.output
+
+
+def test_train_writes_checkpoint_metrics_and_log(pipeline_files):
+    root = pipeline_files["root"]
+    metrics = json.loads((root / "train_metrics.json").read_text())
+    assert set(metrics["dev"]) == {"default", "strict"}
+    assert {"model.safetensors", "dghc.json", "encoder"} <= {p.name for p in pipeline_files["model"].iterdir()}
+    meta = json.loads((pipeline_files["model"] / "dghc.json").read_text())
+    assert meta["features_fingerprint"]["untrained"] is True
+    assert meta["detections_fingerprint"]["m"] == 3
+    assert (root / "log.csv").read_text().startswith("epoch,loss,dev_precision,dev_recall,dev_f1\n")
+
+
+def test_evaluate_writes_both_modes_gates_and_predictions(pipeline_files, tmp_path):
+    result = invoke("evaluate", str(pipeline_files["model"]), str(pipeline_files["test"]), "--features",
+                    str(pipeline_files["features"]), "--metrics", str(tmp_path / "m.json"),
+                    "--predictions", str(tmp_path / "p.txt"))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["default"]["mode"] == "default" and metrics["strict"]["mode"] == "strict"
+    assert set(metrics["default"]["overall"]) == {"precision", "recall", "f1", "support"}
+    assert 0 < metrics["relevance_mean"] < 1
+    assert len(metrics["gates_mean_per_layer"]) == 2
+    assert all(abs(sum(row) - 1) < 1e-4 for row in metrics["gates_mean_per_layer"])
+    lines = [line for line in (tmp_path / "p.txt").read_text().splitlines() if line and not line.startswith("IMGID")]
+    gold_tokens = [line for line in pipeline_files["test"].read_text().splitlines()
+                   if line and not line.startswith("IMGID")]
+    assert len(lines) == len(gold_tokens) and all(len(line.split("\t")) == 3 for line in lines)
+
+
+def test_empty_split_is_refused(pipeline_files, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = invoke("evaluate", str(pipeline_files["model"]), str(empty), "--features", str(pipeline_files["features"]))
+    assert_clean_error(result, "no posts")
+    result = invoke("train", "--train", str(empty), "--dev", str(pipeline_files["valid"]),
+                    "--features", str(pipeline_files["features"]), "--out", str(tmp_path / "m"))
+    assert_clean_error(result, str(empty), "no posts")
+
+
+def test_features_from_another_vision_model_are_refused(pipeline_files, tmp_path):
+    files = [pipeline_files["test"]]
+    extract_features(ExtractConfig(data=files, detections=pipeline_files["detections"], out=tmp_path / "other.h5",
+                                   num_workers=0, device="cpu", seed=7), progress=False)
+    result = invoke("evaluate", str(pipeline_files["model"]), str(pipeline_files["test"]),
+                    "--features", str(tmp_path / "other.h5"))
+    assert_clean_error(result, "weights_sha256", "expected")
+
+
+def test_model_needs_its_features(pipeline_files):
+    result = invoke("evaluate", str(pipeline_files["model"]), str(pipeline_files["test"]))
+    assert_clean_error(result, "--features")
+
+
+def test_changed_checkpoint_is_refused(pipeline_files, tmp_path):
+    changed = tmp_path / "model"
+    shutil.copytree(pipeline_files["model"], changed)
+    meta = json.loads((changed / "dghc.json").read_text())
+    meta["model"]["labels"] = meta["model"]["labels"][:5]  # another label set than the weights
+    (changed / "dghc.json").write_text(json.dumps(meta))
+    result = invoke("evaluate", str(changed), str(pipeline_files["test"]), "--features", str(pipeline_files["features"]))
+    assert_clean_error(result, "do not fit", "retrain")
+
+    shutil.rmtree(changed)
+    shutil.copytree(pipeline_files["model"], changed)
+    config = json.loads((changed / "encoder" / "config.json").read_text())
+    config["hidden_size"], config["num_attention_heads"] = 64, 4  # another encoder than the weights
+    (changed / "encoder" / "config.json").write_text(json.dumps(config))
+    result = invoke("evaluate", str(changed), str(pipeline_files["test"]), "--features", str(pipeline_files["features"]))
+    assert_clean_error(result, "do not fit")
+
+
+def test_unknown_types_and_long_posts_are_reported_and_every_word_is_tagged(pipeline_files, tmp_path, caplog):
+    words = [f"word{i}" for i in range(300)]
+    data = tmp_path / "odd.txt"
+    data.write_text("IMGID:long\n" + "".join(f"{w}\tO\n" for w in words) + "\nIMGID:event\nExpo\tB-EVENT\n2020\tI-EVENT\n")
+    with caplog.at_level(logging.WARNING):
+        result = invoke("evaluate", str(pipeline_files["model"]), str(data), "--features",
+                        str(pipeline_files["features"]), "--predictions", str(tmp_path / "p.txt"))
+    assert result.exit_code == 0, result.output
+    assert "EVENT" in caplog.text and "not trained on" in caplog.text
+    assert "shortened" in caplog.text or "do not fit" in caplog.text
+    predicted = (tmp_path / "p.txt").read_text().split("\n\n")[0].splitlines()[1:]
+    assert len(predicted) == 300
+
+
+def test_unknown_parameter_lists_known_ones(pipeline_files):
+    result = invoke("train", "--set", "epochz=3")
+    assert_clean_error(result, "epochz", "epochs")
