@@ -20,6 +20,24 @@ class VisualFeatures(Protocol):
 
     def batch(self, image_ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def __contains__(self, image_id: object) -> bool: ...
+
+
+def require_coverage(features: VisualFeatures, posts: Sequence[Post], what: str) -> None:
+    """Refuse posts whose id the features file does not know: the model would silently read them as text only.
+
+    (A post whose image is missing has a row in the file, with its mask off; an unknown id means the file was
+    made for other data.)
+    """
+    from pipeline.errors import DghcError
+
+    unknown = [p.post_id for p in posts if p.post_id not in features]
+    if unknown:
+        path = getattr(features, "path", "the features file")
+        raise DghcError(f"{path} has no row for {len(unknown)} of the {len(posts)} posts of {what} "
+                        f"(e.g. {', '.join(unknown[:3])}): run `dghc detect` and `dghc extract` on this data "
+                        "and pass that features file")
+
 
 @dataclass
 class Example:
@@ -36,7 +54,8 @@ def make_examples(posts: Sequence[Post], tokenizer, max_length: int,
     for post, enc in zip(posts, encoded):
         tag_ids = None
         if label_to_id is not None:
-            bioes = bio_to_bioes(post.labels)[: len(enc.word_starts)]
+            # convert what fits, so that an entity cut by truncation still ends in E-/S-
+            bioes = bio_to_bioes(post.labels[: len(enc.word_starts)])
             missing = sorted({t for t in bioes if t not in label_to_id})
             if missing:
                 raise ValueError(f"post {post.post_id!r}: labels {missing} are not in the model's label set")

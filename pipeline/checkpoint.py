@@ -72,14 +72,21 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     meta_path = folder / META
     if not meta_path.is_file():
         raise DghcError(f"{folder} is not a dghc model folder (no {META}); give the folder `dghc train` wrote")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DghcError(f"{meta_path}: format version {meta.get('format_version')} is not supported "
-                        f"(this dghc reads version {FORMAT_VERSION})")
-    config = ModelConfig.from_dict(meta["model"])
-    encoder_config = AutoConfig.from_pretrained(folder / ENCODER_DIR)
-    encoder = AutoModel.from_config(encoder_config, add_pooling_layer=False)
-    tokenizer = AutoTokenizer.from_pretrained(folder / ENCODER_DIR)
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise DghcError(f"{meta_path}: format version {meta.get('format_version')} is not supported "
+                            f"(this dghc reads version {FORMAT_VERSION})")
+        config = ModelConfig.from_dict(meta["model"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise DghcError(f"{meta_path} is damaged ({err}); retrain or restore the model folder") from None
+    try:
+        encoder_config = AutoConfig.from_pretrained(folder / ENCODER_DIR)
+        encoder = AutoModel.from_config(encoder_config, add_pooling_layer=False)
+        tokenizer = AutoTokenizer.from_pretrained(folder / ENCODER_DIR)
+    except (OSError, ValueError) as err:
+        raise DghcError(f"{folder / ENCODER_DIR}: cannot rebuild the encoder ({err}); "
+                        "retrain or restore the model folder") from None
     tagger = DGHCTagger(config, encoder)
     state = load_file(str(folder / WEIGHTS))
     try:

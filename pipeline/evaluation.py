@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 from typing import Sequence
 
-from pipeline.batching import VisualFeatures
+from pipeline.batching import VisualFeatures, require_coverage
 from pipeline.checkpoint import Checkpoint
 from pipeline.conll import Post, format_conll
 from pipeline.errors import DghcError
@@ -48,6 +48,8 @@ def evaluate(checkpoint: Checkpoint, posts: Sequence[Post], features: VisualFeat
     if unknown:
         logger.warning("the data has entity types %s that the model was not trained on (it knows %s): "
                        "those entities count as missed", unknown, sorted(model_types))
+    if features is not None:
+        require_coverage(features, posts, "the data to evaluate")
     predictions = predict(checkpoint.tagger, checkpoint.tokenizer, posts, features, batch_size, device, progress)
     metrics = all_modes([p.labels for p in posts], [p.labels for p in predictions])
     metrics.update(summarise_visual(predictions))

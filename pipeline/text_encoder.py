@@ -31,7 +31,7 @@ def load_encoder_and_tokenizer(name: str):
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(source)
             encoder = AutoModel.from_pretrained(source, add_pooling_layer=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, TypeError) as err:  # TypeError: a model class without a BERT pooler option
         hint = "a local folder" if Path(source).exists() else "a hub name (needs network) or a local folder"
         raise DghcError(f"cannot load text encoder {name!r}: {err}. Give {hint} with a BERT-family model") from None
     if not getattr(tokenizer, "is_fast", False):

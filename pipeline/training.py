@@ -5,14 +5,14 @@ import csv
 import logging
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from pipeline.batching import VisualFeatures, batches, make_examples
+from pipeline.batching import VisualFeatures, batches, make_examples, require_coverage
 from pipeline.checkpoint import Checkpoint, save_checkpoint
 from pipeline.conll import Post, read_conll
 from pipeline.errors import DghcError
@@ -64,14 +64,61 @@ class TrainConfig:
     progress: bool = True
     expected_features: dict = field(default_factory=dict)  # fingerprint keys the features file must have
 
+    def __post_init__(self) -> None:
+        """Coerce values read from YAML or ``--set`` to each field's type, and check the choices.
+
+        YAML reads ``3e-5`` as a string and a quoted ``"false"`` would be true: both are converted or refused
+        here, before any training time is spent.
+        """
+        for spec in fields(self):
+            default = spec.default
+            value = getattr(self, spec.name)
+            if default is MISSING or value is None or isinstance(default, dict):
+                continue
+            setattr(self, spec.name, _coerce(spec.name, value, type(default)))
+        choices = {"text_vector": ("encoder", "embeddings"), "eval_mode": ("default", "strict")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise DghcError(f"train parameter {name} must be one of {', '.join(allowed)}, "
+                                f"not {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "eval_begin_epoch"):
+            if getattr(self, name) < 1:
+                raise DghcError(f"train parameter {name} must be at least 1, not {getattr(self, name)}")
+        if self.max_length < 3:
+            raise DghcError(f"train parameter max_length must be at least 3 (two special tokens and a word)")
+
     def model_config(self, labels: list[str], vision_dim: int, num_regions: int) -> ModelConfig:
-        if self.text_vector not in ("encoder", "embeddings"):
-            raise DghcError(f"text_vector must be 'encoder' or 'embeddings', not {self.text_vector!r}")
         return ModelConfig(labels=labels, vision_dim=vision_dim, num_regions=num_regions, use_image=self.use_image,
                            use_relevance=self.use_relevance, use_gates=self.use_gates,
                            use_regions=self.use_regions, text_vector=self.text_vector,  # type: ignore[arg-type]
                            prompt_len=self.prompt_len, prompt_dim=self.prompt_dim, dropout=self.dropout,
                            max_length=self.max_length)
+
+
+def _coerce(name: str, value, kind: type):
+    """``value`` as ``kind`` (bool, int, float or str), or a DghcError naming the parameter."""
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    try:
+        if kind is bool:
+            text = str(value).strip().lower()
+            if text in ("true", "yes", "1"):
+                return True
+            if text in ("false", "no", "0"):
+                return False
+            raise ValueError
+        if kind is int:
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    raise DghcError(f"train parameter {name} must be a {kind.__name__}, not {value!r}")
 
 
 @dataclass
@@ -113,9 +160,10 @@ def parameter_groups(tagger: DGHCTagger, config: TrainConfig) -> list[dict]:
         groups.setdefault((part, no_decay), []).append(parameter)
     result = [{"params": params, "lr": rates[part], "weight_decay": 0.0 if no_decay else config.weight_decay,
                "name": f"{part}{'/no_decay' if no_decay else ''}"} for (part, no_decay), params in groups.items()]
-    grouped = sum(len(g["params"]) for g in result)
-    trainable = sum(1 for p in tagger.parameters() if p.requires_grad)
-    assert grouped == trainable, f"{trainable - grouped} trainable parameters are in no optimizer group"
+    grouped = {id(p) for g in result for p in g["params"]}
+    trainable = {id(p) for p in tagger.parameters() if p.requires_grad}
+    if grouped != trainable:
+        raise RuntimeError(f"{len(trainable - grouped)} trainable parameters are in no optimizer group")
     return result
 
 
@@ -171,6 +219,9 @@ def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
         raise DghcError("the train split has no posts")
     if features is None:
         features = open_features(config)
+    if features is not None:
+        require_coverage(features, train_posts, config.train_file)
+        require_coverage(features, dev_posts, config.dev_file)
     labels = bioes_label_set(entity_types([p.labels for p in train_posts]))
     vision_dim = features.dim if features is not None else 0
     num_regions = features.m if features is not None else 3
@@ -244,9 +295,12 @@ def read_detections_fingerprint(path: str) -> dict | None:
 
     import h5py
 
-    with h5py.File(path, "r") as handle:
-        raw = handle.attrs.get("fingerprint")
-    return json.loads(raw) if raw is not None else None
+    try:
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs.get("fingerprint")
+        return json.loads(raw) if raw is not None else None
+    except (OSError, ValueError) as err:
+        raise DghcError(f"{path}: cannot read its fingerprint ({err}); rerun `dghc detect`") from None
 
 
 def write_log(path: Path, history: Sequence[EpochRecord]) -> None:

@@ -15,6 +15,8 @@ import click
               help="Features file covering DATA's images (needed by models that use the image).")
 @click.option("--metrics", "metrics_file", type=click.Path(path_type=Path), default=None,
               help="Write P/R/F1 (overall and per type, both seqeval modes), mean relevance and gates as JSON.")
+@click.option("--summary", "summary_file", type=click.Path(path_type=Path), default=None,
+              help="Write a short flat JSON (overall P/R/F1 in both modes, mean relevance) for `dvc metrics show`.")
 @click.option("--predictions", "predictions_file", type=click.Path(path_type=Path), default=None,
               help="Write token, gold and predicted labels in CoNLL columns.")
 @click.option("--batch-size", default=32, show_default=True)
@@ -23,8 +25,8 @@ import click
 @click.option("--params", "params_file", type=click.Path(path_type=Path), default=None,
               help="params.yaml whose 'evaluate' section gives defaults (options given here win).")
 @click.pass_context
-def evaluate_command(ctx: click.Context, model_dir, data_file, features_file, metrics_file, predictions_file,
-                     batch_size, keep_other, device, params_file) -> None:
+def evaluate_command(ctx: click.Context, model_dir, data_file, features_file, metrics_file, summary_file,
+                     predictions_file, batch_size, keep_other, device, params_file) -> None:
     """Score the model in MODEL_DIR on the CoNLL file DATA_FILE and print overall P/R/F1.
 
     Works on any split, also of another dataset than the one trained on (its features file must come from
@@ -39,14 +41,16 @@ def evaluate_command(ctx: click.Context, model_dir, data_file, features_file, me
     from pipeline.evaluation import evaluate, predictions_conll
     from pipeline.features_check import open_features_for
     from pipeline.files import write_text_atomically
-    from pipeline.tags import OTHER_AS_MISC
+    from pipeline.tags import OTHER_AS_MISC, invalid_bio_positions
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     checkpoint = load_checkpoint(model_dir)
-    posts, report = read_conll(data_file, type_map=None if keep_other else OTHER_AS_MISC)
+    # Gold as written (stray I- kept): default mode reads it as conlleval does, strict mode as IOB2.
+    posts, _ = read_conll(data_file, type_map=None if keep_other else OTHER_AS_MISC, invalid_bio="keep")
     features = open_features_for(checkpoint, features_file)
     result = evaluate(checkpoint, posts, features, batch_size, device, progress=True)
-    metrics = {**result.metrics, "data": str(data_file), "model": str(model_dir), "bio_repairs": report.bio_repairs}
+    invalid = sum(len(invalid_bio_positions(p.labels)) for p in posts)
+    metrics = {**result.metrics, "data": str(data_file), "model": str(model_dir), "gold_invalid_bio": invalid}
     for mode in ("default", "strict"):
         overall = metrics[mode]["overall"]
         click.echo(f"{mode:>7}: P {overall['precision']:.4f} R {overall['recall']:.4f} F1 {overall['f1']:.4f}")
@@ -54,5 +58,10 @@ def evaluate_command(ctx: click.Context, model_dir, data_file, features_file, me
         click.echo(f"mean relevance score: {metrics['relevance_mean']:.4f}")
     if metrics_file:
         write_text_atomically(metrics_file, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if summary_file:
+        summary = {f"{mode}_{key}": round(metrics[mode]["overall"][key], 4)
+                   for mode in ("default", "strict") for key in ("precision", "recall", "f1")}
+        summary["relevance_mean"] = None if metrics["relevance_mean"] is None else round(metrics["relevance_mean"], 4)
+        write_text_atomically(summary_file, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if predictions_file:
         write_text_atomically(predictions_file, predictions_conll(posts, result.predictions))

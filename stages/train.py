@@ -20,7 +20,7 @@ from stages.params import build_config, load_section, parse_overrides
 @click.option("--features", "features_file", default=None, help="Features file from `dghc extract`.")
 @click.option("--out", "output_dir", default=None, help="Folder for the best checkpoint.")
 @click.option("--metrics", "metrics_file", type=click.Path(path_type=Path), default=None,
-              help="Write the best dev scores (both seqeval modes) to this JSON file.")
+              help="Write the best epoch and its dev P/R/F1 (flat JSON, for `dvc metrics show`).")
 def train_command(params_file, overrides, train_file, dev_file, features_file, output_dir, metrics_file) -> None:
     """Train on TRAIN, evaluate on DEV every epoch from eval_begin_epoch, keep the best checkpoint.
 
@@ -46,5 +46,9 @@ def train_command(params_file, overrides, train_file, dev_file, features_file, o
         click.echo(f"dev P {overall['precision']:.4f} R {overall['recall']:.4f} F1 {overall['f1']:.4f} "
                    "(seqeval default mode)")
     if metrics_file:
-        write_text_atomically(metrics_file, json.dumps({"best_epoch": result.best_epoch, "dev": result.best_dev},
-                                                       indent=2, sort_keys=True) + "\n")
+        summary: dict = {"best_epoch": result.best_epoch}
+        if result.best_dev:
+            for mode in ("default", "strict"):
+                for key in ("precision", "recall", "f1"):
+                    summary[f"dev_{mode}_{key}"] = round(result.best_dev[mode]["overall"][key], 4)
+        write_text_atomically(metrics_file, json.dumps(summary, indent=2, sort_keys=True) + "\n")

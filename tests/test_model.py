@@ -107,14 +107,50 @@ def test_gate_module_alone_softmax_over_present_blocks():
 
 
 def test_prefix_head_split_keeps_heads_contiguous():
-    prefix = VisualPrefix(vision_dim=6, hidden_size=8, num_heads=2, prompt_len=1, prompt_dim=5, dropout=0.0)
-    blocks = torch.randn(1, 1, 6)
-    projected = prefix.project(blocks).view(1, 1, 1, 2, 8)  # (batch, block, token, key/value, d)
-    layer = prefix(blocks, torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 1, 1))[0]
-    # head h must hold dimensions h*d_h .. (h+1)*d_h of the key vector
-    assert torch.allclose(layer.keys[0, 0, 0], projected[0, 0, 0, 0, :4])
-    assert torch.allclose(layer.keys[0, 1, 0], projected[0, 0, 0, 0, 4:])
-    assert torch.allclose(layer.values[0, 1, 0], projected[0, 0, 0, 1, 4:])
+    heads, head_size, prompt_len, blocks = 3, 4, 2, 2
+    prefix = VisualPrefix(vision_dim=6, hidden_size=heads * head_size, num_heads=heads, prompt_len=prompt_len,
+                          prompt_dim=5, dropout=0.0)
+    vectors = torch.randn(1, blocks, 6)
+    gates = torch.tensor([[[0.25, 0.75]]])  # one layer
+    projected = prefix.project(vectors).view(1, blocks, prompt_len, 2, heads * head_size)
+    layer = prefix(vectors, torch.ones(1, blocks, dtype=torch.bool), gates)[0]
+    assert layer.keys.shape == (1, heads, blocks * prompt_len, head_size)
+    for block in range(blocks):
+        for token in range(prompt_len):
+            slot = block * prompt_len + token
+            for head in range(heads):
+                dims = slice(head * head_size, (head + 1) * head_size)
+                expected_key = gates[0, 0, block] * projected[0, block, token, 0, dims]
+                expected_value = gates[0, 0, block] * projected[0, block, token, 1, dims]
+                assert torch.allclose(layer.keys[0, head, slot], expected_key, atol=1e-6)
+                assert torch.allclose(layer.values[0, head, slot], expected_value, atol=1e-6)
+
+
+def test_prefix_attention_matches_the_formula(tiny_bert):
+    """softmax(Q [phi_k ; K]^T / sqrt(d_h) + mask) [phi_v ; V], written out by hand for one layer."""
+    tagger = make_tagger(tiny_bert)
+    batch = make_batch(tiny_bert, [[True, True, False, False], [True] * 4])
+    prefixes, _, _ = tagger.visual_prefixes(batch)
+    attention = tagger.encoder.encoder.layer[0].attention.self
+    hidden = torch.randn(2, batch.input_ids.shape[1], 32)
+    tagger.prefix_state.text_mask = batch.attention_mask
+    tagger.prefix_state.layers = prefixes
+    output, _ = attention(hidden)
+    tagger.prefix_state.clear()
+
+    def split(x):
+        return x.view(2, -1, 4, 8).transpose(1, 2)
+
+    q, k, v = split(attention.query(hidden)), split(attention.key(hidden)), split(attention.value(hidden))
+    keys = torch.cat([prefixes[0].keys, k], dim=2)
+    values = torch.cat([prefixes[0].values, v], dim=2)
+    allowed = torch.cat([prefixes[0].mask, batch.attention_mask], dim=1)[:, None, None, :]
+    scores = (q @ keys.transpose(-1, -2)) / 8 ** 0.5
+    weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+    expected = (weights @ values).transpose(1, 2).reshape(2, -1, 32)
+    assert torch.allclose(output, expected, atol=1e-5)
+    assert torch.all(weights[0, :, :, 8:16] == 0)  # regions 2 and 3 of post 0 are absent: no attention
+    assert torch.all(weights[0, :, :, :8] > 0)
 
 
 @pytest.mark.parametrize("overrides,blocks", [({"use_regions": False}, 1), ({"use_gates": False}, 4),

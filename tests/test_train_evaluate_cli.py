@@ -42,7 +42,8 @@ def invoke(*args: str):
 
 def assert_clean_error(result, *phrases: str) -> None:
     assert result.exit_code != 0
-    assert "Traceback" not in result.output
+    # CliRunner catches tracebacks: an error shown as a clean message leaves SystemExit, anything else is a crash
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     for phrase in phrases:
         assert phrase in result.output, result.output
 
@@ -50,7 +51,8 @@ def assert_clean_error(result, *phrases: str) -> None:
 def test_train_writes_checkpoint_metrics_and_log(pipeline_files):
     root = pipeline_files["root"]
     metrics = json.loads((root / "train_metrics.json").read_text())
-    assert set(metrics["dev"]) == {"default", "strict"}
+    assert metrics["best_epoch"] in (1, 2)
+    assert {"dev_default_f1", "dev_strict_f1", "dev_default_precision", "dev_default_recall"} <= set(metrics)
     assert {"model.safetensors", "dghc.json", "encoder"} <= {p.name for p in pipeline_files["model"].iterdir()}
     meta = json.loads((pipeline_files["model"] / "dghc.json").read_text())
     assert meta["features_fingerprint"]["untrained"] is True

@@ -21,6 +21,9 @@ class MemoryFeatures:
         self.vectors, self.m, self.dim = vectors, m, dim
         self.fingerprint = {"model": "memory", "m": m}
 
+    def __contains__(self, image_id) -> bool:
+        return True  # every post has a row; those absent from ``vectors`` have no image
+
     def batch(self, image_ids):
         out = torch.zeros(len(image_ids), 1 + self.m, self.dim)
         mask = torch.zeros(len(image_ids), 1 + self.m, dtype=torch.bool)
@@ -102,3 +105,58 @@ def test_every_parameter_in_one_optimizer_group(tmp_path, tiny_bert):
     assert set(groups) >= {"encoder", "encoder/no_decay", "head", "head/no_decay", "crf/no_decay"}
     assert groups["encoder"]["lr"] == config.lr_encoder and groups["crf/no_decay"]["lr"] == config.lr_crf
     assert groups["encoder/no_decay"]["weight_decay"] == 0.0 and groups["head"]["weight_decay"] == config.weight_decay
+
+
+def read_log(path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_best_dev_epoch_is_kept_not_the_last(tmp_path, tiny_bert):
+    # dev differs from train, so dev F1 goes up and down; the checkpoint must hold the best epoch's weights
+    dev = [Post("d1", ["Jordan", "was", "here"], ["B-LOC", "O", "O"]), Post("d2", ["Apple", "sues"], ["B-ORG", "O"])]
+    config = tiny_config(tmp_path, tiny_bert, epochs=8, eval_begin_epoch=3)
+    result = train(config, POSTS, dev, image_features())
+    rows = read_log(config.log_file)
+    assert all(r["dev_f1"] == "" for r in rows[:2]) and all(r["dev_f1"] != "" for r in rows[2:])
+    best = max(rows[2:], key=lambda r: float(r["dev_f1"]))  # first epoch with the highest dev F1
+    assert result.best_epoch == int(best["epoch"])
+    checkpoint = load_checkpoint(result.output_dir)
+    assert checkpoint.info["best_epoch"] == result.best_epoch
+    reloaded = predict(checkpoint.tagger, checkpoint.tokenizer, dev, image_features())
+    f1 = entity_scores([p.labels for p in dev], [p.labels for p in reloaded])["overall"]["f1"]
+    assert f1 == pytest.approx(float(best["dev_f1"]), abs=1e-6)
+
+
+def test_early_stop_and_same_seed_same_weights(tmp_path, tiny_bert):
+    frozen = dict(lr_encoder=0.0, lr_head=0.0, lr_crf=0.0, epochs=6, early_stop_patience=2)
+    first = train(tiny_config(tmp_path / "a", tiny_bert, **frozen), POSTS, POSTS, image_features())
+    assert len(first.history) == 3  # no learning: no improvement after epoch 1, stop after 2 stale epochs
+
+    config = dict(epochs=2)
+    one = train(tiny_config(tmp_path / "b", tiny_bert, **config), POSTS, POSTS, image_features())
+    two = train(tiny_config(tmp_path / "c", tiny_bert, **config), POSTS, POSTS, image_features())
+    weights_one = load_checkpoint(one.output_dir).tagger.state_dict()
+    weights_two = load_checkpoint(two.output_dir).tagger.state_dict()
+    assert all(torch.equal(weights_one[k], weights_two[k]) for k in weights_one)
+
+
+def test_parameters_from_yaml_are_coerced_or_refused():
+    from pipeline.errors import DghcError
+
+    config = TrainConfig(lr_encoder="3e-5", use_image="false", epochs="3")
+    assert (config.lr_encoder, config.use_image, config.epochs) == (3e-5, False, 3)
+    for bad in ({"use_gates": "maybe"}, {"eval_mode": "lenient"}, {"epochs": 0}, {"text_vector": "pooler"}):
+        with pytest.raises(DghcError, match=next(iter(bad))):
+            TrainConfig(**bad)
+
+
+def test_features_that_miss_posts_are_refused(tmp_path, tiny_bert):
+    from pipeline.errors import DghcError
+
+    class PartialFeatures(MemoryFeatures):
+        def __contains__(self, image_id) -> bool:
+            return image_id != "p4"
+
+    with pytest.raises(DghcError, match="no row for 1 of the 6 posts"):
+        train(tiny_config(tmp_path, tiny_bert, epochs=1), POSTS, POSTS, PartialFeatures({}))

@@ -18,6 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.errors import DghcError
+
+
+class UnsupportedEncoder(DghcError, TypeError):
+    """The encoder's layers are not laid out like BERT's (``encoder.layer[i].attention.self.query`` ...)."""
+
 
 @dataclass
 class LayerPrefix:
@@ -45,7 +51,7 @@ class PrefixSelfAttention(nn.Module):
         super().__init__()
         for name in ("query", "key", "value"):
             if not isinstance(getattr(original, name, None), nn.Linear):
-                raise TypeError(f"self-attention module {type(original).__name__} has no '{name}' projection: "
+                raise UnsupportedEncoder(f"self-attention module {type(original).__name__} has no '{name}' projection: "
                                 "only BERT-style encoders (query/key/value linears) are supported")
         self.query = original.query
         self.key = original.key
@@ -92,7 +98,7 @@ def install_prefix_attention(encoder: nn.Module) -> PrefixState:
     """
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
     if layers is None:
-        raise TypeError(f"{type(encoder).__name__} has no encoder.layer list: only BERT-style encoders are supported")
+        raise UnsupportedEncoder(f"{type(encoder).__name__} has no encoder.layer list: only BERT-style encoders are supported")
     state = PrefixState()
     for index, layer in enumerate(layers):
         attention = layer.attention
