@@ -88,11 +88,10 @@ class TrainConfig:
             raise DghcError(f"train parameter max_length must be at least 3 (two special tokens and a word)")
 
     def model_config(self, labels: list[str], vision_dim: int, num_regions: int) -> ModelConfig:
-        return ModelConfig(labels=labels, vision_dim=vision_dim, num_regions=num_regions, use_image=self.use_image,
-                           use_relevance=self.use_relevance, use_gates=self.use_gates,
-                           use_regions=self.use_regions, text_vector=self.text_vector,  # type: ignore[arg-type]
-                           prompt_len=self.prompt_len, prompt_dim=self.prompt_dim, dropout=self.dropout,
-                           max_length=self.max_length)
+        """The model's parameters: the fields this config shares with ModelConfig, plus what the data gives."""
+        given = {"labels": labels, "vision_dim": vision_dim, "num_regions": num_regions}
+        shared = {f.name: getattr(self, f.name) for f in fields(ModelConfig) if f.name not in given}
+        return ModelConfig(**given, **shared)
 
 
 def _coerce(name: str, value, kind: type):

@@ -25,6 +25,15 @@ class UnsupportedEncoder(DghcError, TypeError):
     """The encoder's layers are not laid out like BERT's (``encoder.layer[i].attention.self.query`` ...)."""
 
 
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(batch, length, d) -> (batch, heads, length, d / heads): a view per head, then a transpose.
+
+    Reshaping straight to (batch, heads, length, d_h) would mix tokens into heads (DESIGN.md section 4).
+    """
+    batch, length, width = x.shape
+    return x.view(batch, length, num_heads, width // num_heads).transpose(1, 2)
+
+
 @dataclass
 class LayerPrefix:
     keys: torch.Tensor  # (batch, heads, prefix_len, head_size)
@@ -62,18 +71,14 @@ class PrefixSelfAttention(nn.Module):
         self.layer_index = layer_index
         self.state = state
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x.shape
-        return x.view(batch, length, self.num_heads, self.head_size).transpose(1, 2)
-
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 **kwargs) -> tuple[torch.Tensor, None]:
         # ``attention_mask`` from the encoder is ignored on purpose: the key mask is rebuilt from the
         # state so that text and prefix masks are combined in one place.
         batch, length, _ = hidden_states.shape
-        query = self._split_heads(self.query(hidden_states))
-        key = self._split_heads(self.key(hidden_states))
-        value = self._split_heads(self.value(hidden_states))
+        query = split_heads(self.query(hidden_states), self.num_heads)
+        key = split_heads(self.key(hidden_states), self.num_heads)
+        value = split_heads(self.value(hidden_states), self.num_heads)
         text_mask = self.state.text_mask
         if text_mask is None:
             text_mask = torch.ones(batch, length, dtype=torch.bool, device=hidden_states.device)

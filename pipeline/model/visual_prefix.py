@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.model.prefix_attention import LayerPrefix
+from pipeline.model.prefix_attention import LayerPrefix, split_heads
 
 
 class VisualPrefix(nn.Module):
@@ -41,11 +41,7 @@ class VisualPrefix(nn.Module):
         for layer in range(gates.shape[1]):
             gate = gates[:, layer, :, None, None, None]  # (batch, B, 1, 1, 1)
             gated = (gate * tokens).reshape(batch, prefix_len, 2, self.hidden_size)
-            keys = self._split_heads(gated[:, :, 0])
-            values = self._split_heads(gated[:, :, 1])
+            keys = split_heads(gated[:, :, 0], self.num_heads)
+            values = split_heads(gated[:, :, 1], self.num_heads)
             prefixes.append(LayerPrefix(keys=keys, values=values, mask=slot_mask))
         return prefixes
-
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x.shape
-        return x.view(batch, length, self.num_heads, self.head_size).transpose(1, 2)
