@@ -27,7 +27,7 @@ from pipeline.inference import predict  # noqa: E402
 from pipeline.model.tagger import DGHCTagger, ModelConfig  # noqa: E402
 from pipeline.tags import bioes_label_set, entity_types  # noqa: E402
 from pipeline.text_encoder import PACKAGED_MINILM, load_encoder_and_tokenizer  # noqa: E402
-from pipeline.training import TrainConfig, linear_warmup, parameter_groups  # noqa: E402
+from pipeline.training import TrainConfig, linear_warmup, make_optimizer  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2017" / "train.txt"
 VISION_DIM = 256
@@ -51,7 +51,7 @@ def make_variant(labels, **model_flags):
     torch.manual_seed(0)
     tagger = DGHCTagger(ModelConfig(labels=labels, vision_dim=VISION_DIM, **model_flags), encoder)
     config = TrainConfig()
-    optimizer = torch.optim.AdamW(parameter_groups(tagger, config))
+    optimizer = make_optimizer(tagger, config)
     scheduler = linear_warmup(optimizer, 1, 10_000)
     return tagger, tokenizer, optimizer, scheduler
 

@@ -166,6 +166,16 @@ def parameter_groups(tagger: DGHCTagger, config: TrainConfig) -> list[dict]:
     return result
 
 
+def make_optimizer(tagger: DGHCTagger, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the parameter groups; the fused kernel when the device has one (on CPU it is several times
+    faster than the per-tensor loop, which matters since the optimizer touches every encoder weight each step)."""
+    groups = parameter_groups(tagger, config)
+    try:
+        return torch.optim.AdamW(groups, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(groups)
+
+
 def linear_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -231,7 +241,7 @@ def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
 
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(parameter_groups(tagger, config))
+    optimizer = make_optimizer(tagger, config)
     scheduler = linear_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     fingerprint = getattr(features, "fingerprint", None)
     detections_fingerprint = read_detections_fingerprint(config.detections_file) if config.use_image else None
