@@ -96,6 +96,13 @@ def test_features_from_another_vision_model_are_refused(pipeline_files, tmp_path
     assert_clean_error(result, "weights_sha256", "expected")
 
 
+def test_features_for_other_data_are_refused(pipeline_files, tmp_path):
+    data = tmp_path / "other.txt"
+    data.write_text("IMGID:elsewhere-1\nParis\tB-LOC\n")
+    result = invoke("evaluate", str(pipeline_files["model"]), str(data), "--features", str(pipeline_files["features"]))
+    assert_clean_error(result, "no row for 1 of the 1 posts", "dghc extract")
+
+
 def test_model_needs_its_features(pipeline_files):
     result = invoke("evaluate", str(pipeline_files["model"]), str(pipeline_files["test"]))
     assert_clean_error(result, "--features")
@@ -122,7 +129,9 @@ def test_changed_checkpoint_is_refused(pipeline_files, tmp_path):
 def test_unknown_types_and_long_posts_are_reported_and_every_word_is_tagged(pipeline_files, tmp_path, caplog):
     words = [f"word{i}" for i in range(300)]
     data = tmp_path / "odd.txt"
-    data.write_text("IMGID:long\n" + "".join(f"{w}\tO\n" for w in words) + "\nIMGID:event\nExpo\tB-EVENT\n2020\tI-EVENT\n")
+    # ids of the test split, so that the features file has their rows
+    data.write_text("IMGID:test-0000\n" + "".join(f"{w}\tO\n" for w in words)
+                    + "\nIMGID:test-0001\nExpo\tB-EVENT\n2020\tI-EVENT\n")
     with caplog.at_level(logging.WARNING):
         result = invoke("evaluate", str(pipeline_files["model"]), str(data), "--features",
                         str(pipeline_files["features"]), "--predictions", str(tmp_path / "p.txt"))
