@@ -39,7 +39,10 @@ def summarise_visual(predictions: Sequence[PostPrediction]) -> dict:
 
 
 def evaluate(checkpoint: Checkpoint, posts: Sequence[Post], features: VisualFeatures | None,
-             batch_size: int = 32, device: str = "cpu", progress: bool = False) -> Evaluation:
+             batch_size: int = 32, device: str = "cpu", progress: bool = False,
+             allow_missing_features: bool = False) -> Evaluation:
+    """Tag and score ``posts``. Posts absent from the features file are refused unless
+    ``allow_missing_features`` (the HTML report shows them, marked as read from the text alone)."""
     if not posts:
         raise DghcError("the split to evaluate has no posts")
     model_types = {split_label(label)[1] for label in checkpoint.tagger.config.labels} - {None}
@@ -48,7 +51,7 @@ def evaluate(checkpoint: Checkpoint, posts: Sequence[Post], features: VisualFeat
     if unknown:
         logger.warning("the data has entity types %s that the model was not trained on (it knows %s): "
                        "those entities count as missed", unknown, sorted(model_types))
-    if features is not None:
+    if features is not None and not allow_missing_features:
         require_coverage(features, posts, "the data to evaluate")
     predictions = predict(checkpoint.tagger, checkpoint.tokenizer, posts, features, batch_size, device, progress)
     metrics = all_modes([p.labels for p in posts], [p.labels for p in predictions])

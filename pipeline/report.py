@@ -463,12 +463,13 @@ def build_report(config: ReportConfig) -> ReportResult:
         notes.append("The features come from an UNTRAINED CLIP (random weights): the image vectors are a fixed "
                      "random function of the pixels, not learned visual features.")
 
-    with_image = evaluate(checkpoint, posts, features, config.batch_size, config.device, config.progress)
+    with_image = evaluate(checkpoint, posts, features, config.batch_size, config.device, config.progress,
+                          allow_missing_features=True)
     scores = {"with image" if features is not None else "text-only model": with_image.metrics["default"]}
     text_only: list[PostPrediction | None] = [None] * len(posts)
     if features is not None:
         masked = evaluate(checkpoint, posts, MaskedFeatures(features), config.batch_size, config.device,
-                          config.progress)
+                          config.progress, allow_missing_features=True)
         text_only = list(masked.predictions)
         scores["image masked (text-only path)"] = masked.metrics["default"]
     effects = [image_effect(post.labels, prediction.labels, alone.labels if alone else None)
