@@ -5,10 +5,13 @@ bomb is reported as ``unreadable``; grayscale, CMYK, palette and alpha images ar
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
@@ -54,8 +57,42 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+# load_image may run in several threads at once (the extract stage decodes a batch on a thread pool), but PIL's
+# truncation flag and Python's warning filters are process-global: the flag is held False while any load runs
+# (the caller's value is given back after the last one), and opening (header only, cheap) is serialised so
+# that the warning filters of one call are not restored under another.
+_state_lock = threading.Lock()
+_open_lock = threading.Lock()
+_loads_running = 0
+_truncated_before = False
+
+
+@contextlib.contextmanager
+def _refuse_truncated_images() -> Iterator[None]:
+    global _loads_running, _truncated_before
+    with _state_lock:
+        if _loads_running == 0:
+            _truncated_before = ImageFile.LOAD_TRUNCATED_IMAGES
+        _loads_running += 1
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        with _state_lock:
+            _loads_running -= 1
+            if _loads_running == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _truncated_before
+
+
+def _open(path: Path) -> Image.Image:
+    """``Image.open`` with a decompression-bomb warning raised as an error."""
+    with _open_lock, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
 def load_image(path: Path | None, max_pixels: int = MAX_PIXELS) -> LoadedImage:
-    """Open, fully decode and convert an image to RGB, or say why not."""
+    """Open, fully decode and convert an image to RGB, or say why not (safe to call from several threads)."""
     if path is None:
         return LoadedImage(ImageStatus.MISSING, "no image path")
     path = Path(path)
@@ -65,20 +102,16 @@ def load_image(path: Path | None, max_pixels: int = MAX_PIXELS) -> LoadedImage:
         return LoadedImage(ImageStatus.UNREADABLE, "not a regular file")
     if path.stat().st_size == 0:
         return LoadedImage(ImageStatus.UNREADABLE, "empty file (0 bytes)")
-    previous_truncated = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                width, height = opened.size
-                if width * height > max_pixels:
-                    return LoadedImage(ImageStatus.UNREADABLE,
-                                       f"decompression bomb: {width}x{height} pixels exceeds {max_pixels}")
-                opened.load()
-                image = to_rgb(opened)
-                if image is opened:
-                    image = opened.copy()
+        with _refuse_truncated_images(), _open(path) as opened:
+            width, height = opened.size
+            if width * height > max_pixels:
+                return LoadedImage(ImageStatus.UNREADABLE,
+                                   f"decompression bomb: {width}x{height} pixels exceeds {max_pixels}")
+            opened.load()
+            # Leaving the with block closes the file but keeps the decoded pixels (Pillow >= 7): an RGB image
+            # is returned as decoded, without a copy; other modes are converted (a new image).
+            image = to_rgb(opened)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         return LoadedImage(ImageStatus.UNREADABLE, f"decompression bomb: {err}")
     except UnidentifiedImageError:
@@ -88,8 +121,6 @@ def load_image(path: Path | None, max_pixels: int = MAX_PIXELS) -> LoadedImage:
         return LoadedImage(ImageStatus.UNREADABLE, "not an image file (no decoder for its format)")
     except (OSError, SyntaxError, ValueError) as err:
         return LoadedImage(ImageStatus.UNREADABLE, f"cannot decode: {err}")
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous_truncated
     if image.width == 0 or image.height == 0:
         return LoadedImage(ImageStatus.UNREADABLE, "image has zero width or height")
     return LoadedImage(ImageStatus.PRESENT, "", image)

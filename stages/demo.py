@@ -1,49 +1,44 @@
 """``dghc demo-data OUT``: write the synthetic multimodal demo set the pipeline runs on by default."""
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import click
 
-from pipeline.errors import DghcError
+from stages.params import apply_params
 
 PARAMS_SECTION = "demo_data"
-_OPTIONS = ("seed", "train", "valid", "test")
-
-
-def _params_defaults(path: Path) -> dict:
-    """The ``demo_data`` section of a params.yaml (only the keys this command knows)."""
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise DghcError(f"{path}: cannot read the parameters ({err})") from None
-    section = loaded.get(PARAMS_SECTION, {}) if isinstance(loaded, dict) else {}
-    if not isinstance(section, dict):
-        raise DghcError(f"{path}: section {PARAMS_SECTION!r} must be a mapping")
-    from pipeline.demo_data import DemoConfig
-
-    known = {f.name for f in fields(DemoConfig)} | {"out"}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise DghcError(f"{path}: unknown keys in {PARAMS_SECTION!r}: {', '.join(unknown)} "
-                        f"(known: {', '.join(sorted(known))})")
-    return section
+DEFAULT_OUT = Path("data/demo")
+# DemoConfig's fields, each a click option of the same name (pipeline.demo_data is not imported here: it
+# imports PIL and numpy, and `dghc --help` must stay fast).
+CONFIG_OPTIONS = ("seed", "train", "valid", "test", "image_size", "jpeg_quality", "no_image_rate", "ambiguous_rate",
+                  "ambiguous_in_typed_rate")
 
 
 @click.command("demo-data")
 @click.argument("out", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", type=int, default=13, show_default=True, help="Random seed: the same seed gives the same bytes.")
+@click.option("--seed", type=int, default=13, show_default=True,
+              help="Random seed: the same seed gives the same bytes.")
 @click.option("--train", type=click.IntRange(min=1), default=400, show_default=True, help="Posts in train.txt.")
 @click.option("--valid", type=click.IntRange(min=1), default=100, show_default=True, help="Posts in valid.txt.")
 @click.option("--test", type=click.IntRange(min=1), default=100, show_default=True, help="Posts in test.txt.")
+@click.option("--image-size", type=click.IntRange(min=8), default=224, show_default=True,
+              help="Width and height of the images in pixels.")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True,
+              help="JPEG quality of the images.")
+@click.option("--no-image-rate", type=click.FloatRange(0.0, 1.0), default=0.15, show_default=True,
+              help="Share of posts without an image file.")
+@click.option("--ambiguous-rate", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+              help="Of posts with an image: share with an ambiguous name in a neutral context (only the image "
+                   "tells its type).")
+@click.option("--ambiguous-in-typed-rate", type=click.FloatRange(0.0, 1.0), default=0.2, show_default=True,
+              help="Share of typed slots filled with an ambiguous name (the text tells its type).")
 @click.option("--params", "params_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help=f"A params.yaml whose '{PARAMS_SECTION}' section gives defaults; options given here win.")
+              help=f"A params.yaml whose '{PARAMS_SECTION}' section gives defaults (also 'out'); options given "
+                   f"here win.")
 @click.pass_context
-def demo_data_command(ctx: click.Context, out: Path | None, seed: int, train: int, valid: int, test: int,
-                      params_file: Path | None) -> None:
+def demo_data_command(ctx: click.Context, **_: Any) -> None:
     """Write a synthetic multimodal NER set to OUT (default data/demo).
 
     \b
@@ -54,30 +49,11 @@ def demo_data_command(ctx: click.Context, out: Path | None, seed: int, train: in
     Some names (Jordan, Chelsea, Phoenix...) stand in contexts that do not tell their type; only the image
     does. The command prints the best F1 a text-only model can reach.
     """
+    apply_params(ctx, ctx.params["params_file"], PARAMS_SECTION)
     from pipeline.demo_data import DemoConfig, write_demo_data
 
-    values = {"seed": seed, "train": train, "valid": valid, "test": test}
-    out_from_params = None
-    if params_file is not None:
-        section = _params_defaults(params_file)
-        out_from_params = section.get("out")
-        for name in _OPTIONS:
-            given = ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-            if name in section and not given:
-                values[name] = section[name]
-        for name in ("image_size", "jpeg_quality", "no_image_rate", "ambiguous_rate", "ambiguous_in_typed_rate"):
-            if name in section:
-                values[name] = section[name]
-    for name in _OPTIONS:
-        value = values[name]
-        if not isinstance(value, int) or isinstance(value, bool) or (name != "seed" and value < 1):
-            raise DghcError(f"demo-data: {name} must be {'an integer' if name == 'seed' else 'a positive integer'}, "
-                            f"got {value!r}")
-    target = out if out is not None else Path(out_from_params or "data/demo")
-    try:
-        config = DemoConfig(**values)
-    except TypeError as err:
-        raise DghcError(f"bad demo-data parameters: {err}") from None
-    summary = write_demo_data(target, config)
+    options = ctx.params
+    config = DemoConfig(**{name: options[name] for name in CONFIG_OPTIONS})
+    summary = write_demo_data(options["out"] or DEFAULT_OUT, config)
     for line in summary.lines():
         click.echo(line)

@@ -6,44 +6,9 @@ from typing import Any
 
 import click
 
-from pipeline.errors import DghcError
+from stages.params import apply_params
 
 UNTRAINED_NAME = "untrained-clip-small"  # pipeline.features.clip_encoder.UNTRAINED_NAME (not imported: torch)
-
-
-def apply_params(ctx: click.Context, params_file: Path | None, section: str) -> None:
-    """Fill the options not given on the command line from ``section`` of a params.yaml file."""
-    if params_file is None:
-        return
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(Path(params_file).read_text(encoding="utf-8")) or {}
-    except OSError as err:
-        raise DghcError(f"{params_file}: cannot read ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise DghcError(f"{params_file}: not valid YAML ({err})") from None
-    values = loaded.get(section) if isinstance(loaded, dict) else None
-    if values is None:
-        return
-    if not isinstance(values, dict):
-        raise DghcError(f"{params_file}: section {section!r} must be a mapping of option names to values")
-    options = {p.name: p for p in ctx.command.params if p.name and p.name != "params_file"}
-    unknown = sorted(k for k in values if str(k).replace("-", "_") not in options)
-    if unknown:
-        raise DghcError(f"{params_file}: unknown keys in section {section!r}: {', '.join(map(str, unknown))} "
-                        f"(known: {', '.join(sorted(options))})")
-    for key, value in values.items():
-        name = str(key).replace("-", "_")
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
-            continue
-        param = options[name]
-        if param.multiple or param.nargs == -1:
-            value = value if isinstance(value, list) else [value]
-        try:
-            ctx.params[name] = param.type_cast_value(ctx, value)
-        except click.BadParameter as err:
-            raise DghcError(f"{params_file}: {section}.{key}: {err.message}") from None
 
 
 @click.command("extract")
@@ -64,8 +29,10 @@ def apply_params(ctx: click.Context, params_file: Path | None, section: str) -> 
               help="Stored precision of the vectors.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Images per batch (each with its region crops).")
-@click.option("--num-workers", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Processes that decode and preprocess images (0: in the main process).")
+@click.option("--num-workers", type=click.IntRange(min=0), default=None,
+              help="Processes that decode and preprocess images; 0: the main process, on a pool of threads between "
+                   "two forwards. Default: 0 on the CPU (workers would compete with the forward for the cores), "
+                   "up to 4 with a GPU.")
 @click.option("--crop-padding", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Context added around each box, as a fraction of its width and height on each side.")
 @click.option("--min-crop-size", type=click.IntRange(min=1), default=2, show_default=True,

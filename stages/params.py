@@ -50,10 +50,13 @@ def build_config(cls: type[T], section_values: dict, overrides: dict, origin: st
 
 
 def apply_params(ctx, params_file: str | Path | None, section: str) -> None:
-    """Fill the click options that were not given on the command line from ``section`` of a params file.
+    """Fill the click parameters that were not given on the command line from ``section`` of a params file.
 
-    Keys are option names (``batch_size`` or ``batch-size``); an unknown key or a value of the wrong type is
-    an error naming the file, the section and the key.
+    The one implementation every stage command uses (detect, extract, evaluate, report, demo-data). Keys are
+    parameter names (``batch_size`` or ``batch-size``; arguments too, e.g. ``files``); a scalar given to a
+    repeatable option or a many-valued argument counts as a one-item list. Unknown keys, a value of the wrong
+    type and a boolean given to a non-boolean parameter are errors naming the file, the section and the key.
+    A missing section gives nothing.
     """
     import click
     from click.core import ParameterSource
@@ -62,16 +65,24 @@ def apply_params(ctx, params_file: str | Path | None, section: str) -> None:
         return
     values = load_section(params_file, section)
     options = {p.name: p for p in ctx.command.params if p.name and p.name not in ("params", "params_file")}
+    unknown = [str(key) for key in values if str(key).replace("-", "_") not in options]
+    if unknown:
+        raise DghcError(f"{params_file}: unknown keys in section {section!r}: {', '.join(unknown)} "
+                        f"(known: {', '.join(sorted(options))})")
     for key, value in values.items():
         name = str(key).replace("-", "_")
-        if name not in options:
-            raise DghcError(f"{params_file}: unknown key {key!r} in section {section!r} "
-                            f"(known: {', '.join(sorted(options))})")
+        param = options[name]
+        many = param.multiple or getattr(param, "nargs", 1) == -1
         given = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
-        empty_argument = options[name].multiple or getattr(options[name], "nargs", 1) == -1
-        if given and not (empty_argument and not ctx.params.get(name)):
+        if given and not (many and not ctx.params.get(name)):  # an empty FILES... argument is not "given"
             continue
+        if many and value is not None and not isinstance(value, (list, tuple)):
+            value = [value]
+        items = value if many and value is not None else [value]
+        if not isinstance(param.type, click.types.BoolParamType) and any(isinstance(v, bool) for v in items):
+            raise DghcError(f"{params_file}: {section}.{key}: expected {param.type.name}, got a boolean "
+                            f"({str(value).lower()})")
         try:
-            ctx.params[name] = options[name].type_cast_value(ctx, value) if value is not None else None
+            ctx.params[name] = param.type_cast_value(ctx, value)
         except click.BadParameter as err:
             raise DghcError(f"{params_file}: {section}.{key}: {err.message}") from None

@@ -126,9 +126,29 @@ def test_params_file_gives_defaults_and_options_win(tmp_path):
     result = CliRunner().invoke(dghc, ["demo-data", str(out), "--params", str(params)])
     assert result.exit_code != 0 and "unknown keys" in result.output and "sed" in result.output
     assert "Traceback" not in result.output
-    params.write_text("demo_data:\n  train: many\n", encoding="utf-8")
-    result = CliRunner().invoke(dghc, ["demo-data", str(out), "--params", str(params)])
-    assert result.exit_code != 0 and "train must be a positive integer" in result.output
+    for bad, message in (("train: many", "not a valid integer"), ("valid: 0", "0 is not in the range"),
+                         ("test: true", "got a boolean"), ("no_image_rate: 2", "not in the range")):
+        params.write_text(f"demo_data:\n  {bad}\n", encoding="utf-8")
+        result = CliRunner().invoke(dghc, ["demo-data", str(out), "--params", str(params)])
+        key = bad.split(":")[0]
+        assert result.exit_code != 0 and f"demo_data.{key}" in result.output and message in result.output, bad
+        assert str(params) in result.output and "Traceback" not in result.output
+
+
+def test_every_demo_setting_is_an_option_and_a_params_key(tmp_path):
+    from stages.demo import CONFIG_OPTIONS
+
+    assert set(CONFIG_OPTIONS) == {f.name for f in dataclasses.fields(DemoConfig)}
+    params = tmp_path / "params.yaml"
+    params.write_text(f"demo_data:\n  out: {tmp_path / 'from_params'}\n  train: 3\n  valid: 2\n  test: 2\n"
+                      f"  image_size: 40\n  no_image_rate: 0.0\n", encoding="utf-8")
+    result = CliRunner().invoke(dghc, ["demo-data", "--params", str(params), "--jpeg-quality", "70"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "from_params" / MANIFEST_NAME).read_text())["config"]
+    assert (config["image_size"], config["no_image_rate"], config["jpeg_quality"], config["train"]) == (40, 0.0, 70, 3)
+    with Image.open(next((tmp_path / "from_params" / "images").glob("*.jpg"))) as image:
+        assert image.size == (40, 40)
 
 
 # ---------------------------------------------------------------------------------------------------------

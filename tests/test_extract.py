@@ -318,3 +318,169 @@ def test_real_tweets_mostly_without_images(world, tmp_path, shared_data):
     data = read(tmp_path / "f.h5")
     assert int(data["image_mask"].sum()) == present and int(data["region_mask"][:, 0].sum()) == present
     assert int(data["region_mask"][:, 1:].sum()) == 0
+
+
+# --------------------------------------------------------------------------------------------- preprocessing
+
+
+def standard_like(**settings):
+    from transformers import CLIPImageProcessor
+
+    base = {"size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224}}
+    return CLIPImageProcessor(**{**base, **settings})
+
+
+PROCESSORS = {
+    "standard-224": {},
+    "tiny-32": {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}},
+    # a hub model's own settings: larger resize than crop, bilinear, other mean/std
+    "own-settings": {"size": {"shortest_edge": 72}, "crop_size": {"height": 64, "width": 64}, "resample": 2,
+                     "image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.25, 0.3]},
+}
+
+
+def odd_images(folder: Path) -> list:
+    """Decoded images of odd shapes and modes, and demo-set pictures, as the stage decodes them."""
+    from PIL import Image
+
+    from pipeline.demo_data import VISUAL_CLASSES, encode_jpeg, render_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [make_image(folder / f"odd{i}.jpg", w, h, seed=i)
+             for i, (w, h) in enumerate([(1, 1), (3, 5), (1, 300), (300, 1), (7, 1000), (1000, 7), (97, 61),
+                                         (225, 224), (640, 427)])]
+    paths.append(make_image(folder / "gray.jpg", 50, 70, seed=20, mode="L"))
+    rgba = Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 90, 4), dtype=np.uint8), "RGBA")
+    rgba.save(folder / "alpha.png")
+    paths.append(folder / "alpha.png")
+    for k, visual_class in enumerate(VISUAL_CLASSES):
+        path = folder / f"demo-{visual_class}.jpg"
+        path.write_bytes(encode_jpeg(render_image(visual_class, seed=k, size=224), 90))
+        paths.append(path)
+    return [load_image(path).image for path in paths]
+
+
+def region_boxes(width: int, height: int, rng: np.random.Generator, max_aspect: float = 4.0) -> list:
+    """The whole image, random boxes and tiny ones, each trimmed to ``max_aspect`` as the stage trims them."""
+    from pipeline.features.preprocess import aspect_box
+
+    boxes = [(0, 0, width, height), (0, 0, 1, 1), (width - min(width, 2), height - min(height, 3), width, height)]
+    for _ in range(3):
+        x1, x2 = sorted(rng.integers(0, width + 1, 2))
+        y1, y2 = sorted(rng.integers(0, height + 1, 2))
+        boxes.append((int(x1), int(y1), int(max(x2, x1 + 1)), int(max(y2, y1 + 1))))
+    clamped = [(min(l, width - 1), min(t, height - 1), min(r, width), min(b, height)) for l, t, r, b in boxes]
+    return [aspect_box(box, max_aspect) for box in clamped]
+
+
+def assert_fast_path_matches(images: list, processors: dict) -> None:
+    """The fast path gives the processor's pixels (to 1e-5 in normalised units, 1/1000 of a grey level)."""
+    from pipeline.features.preprocess import FastClipPreprocessor, ProcessorPreprocessor
+
+    rng = np.random.default_rng(0)
+    for name, settings in processors.items():
+        processor = standard_like(**settings)
+        fast, reference = FastClipPreprocessor(processor), ProcessorPreprocessor(processor)
+        for image in images:
+            boxes = region_boxes(image.width, image.height, rng)
+            got = fast(image, boxes)
+            assert got.shape == (len(boxes), 3, fast.crop, fast.crop) and got.dtype == torch.float32
+            difference = (got - reference(image, boxes)).abs().max().item()
+            assert difference <= 1e-5, (name, image.size, difference)
+
+
+def test_fast_preprocessing_matches_the_processor_on_odd_images_and_demo_pictures(tmp_path):
+    assert_fast_path_matches(odd_images(tmp_path), PROCESSORS)
+
+
+def test_fast_preprocessing_matches_the_processor_on_real_photos(shared_data):
+    paths = sorted(shared_data.glob("twitter20*/images/*.jpg"))
+    assert len(paths) >= 20
+    images = [load_image(path).image for path in paths]
+    assert_fast_path_matches([image for image in images if image is not None],
+                             {"standard-224": PROCESSORS["standard-224"]})
+
+
+def test_fast_path_only_for_standard_clip_settings_and_recorded_in_the_fingerprint(world, tmp_path, monkeypatch):
+    from pipeline.features.clip_encoder import ClipEncoder
+    from pipeline.features.preprocess import (FAST_IMPLEMENTATION, PROCESSOR_IMPLEMENTATION, FastClipPreprocessor,
+                                              ProcessorPreprocessor, fast_path_problem, make_preprocessor)
+    from pipeline.features.store import FeatureStore
+    from pipeline.errors import FingerprintMismatch
+
+    assert isinstance(make_preprocessor(standard_like()), FastClipPreprocessor)
+    for settings, why in (({"do_center_crop": False}, "center crop"), ({"resample": 1}, "resample"),
+                          ({"size": {"height": 224, "width": 224}}, "resize"), ({"do_normalize": False}, "normalis"),
+                          ({"crop_size": {"height": 256, "width": 256}}, "center crop")):
+        processor = standard_like(**settings)
+        assert why in fast_path_problem(processor)
+        assert isinstance(make_preprocessor(processor), ProcessorPreprocessor)
+
+    class OwnProcessor(type(standard_like())):
+        pass
+
+    assert "OwnProcessor" in fast_path_problem(OwnProcessor())
+    # The PIL backend's bicubic differs from torchvision's in the last grey levels: the processor itself runs.
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    assert isinstance(make_preprocessor(CLIPImageProcessorPil(**standard_like().to_dict())), ProcessorPreprocessor)
+
+    fast_file, slow_file = tmp_path / "fast.h5", tmp_path / "slow.h5"
+    extract_features(config(world, fast_file, dtype="float32"), progress=False)
+    fast = json.loads(read(fast_file)["attrs"]["fingerprint"])
+    assert fast["preprocess"]["implementation"] == FAST_IMPLEMENTATION and fast["format"] == "dghc-features/2"
+    # The same model through the processor itself (as files made before the fast path were): close vectors,
+    # but the file does not count as the same.
+    monkeypatch.setattr(ClipEncoder, "preprocessor", property(lambda self: ProcessorPreprocessor(self.processor)))
+    extract_features(config(world, slow_file, dtype="float32"), progress=False)
+    slow = json.loads(read(slow_file)["attrs"]["fingerprint"])
+    assert slow["preprocess"]["implementation"] == PROCESSOR_IMPLEMENTATION
+    np.testing.assert_allclose(read(slow_file)["region_vectors"], read(fast_file)["region_vectors"], atol=1e-4)
+    with pytest.raises(FingerprintMismatch, match="preprocess"):
+        FeatureStore(slow_file).require({"preprocess": fast["preprocess"]})
+
+
+def test_threaded_batches_give_what_worker_processes_give(world, tmp_path):
+    from pipeline.features.extract import CropDataset, collect_images, load_detection_rows, make_loader
+
+    encoder = load_clip(str(world["clip"]), device="cpu")
+    rows = collect_images([world["train"], world["valid"]], None)
+    found = load_detection_rows(world["detections"], rows.ids, [world["train"]])
+    dataset = CropDataset(range(len(rows.ids)), rows.paths, found.boxes, found.valid, encoder.processor,
+                          encoder.image_size, 0.1, 2, 4.0)
+    threads_before = torch.get_num_threads()
+    runs = [list(make_loader(dataset, 2, 0, threads=threads)) for threads in (1, 3)]
+    assert torch.get_num_threads() == threads_before  # the preprocessing threads' setting does not leak
+    runs.append(list(make_loader(dataset, 2, 1)))
+    for batches in runs[1:]:
+        assert [b["rows"] for b in batches] == [b["rows"] for b in runs[0]] == [[0, 1], [2, 3], [4]]
+        for got, want in zip(batches, runs[0]):
+            assert torch.equal(got["pixels"], want["pixels"]) and torch.equal(got["slots"], want["slots"])
+    # The stage's default on the CPU: no worker process, the pool of threads.
+    extract_features(config(world, tmp_path / "auto.h5", num_workers=None), progress=False)
+    extract_features(config(world, tmp_path / "one.h5", num_workers=1), progress=False)
+    assert (tmp_path / "auto.h5").read_bytes() == (tmp_path / "one.h5").read_bytes()
+
+
+def test_load_image_from_several_threads_keeps_pil_settings(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import ImageFile
+
+    good = make_image(tmp_path / "good.jpg", 300, 200, seed=4)
+    data = good.read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    paths = [good, tmp_path / "truncated.jpg"] * 40
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # a caller's setting: refused inside load_image, given back after
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            loaded = list(pool.map(load_image, paths))
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+    assert [item.status for item in loaded] == [ImageStatus.PRESENT, ImageStatus.UNREADABLE] * 40
+    assert all("truncated" in item.reason or "cannot decode" in item.reason for item in loaded[1::2])
+    # The decoded image is returned without a copy and stays usable after its file was closed.
+    image = loaded[0].image
+    assert image.mode == "RGB" and image.size == (300, 200) and image.getpixel((10, 10)) is not None

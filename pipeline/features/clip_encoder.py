@@ -8,6 +8,7 @@ vectors are a deterministic random projection of the pixels, not learned visual 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -133,11 +134,21 @@ class ClipEncoder:
             out = self.model.visual_projection(pooled) if self.output == "projected" else pooled
             return out.float().cpu()
 
+    @functools.cached_property
+    def preprocessor(self):
+        """What turns an image and its crop boxes into pixels (``preprocess.make_preprocessor``: the fast path
+        when it reproduces ``processor``)."""
+        from pipeline.features.preprocess import make_preprocessor
+
+        return make_preprocessor(self.processor)
+
     def identity(self) -> dict[str, Any]:
-        """What the features fingerprint records about the model and its preprocessing."""
+        """What the features fingerprint records about the model and its preprocessing (settings and which
+        implementation applied them: two implementations may differ in the last grey level)."""
+        preprocess = {**processor_settings(self.processor), "implementation": self.preprocessor.implementation}
         return {"model": self.name, "weights_sha256": self.weights_sha256, "untrained": self.untrained,
                 "seed": self.seed, "output": self.output, "dim": self.dim, "image_size": self.image_size,
-                "preprocess": processor_settings(self.processor)}
+                "preprocess": preprocess}
 
 
 def resolve_device(device: str) -> torch.device:

@@ -16,7 +16,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from pipeline.errors import DghcError
 from pipeline.features import store as layout
 from pipeline.features.clip_encoder import UNTRAINED_NAME, ClipEncoder, load_clip
 from pipeline.features.fingerprint import DTYPES, build_fingerprint, canonical_json, fingerprint_sha256
+from pipeline.features.preprocess import aspect_box, as_preprocessor
 from pipeline.files import write_text_atomically
 from pipeline.images import STATUS_NAMES, ImageStatus, load_image
 
@@ -42,7 +43,9 @@ class ExtractConfig:
     output: str = "projected"  # pooled | projected
     dtype: str = "float16"  # float16 | float32 (stored)
     batch_size: int = 32  # images per batch (each with up to m crops)
-    num_workers: int = 2  # DataLoader processes decoding and preprocessing; 0: in the main process
+    # DataLoader processes that decode and preprocess; 0: the main process, on a pool of threads between two
+    # forwards; None: auto (see default_num_workers)
+    num_workers: int | None = None
     crop_padding: float = 0.0  # context around each box, as a fraction of its width/height on each side
     min_crop_size: int = 2  # a clamped box narrower or lower than this many pixels leaves its slot empty
     max_aspect: float = 4.0  # longer images/crops are center-trimmed to this aspect ratio before resizing
@@ -91,22 +94,18 @@ def crop_box(box: Sequence[float], width: int, height: int, padding: float = 0.0
 
 
 def limit_aspect(image, max_aspect: float):
-    """Center-trim a very long image to ``max_aspect``: resizing its short side to 224 would otherwise blow up
-    the long side (a 2x1200 crop becomes 224x134400); the center crop that follows keeps only the middle anyway."""
-    width, height = image.size
-    if width > height * max_aspect:
-        keep = math.ceil(height * max_aspect)
-        left = (width - keep) // 2
-        return image.crop((left, 0, left + keep, height))
-    if height > width * max_aspect:
-        keep = math.ceil(width * max_aspect)
-        top = (height - keep) // 2
-        return image.crop((0, top, width, top + keep))
-    return image
+    """Center-trim a very long PIL image to ``max_aspect`` (see ``preprocess.aspect_box``)."""
+    box = aspect_box((0, 0, image.width, image.height), max_aspect)
+    return image if box == (0, 0, image.width, image.height) else image.crop(box)
 
 
 class CropDataset(torch.utils.data.Dataset):
-    """Item i: the preprocessed whole image of row ``rows[i]`` and its valid crops, with a slot mask."""
+    """Item i: the preprocessed whole image of row ``rows[i]`` and its valid crops, with a slot mask.
+
+    ``processor`` is the model's image processor (or a preprocessor made from it): the fast path of
+    ``preprocess.make_preprocessor`` when it reproduces the processor. The image is decoded once; the crops are
+    boxes into it, each trimmed to ``max_aspect``.
+    """
 
     def __init__(self, rows: Sequence[int], paths: Sequence[Path | None], boxes: np.ndarray, valid: np.ndarray,
                  processor: Any, image_size: int, padding: float, min_size: int, max_aspect: float) -> None:
@@ -114,7 +113,7 @@ class CropDataset(torch.utils.data.Dataset):
         self.paths = list(paths)
         self.boxes = boxes
         self.valid = valid
-        self.processor = processor
+        self.preprocess = as_preprocessor(processor)
         self.image_size = image_size
         self.padding = padding
         self.min_size = min_size
@@ -129,10 +128,10 @@ class CropDataset(torch.utils.data.Dataset):
         slots = torch.zeros(1 + m, dtype=torch.bool)
         loaded = load_image(self.paths[i])
         empty_boxes = 0
-        pictures = []
+        regions = []
         if loaded.status == ImageStatus.PRESENT:
             image = loaded.image
-            pictures.append(limit_aspect(image, self.max_aspect))
+            regions.append(aspect_box((0, 0, image.width, image.height), self.max_aspect))
             slots[0] = True
             for slot in range(m):
                 if not self.valid[i, slot]:
@@ -141,10 +140,9 @@ class CropDataset(torch.utils.data.Dataset):
                 if box is None:
                     empty_boxes += 1
                     continue
-                pictures.append(limit_aspect(image.crop(box), self.max_aspect))
+                regions.append(aspect_box(box, self.max_aspect))
                 slots[1 + slot] = True
-        if pictures:
-            pixels = self.processor(images=pictures, return_tensors="pt")["pixel_values"]
+            pixels = self.preprocess(image, regions)
         else:
             pixels = torch.zeros(0, 3, self.image_size, self.image_size)
         width, height = loaded.size
@@ -157,12 +155,79 @@ def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"rows": [item["row"] for item in items],
             "status": torch.tensor([item["status"] for item in items], dtype=torch.uint8),
             "sizes": torch.tensor([item["size"] for item in items], dtype=torch.int64),
-            "pixels": torch.cat([item["pixels"] for item in items]),
+            "pixels": _concatenate(item["pixels"] for item in items),
             "slots": torch.stack([item["slots"] for item in items]),
             "empty_boxes": sum(item["empty_boxes"] for item in items)}
 
 
-def make_loader(dataset: CropDataset, batch_size: int, num_workers: int, pin_memory: bool = False):
+def _concatenate(parts: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat``; in a DataLoader worker straight into shared memory, as torch's default collate does: the
+    batch (2.4 MB of float32 pixels per image) is then not copied once more on its way to the main process."""
+    parts = list(parts)
+    if torch.utils.data.get_worker_info() is None:
+        return torch.cat(parts)
+    first = parts[0]
+    storage = first._typed_storage()._new_shared(sum(part.numel() for part in parts), device=first.device)
+    out = first.new(storage).resize_(sum(part.shape[0] for part in parts), *first.shape[1:])
+    return torch.cat(parts, out=out)
+
+
+def default_num_workers(device: torch.device) -> int:
+    """DataLoader processes for ``num_workers=None``: 0 on the CPU, up to 4 with a GPU.
+
+    On the CPU the forward and the preprocessing need the same cores. Worker processes beside a forward that
+    runs on torch's intra-op threads oversubscribe them: each parallel op of the forward waits for its slowest
+    thread, the one sharing its core with a worker, so the forward slows down about as much as the workers
+    gain. Alternating instead -- preprocess a batch on a pool of as many threads as torch uses (PIL decoding and
+    torch ops release the GIL; each pool thread runs torch on 1 thread), then run its forward on all of them --
+    keeps every core busy in both phases, with no process start and no copy of the pixels between processes.
+    On 2 cores (benchmarks/bench_extract.py) it gave the most images/s: 44 against 43 with 2 workers and 39
+    with 1 on a quiet machine, and under other jobs' load the loader alone took 8.5-14 ms an image against
+    14-17 ms with 2 workers. With a GPU the forward leaves the CPU free, so worker processes overlap with it.
+    """
+    if device.type == "cpu":
+        return 0
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+class ThreadedBatches:
+    """The batches of ``make_loader(..., num_workers=0)``: made in the calling process, each batch's items on a
+    pool of ``threads`` threads (in order: the same items as a DataLoader gives)."""
+
+    def __init__(self, dataset: CropDataset, batch_size: int, threads: int, pin_memory: bool = False) -> None:
+        self.dataset, self.batch_size, self.threads, self.pin_memory = dataset, batch_size, max(1, threads), pin_memory
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Each preprocessing thread runs torch ops on 1 intra-op thread, as a DataLoader worker does: the pool
+        # already spreads the work over the cores, and nested intra-op threads oversubscribe them (on a loaded
+        # machine a parallel op then waits a whole scheduler slice for a descheduled thread: 8x slower measured).
+        # torch.set_num_threads is per thread for OpenMP but also sets process-wide values (the default of new
+        # threads, MKL's), so the caller's count is set again after the pool's threads started.
+        threads = torch.get_num_threads()
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="extract-preprocess",
+                                initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            for start in range(0, len(self.dataset), self.batch_size):
+                indices = range(start, min(start + self.batch_size, len(self.dataset)))
+                items = list(pool.map(self.dataset.__getitem__, indices))
+                torch.set_num_threads(threads)
+                batch = collate_items(items)
+                if self.pin_memory:
+                    batch["pixels"] = batch["pixels"].pin_memory()
+                yield batch
+
+
+def make_loader(dataset: CropDataset, batch_size: int, num_workers: int, pin_memory: bool = False,
+                threads: int | None = None):
+    """Batches of ``dataset`` in order: from ``num_workers`` DataLoader processes, or, with 0, made in this
+    process on ``threads`` threads (default: torch's intra-op thread count; see ``default_num_workers``)."""
+    if num_workers == 0:
+        return ThreadedBatches(dataset, batch_size, threads if threads is not None else torch.get_num_threads(),
+                               pin_memory)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                        collate_fn=collate_items, pin_memory=pin_memory,
                                        persistent_workers=False)
@@ -306,7 +371,7 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
 
     if config.dtype not in DTYPES:
         raise DghcError(f"unknown dtype {config.dtype!r} (use one of: {', '.join(DTYPES)})")
-    if config.batch_size < 1 or config.num_workers < 0:
+    if config.batch_size < 1 or (config.num_workers is not None and config.num_workers < 0):
         raise DghcError("batch size must be at least 1 and num workers at least 0")
     if config.crop_padding < 0 or config.min_crop_size < 1 or config.max_aspect < 1:
         raise DghcError("crop padding must be >= 0, min crop size >= 1 and max aspect >= 1")
@@ -335,9 +400,10 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
         _write_progress(partial, resume_key, 0)
     counts = {"empty_boxes": 0}
     dataset = CropDataset(range(start, n), images.paths[start:], detections.boxes[start:], detections.valid[start:],
-                          encoder.processor, encoder.image_size, config.crop_padding, config.min_crop_size,
+                          encoder.preprocessor, encoder.image_size, config.crop_padding, config.min_crop_size,
                           config.max_aspect)
-    loader = make_loader(dataset, config.batch_size, config.num_workers, pin_memory=encoder.device.type == "cuda")
+    num_workers = default_num_workers(encoder.device) if config.num_workers is None else config.num_workers
+    loader = make_loader(dataset, config.batch_size, num_workers, pin_memory=encoder.device.type == "cuda")
     np_dtype = np.dtype(config.dtype)
     with h5py.File(partial, "r+") as handle, \
             tqdm(total=n, initial=start, unit="img", desc="extract", file=sys.stderr, disable=not progress) as bar:
