@@ -195,3 +195,17 @@ def test_viterbi_equals_brute_force():
         best = max(itertools.product(range(num_tags), repeat=length),
                    key=lambda tags: crf(emissions, torch.tensor([tags]), reduction="sum").item())
         assert crf.decode(emissions)[0] == list(best), f"trial {trial}"
+
+
+def test_prefix_built_inside_the_pass_equals_the_explicit_prefix(tiny_bert):
+    """text_vector=embeddings builds the prefix from the pass's own embedding output: same result as building
+    it first from a separate embeddings call."""
+    tagger = make_tagger(tiny_bert, text_vector="embeddings")
+    batch = make_batch(tiny_bert, [[True, True, False, False], [True] * 4])
+    inside = tagger(batch)
+    prefixes, relevance, gates = tagger.visual_prefixes(batch)
+    explicit = tagger._run_encoder(batch, prefixes)
+    index = batch.word_starts.unsqueeze(-1).expand(-1, -1, explicit.shape[-1])
+    expected = tagger.emissions(torch.gather(explicit, 1, index))
+    assert torch.allclose(inside.emissions, expected, atol=1e-5)
+    assert torch.allclose(inside.relevance, relevance) and torch.allclose(inside.gates, gates)

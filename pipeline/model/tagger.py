@@ -123,17 +123,30 @@ class DGHCTagger(nn.Module):
             self.prefix_state.clear()
         return out.last_hidden_state
 
-    def text_vector(self, batch: Batch) -> torch.Tensor:
-        """The post's global text vector h_cls (batch, d)."""
+    def text_vector(self, batch: Batch, embedded: torch.Tensor | None = None) -> torch.Tensor:
+        """The post's global text vector h_cls (batch, d).
+
+        ``encoder``: [CLS] of a prefix-free pass without gradient or dropout (the paper; one extra forward).
+        ``embeddings``: mean of the embedding layer's output over the post's tokens (``embedded`` when the
+        caller already has it).
+        """
         if self.config.text_vector == "encoder":
-            with torch.no_grad():  # the paper's [CLS]: one extra forward, no gradient
-                return self._run_encoder(batch, None)[:, 0].detach()
-        embedded = self.encoder.embeddings(input_ids=batch.input_ids)
+            # No gradient and no dropout: a stable summary of the post (and no dropout masks to draw).
+            training = self.encoder.training
+            self.encoder.eval()
+            try:
+                with torch.inference_mode():
+                    cls = self._run_encoder(batch, None)[:, 0]
+            finally:
+                self.encoder.train(training)
+            return cls.clone()  # a normal tensor again, usable by the layers that learn from it
+        if embedded is None:
+            embedded = self.encoder.embeddings(input_ids=batch.input_ids)
         weights = batch.attention_mask.to(embedded.dtype).unsqueeze(-1)
         return (embedded * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
     # -- vision ----------------------------------------------------------------------------------
-    def visual_prefixes(self, batch: Batch):
+    def visual_prefixes(self, batch: Batch, embedded: torch.Tensor | None = None):
         """Prefixes per layer plus the relevance score and gates (for reporting)."""
         if batch.visual is None or batch.visual_mask is None:
             raise ValueError("this model uses the image: the batch needs visual features")
@@ -142,7 +155,7 @@ class DGHCTagger(nn.Module):
         block_mask[:, 1:] &= block_mask[:, :1]  # no image, no regions
         batch_size = blocks.shape[0]
         if self.relevance is not None:
-            relevance = self.relevance(self.text_vector(batch), blocks[:, 0])
+            relevance = self.relevance(self.text_vector(batch, embedded), blocks[:, 0])
         else:
             relevance = blocks.new_ones(batch_size)
         scaled = relevance[:, None, None] * blocks
@@ -155,13 +168,36 @@ class DGHCTagger(nn.Module):
     # -- tagging ---------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> TaggerOutput:
         prefixes = relevance = gates = None
-        if self.config.use_image:
-            prefixes, relevance, gates = self.visual_prefixes(batch)
-        hidden = self._run_encoder(batch, prefixes)
+        if self.config.use_image and self.relevance is not None and self.config.text_vector == "embeddings":
+            hidden, relevance, gates = self._run_with_prefix_from_embeddings(batch)
+        else:
+            if self.config.use_image:
+                prefixes, relevance, gates = self.visual_prefixes(batch)
+            hidden = self._run_encoder(batch, prefixes)
         index = batch.word_starts.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         word_hidden = torch.gather(hidden, 1, index)
         emissions = self.emissions(self.dropout(word_hidden))
         return TaggerOutput(emissions, batch.word_mask, relevance, gates)
+
+    def _run_with_prefix_from_embeddings(self, batch: Batch):
+        """One encoder pass whose prefix is built from the output of its own embedding layer.
+
+        The text vector is the mean embedding output, which the pass computes anyway: a forward hook on the
+        embedding layer builds the prefix between the embeddings and the first layer, so the embeddings are
+        not run (and back-propagated) twice.
+        """
+        built: dict = {}
+
+        def build_prefix(module, inputs, embedded):
+            prefixes, built["relevance"], built["gates"] = self.visual_prefixes(batch, embedded)
+            self.prefix_state.layers = prefixes
+
+        handle = self.encoder.embeddings.register_forward_hook(build_prefix)
+        try:
+            hidden = self._run_encoder(batch, None)
+        finally:
+            handle.remove()
+        return hidden, built["relevance"], built["gates"]
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Mean negative log-likelihood of the gold tags per post."""
