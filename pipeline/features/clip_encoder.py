@@ -7,17 +7,17 @@ vectors are a deterministic random projection of the pixels, not learned visual 
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 
 from pipeline.errors import DghcError
+from pipeline.quiet import quiet_transformers
 
 UNTRAINED_NAME = "untrained-clip-small"
 UNTRAINED_SEED = 0
@@ -83,23 +83,6 @@ def weights_sha256(model: torch.nn.Module) -> str:
         digest.update(f"|{tensor.dtype}|{tuple(tensor.shape)}|".encode("ascii"))
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # the bytes, without a copy
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Loading a full CLIP checkpoint into the vision tower reports every text weight as unexpected: expected here."""
-    from transformers.utils import logging as hf_logging
-
-    previous = hf_logging.get_verbosity()
-    progress = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(previous)
-        if progress:
-            hf_logging.enable_progress_bar()
 
 
 @dataclass
@@ -183,7 +166,7 @@ def load_clip(model: str = UNTRAINED_NAME, output: str = "projected", device: st
     torch_device = resolve_device(device)
     folder = Path(model)
     untrained_seed: int | None = None
-    with _quiet_transformers():
+    with quiet_transformers():  # a full CLIP checkpoint's text weights are reported unexpected: expected here
         if model == UNTRAINED_NAME:
             clip = build_untrained_clip(seed)
             processor = standard_processor(clip.config.image_size)
