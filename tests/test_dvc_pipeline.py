@@ -74,6 +74,12 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_changed(project):
     third = run([str(BIN / "dvc"), "repro"], root, env)
     assert stages_run(third) == {"train", "evaluate"}
 
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["detect"]["conf"] = 0.3
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    after_detect_change = run([str(BIN / "dvc"), "repro"], root, env)
+    assert stages_run(after_detect_change) == {"detect", "extract", "train", "evaluate"}
+
     evaluation_code = root / "pipeline" / "evaluation.py"
     evaluation_code.write_text(evaluation_code.read_text() + "\n# a change of the scoring code\n")
     fourth = run([str(BIN / "dvc"), "repro"], root, env)
