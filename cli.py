@@ -59,6 +59,10 @@ def dghc() -> None:
       dghc train     train the DGHC tagger on the cached vectors -> cache/model/
       dghc evaluate  score a model on a split                    -> metrics JSON
       dghc predict   tag new posts (JSONL in, JSONL out)
+      dghc report    an HTML page of where the image helped or hurt -> DIR/index.html
+
+    
+    Start with `dghc demo-data` (a synthetic set) and `dghc data stats FILE` (check a CoNLL file).
     """
 
 
