@@ -85,7 +85,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise DghcError(f"train parameter {name} must be at least 1, not {getattr(self, name)}")
         if self.max_length < 3:
-            raise DghcError(f"train parameter max_length must be at least 3 (two special tokens and a word)")
+            raise DghcError("train parameter max_length must be at least 3 (two special tokens and a word)")
 
     def model_config(self, labels: list[str], vision_dim: int, num_regions: int) -> ModelConfig:
         """The model's parameters: the fields this config shares with ModelConfig, plus what the data gives."""
