@@ -6,7 +6,7 @@ The raw forward is ultralytics' ``predict`` on images already decoded in memory,
 stage is ``run_detect`` from the CoNLL files: reading them, hashing every image file (fingerprint), decoding and
 converting each image, the same forward, the merge, the HDF5 writes and the final file. Both use the same loaded
 model; each is timed ``--repeats`` times, interleaved, and the best time of each is kept (the machine is shared).
-Images: the synthetic demo set (``pipeline.demo_data``), written to a temporary folder.
+Images: the synthetic demo set (``pipeline.demo.generator``), written to a temporary folder.
 """
 from __future__ import annotations
 
@@ -39,11 +39,11 @@ def main() -> None:
 
     import torch
 
-    from pipeline.conll import read_conll
-    from pipeline.demo_data import DemoConfig, write_demo_data
+    from pipeline.data.conll import read_conll
+    from pipeline.demo.generator import DemoConfig, write_demo_data
     from pipeline.detection.detectors import PredictSettings, load_sources
     from pipeline.detection.run import DetectConfig, run_detect
-    from pipeline.images import load_image
+    from pipeline.data.images import load_image
 
     settings = PredictSettings(imgsz=args.imgsz, conf=0.25, iou=0.5, device=args.device)
     loaded = load_sources(args.detector, "none", settings)

@@ -45,7 +45,7 @@ def vit_b32_config():
 def make_inputs(root: Path, count: int) -> tuple[Path, Path, str]:
     """``count`` images (the real tweet images, repeated; synthetic ones when absent), a CoNLL file and a
     detections file with 3 boxes per image. Returns (conll, detections, where the images came from)."""
-    from pipeline.images import load_image
+    from pipeline.data.images import load_image
     from tests.extract_fixtures import DetectionRow, make_image, write_conll, write_detections
 
     images = root / "images"
@@ -162,10 +162,10 @@ def bench_store_and_step(root: Path, rows: int, batch: int, reads: int, steps: i
     vision size; the step is bench_model's ``step`` on the full model (text vector = encoder).
     """
     from benchmarks.bench_model import DATA, VISION_DIM, make_variant, step
-    from pipeline.batching import collate, make_examples
-    from pipeline.conll import read_conll
+    from pipeline.training.batching import collate, make_examples
+    from pipeline.data.conll import read_conll
     from pipeline.features.store import FeatureStore
-    from pipeline.tags import bioes_label_set, entity_types
+    from pipeline.data.tags import bioes_label_set, entity_types
 
     posts, _ = read_conll(DATA)
     post_ids = sorted({post.post_id for post in posts})

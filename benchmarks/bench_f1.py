@@ -21,13 +21,13 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).resolve().parents[1] / ".yolo"))
 
 from benchmarks.report import update_section  # noqa: E402
-from pipeline.checkpoint import load_checkpoint  # noqa: E402
-from pipeline.conll import read_conll  # noqa: E402
+from pipeline.training.checkpoint import load_checkpoint  # noqa: E402
+from pipeline.data.conll import read_conll  # noqa: E402
 from pipeline.detection.run import DetectConfig, run_detect  # noqa: E402
-from pipeline.evaluation import evaluate  # noqa: E402
+from pipeline.training.evaluation import evaluate  # noqa: E402
 from pipeline.features.extract import ExtractConfig, extract_features  # noqa: E402
 from pipeline.features.store import FeatureStore  # noqa: E402
-from pipeline.training import TrainConfig, train  # noqa: E402
+from pipeline.training.trainer import TrainConfig, train  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2017"
 

@@ -10,7 +10,7 @@ from stages.params import apply_params
 
 PARAMS_SECTION = "demo_data"
 DEFAULT_OUT = Path("data/demo")
-# DemoConfig's fields, each a click option of the same name (pipeline.demo_data is not imported here: it
+# DemoConfig's fields, each a click option of the same name (pipeline.demo.generator is not imported here: it
 # imports PIL and numpy, and `dghc --help` must stay fast).
 CONFIG_OPTIONS = ("seed", "train", "valid", "test", "image_size", "jpeg_quality", "no_image_rate", "ambiguous_rate",
                   "ambiguous_in_typed_rate")
@@ -50,7 +50,7 @@ def demo_data_command(ctx: click.Context, **_: Any) -> None:
     does. The command prints the best F1 a text-only model can reach.
     """
     apply_params(ctx, ctx.params["params_file"], PARAMS_SECTION)
-    from pipeline.demo_data import DemoConfig, write_demo_data
+    from pipeline.demo.generator import DemoConfig, write_demo_data
 
     options = ctx.params
     config = DemoConfig(**{name: options[name] for name in CONFIG_OPTIONS})

@@ -75,7 +75,7 @@ def detect_command(ctx: click.Context, **kwargs: Any) -> None:
 
 
 def _show(options: dict[str, Any]) -> None:
-    from pipeline.conll import check_image_id, image_path_for
+    from pipeline.data.conll import check_image_id, image_path_for
     from pipeline.detection.draw import show_detections
     from pipeline.detection.run import collect_items
     from pipeline.detection.store import load_detections

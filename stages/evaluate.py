@@ -36,12 +36,12 @@ def evaluate_command(ctx: click.Context, model_dir, data_file, features_file, me
 
     apply_params(ctx, params_file, "evaluate")
     batch_size, device = ctx.params["batch_size"], ctx.params["device"]
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.conll import read_conll
-    from pipeline.evaluation import evaluate, predictions_conll
-    from pipeline.features_check import open_features_for
-    from pipeline.files import write_text_atomically
-    from pipeline.tags import OTHER_AS_MISC, invalid_bio_positions
+    from pipeline.training.checkpoint import load_checkpoint
+    from pipeline.data.conll import read_conll
+    from pipeline.training.evaluation import evaluate, predictions_conll
+    from pipeline.training.features_check import open_features_for
+    from pipeline.artifacts.atomic import write_text_atomically
+    from pipeline.data.tags import OTHER_AS_MISC, invalid_bio_positions
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     checkpoint = load_checkpoint(model_dir)

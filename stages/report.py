@@ -35,7 +35,7 @@ def report_command(ctx: click.Context, model_dir, data_file, out, features, dete
     A post's image "helped" when the model makes fewer entity errors with the image than with every visual
     slot masked (its text-only path), "hurt" when it makes more. Helped and hurt posts are shown first.
     """
-    from pipeline.report import ReportConfig, build_report
+    from pipeline.report.build import ReportConfig, build_report
     from stages.params import apply_params
 
     apply_params(ctx, params_file, "report")

@@ -30,8 +30,8 @@ def train_command(params_file, overrides, train_file, dev_file, features_file, o
       epochs, batch_size, lr_encoder, lr_head, lr_crf, weight_decay, warmup_ratio, max_grad_norm, seed,
       eval_begin_epoch, early_stop_patience, max_length, ...
     """
-    from pipeline.files import write_text_atomically
-    from pipeline.training import TrainConfig, train
+    from pipeline.artifacts.atomic import write_text_atomically
+    from pipeline.training.trainer import TrainConfig, train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     values = load_section(params_file, "train")

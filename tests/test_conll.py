@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.conll import (Post, check_image_id, entity_counts, format_conll, image_path_for, read_conll,
+from pipeline.data.conll import (Post, check_image_id, entity_counts, format_conll, image_path_for, read_conll,
                             write_conll)
 from pipeline.errors import DataFormatError
 

@@ -12,11 +12,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli import dghc
-from pipeline.conll import read_conll
-from pipeline.demo_data import (AMBIGUOUS, MANIFEST_NAME, NEUTRAL_TEMPLATES, TYPES, VISUAL_CLASS, DemoConfig,
+from pipeline.data.conll import read_conll
+from pipeline.demo.generator import (AMBIGUOUS, MANIFEST_NAME, NEUTRAL_TEMPLATES, TYPES, VISUAL_CLASS, DemoConfig,
                                 generate_posts, majority_types, text_only_ceiling, text_only_predictions,
                                 write_demo_data)
-from pipeline.metrics import entity_scores
+from pipeline.training.metrics import entity_scores
 
 SPLITS = ("train", "valid", "test")
 

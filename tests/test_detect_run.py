@@ -25,7 +25,7 @@ from pipeline.detection.detectors import DEFAULT_DETECTOR, PredictSettings, load
 from pipeline.detection.run import DetectConfig, collect_items, run_detect
 from pipeline.detection.store import load_detections
 from pipeline.errors import DghcError
-from pipeline.images import STATUS_NAMES, ImageStatus
+from pipeline.data.images import STATUS_NAMES, ImageStatus
 
 IMGSZ, CONF, IOU = 320, 0.25, 0.5
 ASSETS = Path(importlib.util.find_spec("ultralytics").submodule_search_locations[0]) / "assets"
@@ -103,7 +103,7 @@ def test_real_detector_finds_people_on_real_photos(tmp_path, shared_data, detect
 
 
 def test_demo_images_run_through_the_stage(tmp_path, detector):
-    from pipeline.demo_data import DemoConfig, write_demo_data
+    from pipeline.demo.generator import DemoConfig, write_demo_data
 
     write_demo_data(tmp_path / "demo", DemoConfig(train=10, valid=3, test=3))
     files = [tmp_path / "demo" / f"{split}.txt" for split in ("train", "valid", "test")]

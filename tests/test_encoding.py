@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from pipeline.conll import read_conll
-from pipeline.encoding import encode_posts, encode_words
+from pipeline.data.conll import read_conll
+from pipeline.data.alignment import encode_posts, encode_words
 
 INVISIBLE = ["\u200b", "\u200d", "\ufe0f", "\u00a0", "\u00ad", "\u200b\u200d", "\ufe0f\u200d\u00a0"]
 
@@ -99,7 +99,7 @@ def test_words_that_do_not_fit_are_counted(tokenizer):
 
 def test_encode_posts_warns_once_with_counts(tokenizer, caplog):
     posts = [["short", "post"], [f"w{i}" for i in range(40)], ["Antidisestablishmentarianism"] * 4]
-    with caplog.at_level(logging.WARNING, logger="pipeline.encoding"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.data.alignment"):
         encoded = encode_posts(tokenizer, posts, max_length=12)
     assert [e.shortened for e in encoded] == [False, True, True]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]

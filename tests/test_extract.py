@@ -17,7 +17,7 @@ from pipeline.features.clip_encoder import (UNTRAINED_NAME, build_untrained_clip
                                             weights_sha256)
 from pipeline.features.extract import ExtractConfig, crop_box, extract_features, limit_aspect
 from pipeline.features.fingerprint import fingerprint_sha256
-from pipeline.images import ImageStatus, load_image
+from pipeline.data.images import ImageStatus, load_image
 from tests.extract_fixtures import (DetectionRow, make_image, save_tiny_clip, tiny_clip_config, write_conll,
                                     write_detections)
 
@@ -301,7 +301,7 @@ def test_cli_errors_are_one_line(world, tmp_path):
 
 
 def test_real_tweets_mostly_without_images(world, tmp_path, shared_data):
-    from pipeline.conll import read_conll
+    from pipeline.data.conll import read_conll
 
     valid = shared_data / "twitter2015" / "valid.txt"
     posts, _ = read_conll(valid, invalid_bio="keep", type_map=None)
@@ -343,7 +343,7 @@ def odd_images(folder: Path) -> list:
     """Decoded images of odd shapes and modes, and demo-set pictures, as the stage decodes them."""
     from PIL import Image
 
-    from pipeline.demo_data import VISUAL_CLASSES, encode_jpeg, render_image
+    from pipeline.demo.generator import VISUAL_CLASSES, encode_jpeg, render_image
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [make_image(folder / f"odd{i}.jpg", w, h, seed=i)

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.checkpoint import load_checkpoint
-from pipeline.conll import read_conll
-from pipeline.demo_data import DemoConfig, image_dependent_recall, write_demo_data
+from pipeline.training.checkpoint import load_checkpoint
+from pipeline.data.conll import read_conll
+from pipeline.demo.generator import DemoConfig, image_dependent_recall, write_demo_data
 from pipeline.detection.run import DetectConfig, run_detect
 from pipeline.features.extract import ExtractConfig, extract_features
 from pipeline.features.store import FeatureStore
-from pipeline.inference import predict
-from pipeline.training import TrainConfig, train
+from pipeline.training.inference import predict
+from pipeline.training.trainer import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import click
 import pytest
 import yaml
 
-from pipeline.training import TrainConfig
+from pipeline.training.trainer import TrainConfig
 from stages.params import build_config
 from tests.conftest import REPO
 

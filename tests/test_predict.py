@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from cli import dghc
 from pipeline.prediction.inputs import tokens_with_offsets
 from pipeline.prediction.run import entities_of
-from pipeline.text_tokens import tokenize
+from pipeline.data.raw_text import tokenize
 
 LAYERS, BLOCKS = 2, 4  # tiny BERT layers; whole image + m = 3 regions
 FIELDS = {"id", "tokens", "entities", "relevance", "gates", "image_status", "image_reason", "regions", "words_cut"}
@@ -26,12 +26,12 @@ FIELDS = {"id", "tokens", "entities", "relevance", "gates", "image_status", "ima
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Demo data -> detect -> extract -> train (image model and text-only model), all tiny."""
-    from pipeline.conll import read_conll
-    from pipeline.demo_data import DemoConfig, write_demo_data
+    from pipeline.data.conll import read_conll
+    from pipeline.demo.generator import DemoConfig, write_demo_data
     from pipeline.detection.detectors import packaged_detector_path
     from pipeline.detection.run import DetectConfig, run_detect
     from pipeline.features.extract import ExtractConfig, extract_features
-    from pipeline.training import TrainConfig, train
+    from pipeline.training.trainer import TrainConfig, train
     from tests.tiny_models import save_tiny_bert
 
     if packaged_detector_path() is None:
@@ -140,11 +140,11 @@ def test_posts_with_and_without_image(trained, tmp_path):
 
 def test_stdin_agrees_with_tagging_from_the_features_file(trained, monkeypatch):
     """The in-process detection + CLIP path gives what the cached detect/extract files give."""
-    from pipeline.checkpoint import load_checkpoint
+    from pipeline.training.checkpoint import load_checkpoint
     from pipeline.detection.store import load_detections
     from pipeline.features.store import FeatureStore
-    from pipeline.inference import predict
-    from pipeline.tags import bio_spans
+    from pipeline.training.inference import predict
+    from pipeline.data.tags import bio_spans
 
     detections = load_detections(trained["detections"])
     with_image = [p for p in trained["posts"] if p.has_image_file]
@@ -175,7 +175,7 @@ def test_stdin_agrees_with_tagging_from_the_features_file(trained, monkeypatch):
 
 
 def test_in_process_vectors_equal_the_cached_ones(trained):
-    from pipeline.checkpoint import load_checkpoint
+    from pipeline.training.checkpoint import load_checkpoint
     from pipeline.features.store import FeatureStore
     from pipeline.prediction.visual import ImageRequest, MemoryFeatures, VisualPipeline
 

@@ -21,9 +21,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli import dghc
-from pipeline.conll import Post, read_conll
-from pipeline.inference import PostPrediction
-from pipeline.report import (TYPE_COLOURS, Effect, MaskedFeatures, Region, ReportItem, ReportSummary,
+from pipeline.data.conll import Post, read_conll
+from pipeline.training.inference import PostPrediction
+from pipeline.report.build import (TYPE_COLOURS, Effect, MaskedFeatures, Region, ReportItem, ReportSummary,
                              choose_samples, entity_errors, image_effect, render_report)
 from tests.tiny_models import save_tiny_bert
 
@@ -40,10 +40,10 @@ def write_post(path: Path, post_id: str, tokens: list[str], labels: list[str]) -
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Demo data -> detect -> extract -> a tiny image model and a tiny text-only model."""
-    from pipeline.demo_data import DemoConfig, write_demo_data
+    from pipeline.demo.generator import DemoConfig, write_demo_data
     from pipeline.detection.run import DetectConfig, run_detect
     from pipeline.features.extract import ExtractConfig, extract_features
-    from pipeline.training import TrainConfig, train
+    from pipeline.training.trainer import TrainConfig, train
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("report")
@@ -174,9 +174,9 @@ def test_page_escapes_text_highlights_entities_and_embeds_everything():
 
 
 def test_masked_features_give_the_text_only_path(setup):
-    from pipeline.checkpoint import load_checkpoint
+    from pipeline.training.checkpoint import load_checkpoint
     from pipeline.features.store import FeatureStore
-    from pipeline.inference import predict
+    from pipeline.training.inference import predict
 
     checkpoint = load_checkpoint(setup.model)
     posts, _ = read_conll(setup.data)

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from pipeline.tags import (BIOES_LABEL, OTHER_AS_MISC, bio_to_bioes, bioes_label_set, bioes_to_bio, entity_types,
+from pipeline.data.tags import (BIOES_LABEL, OTHER_AS_MISC, bio_to_bioes, bioes_label_set, bioes_to_bio, entity_types,
                            invalid_bio_positions, is_valid_bio_label, rename_types, repair_bio, split_label)
 
 TYPES = ("PER", "LOC", "ORG", "MISC")
@@ -25,7 +25,7 @@ def random_valid_bio(rng: random.Random, length: int) -> list[str]:
 
 
 def spans(labels: list[str]) -> list[tuple[int, int, str]]:
-    """Entities of a valid BIO or BIOES sequence as (start, end, type), computed independently of pipeline.tags."""
+    """Entities of a valid BIO or BIOES sequence as (start, end, type), computed independently of pipeline.data.tags."""
     out = []
     start = None
     for i, label in enumerate(labels + ["O"]):

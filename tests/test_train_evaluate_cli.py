@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import dghc
-from pipeline.demo_data import DemoConfig, write_demo_data
+from pipeline.demo.generator import DemoConfig, write_demo_data
 from pipeline.detection.run import DetectConfig, run_detect
 from pipeline.features.extract import ExtractConfig, extract_features
 from tests.tiny_models import save_tiny_bert

@@ -9,8 +9,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.detection.store import Detections, Region
 from pipeline.errors import DghcError
-from pipeline.files import write_bytes_atomically
-from pipeline.images import ImageStatus, load_image
+from pipeline.artifacts.atomic import write_bytes_atomically
+from pipeline.data.images import ImageStatus, load_image
 
 COLOURS = {"detector": (255, 140, 0), "grounding": (0, 190, 255)}
 OTHER_COLOUR = (255, 0, 200)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.conll import check_image_id, image_path_for, read_conll
+from pipeline.data.conll import check_image_id, image_path_for, read_conll
 from pipeline.detection.detectors import (DEFAULT_DETECTOR, DEFAULT_GROUNDING, GROUNDING, LoadedSources,
                                           PredictSettings, SourceUnavailable, TextEncoder,
                                           load_sources)
@@ -23,7 +23,7 @@ from pipeline.detection.phrases import MAX_PHRASES, post_phrases
 from pipeline.detection.store import (PartialFile, canonical_json, empty_arrays, iter_batches, json_sha256,
                                       read_fingerprint_sha256, write_detections)
 from pipeline.errors import DghcError
-from pipeline.images import STATUS_NAMES, ImageStatus, load_image
+from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
 
 DEFAULT_OUT = Path("cache/detections.h5")
 

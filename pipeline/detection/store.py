@@ -32,7 +32,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from pipeline.errors import DghcError
-from pipeline.images import STATUS_NAMES, ImageStatus
+from pipeline.data.images import STATUS_NAMES, ImageStatus
 
 FORMAT_VERSION = 1
 ARRAY_NAMES = ("image_ids", "status", "reason", "image_size", "boxes", "scores", "valid", "class_names", "sources")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 
 from pipeline.errors import DghcError
-from pipeline.quiet import quiet_transformers
+from pipeline.runtime.quiet import quiet_transformers
 
 UNTRAINED_NAME = "untrained-clip-small"
 UNTRAINED_SEED = 0

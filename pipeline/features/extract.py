@@ -26,8 +26,8 @@ from pipeline.features import store as layout
 from pipeline.features.clip_encoder import UNTRAINED_NAME, ClipEncoder, load_clip
 from pipeline.features.fingerprint import DTYPES, build_fingerprint, canonical_json, fingerprint_sha256
 from pipeline.features.preprocess import aspect_box, as_preprocessor
-from pipeline.files import write_text_atomically
-from pipeline.images import STATUS_NAMES, ImageStatus, load_image
+from pipeline.artifacts.atomic import write_text_atomically
+from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
 
 UNTRAINED_NOTE = ("UNTRAINED CLIP: the vision model has random weights (built from a config with a fixed seed), "
                   "so these vectors are a fixed random function of the pixels, not learned visual features")
@@ -244,7 +244,7 @@ class ImageRows:
 
 def collect_images(data: Sequence[Path], images: Path | None) -> ImageRows:
     """Sorted distinct image ids of the CoNLL files, each with the image path of its first post."""
-    from pipeline.conll import read_conll
+    from pipeline.data.conll import read_conll
 
     if not data:
         raise DghcError("no CoNLL files given (pass them as arguments or with --data)")

@@ -4,7 +4,7 @@
     {"id": "p2", "tokens": ["Jordan", "scored", "twice"]}
 
 ``id`` (string, unique) names the post in the output and nothing else: it is never used as a file name.
-``text`` is split into word tokens with character offsets (``pipeline.text_tokens``); ``tokens`` gives the
+``text`` is split into word tokens with character offsets (``pipeline.data.raw_text``); ``tokens`` gives the
 words directly, and offsets then refer to the tokens joined by single spaces. ``image`` is a path, relative to
 the input file's folder (or to the current folder when reading stdin). Blank lines are ignored.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 from pipeline.errors import DataFormatError
-from pipeline.text_tokens import Token, tokenize
+from pipeline.data.raw_text import Token, tokenize
 
 KNOWN_FIELDS = ("id", "text", "tokens", "image")
 STDIN_NAME = "<stdin>"

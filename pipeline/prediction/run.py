@@ -66,7 +66,7 @@ def _log(message: str) -> None:
 
 def entities_of(post: InputPost, labels: Sequence[str]) -> list[dict[str, Any]]:
     """The BIO labels' entities with token spans (end exclusive) and character offsets in ``post.text``."""
-    from pipeline.tags import bio_spans
+    from pipeline.data.tags import bio_spans
 
     entities = []
     for entity_type, start, end in bio_spans(labels):
@@ -131,10 +131,10 @@ def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout:
     """Read and check every input line, then tag chunk by chunk and write the JSONL output."""
     from tqdm import tqdm
 
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.conll import Post
+    from pipeline.training.checkpoint import load_checkpoint
+    from pipeline.data.conll import Post
     from pipeline.features.clip_encoder import resolve_device
-    from pipeline.inference import predict
+    from pipeline.training.inference import predict
     from pipeline.prediction.visual import ImageRequest, MemoryFeatures, VisualPipeline
 
     if config.batch_size < 1:
@@ -207,7 +207,7 @@ def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout:
 
 def _images_of(chunk: Sequence[InputPost], pipeline: Any) -> dict[str, ImageResult]:
     """Status of the images that are not run through the visual pipeline (none given; text-only model)."""
-    from pipeline.images import load_image
+    from pipeline.data.images import load_image
 
     results = {}
     for post in chunk:

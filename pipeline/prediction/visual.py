@@ -20,9 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from pipeline.checkpoint import Checkpoint
+from pipeline.training.checkpoint import Checkpoint
 from pipeline.errors import DghcError
-from pipeline.images import STATUS_NAMES, ImageStatus
+from pipeline.data.images import STATUS_NAMES, ImageStatus
 
 NO_IMAGE = "none"  # the post came without an image
 

@@ -27,11 +27,11 @@ from typing import Sequence
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.conll import Post
+from pipeline.data.conll import Post
 from pipeline.errors import DghcError
-from pipeline.images import ImageStatus, load_image
-from pipeline.inference import PostPrediction
-from pipeline.tags import bio_spans
+from pipeline.data.images import ImageStatus, load_image
+from pipeline.training.inference import PostPrediction
+from pipeline.data.tags import bio_spans
 
 
 TYPE_COLOURS = {"PER": "#f4a261", "LOC": "#2a9d8f", "ORG": "#8ab17d", "MISC": "#b392ac"}
@@ -435,13 +435,13 @@ def _regions_for(post_id: str, detections, image: Image.Image | None) -> tuple[l
 
 def build_report(config: ReportConfig) -> ReportResult:
     """Tag DATA with and without the image, choose the posts to show, write OUT/index.html atomically."""
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.conll import read_conll
+    from pipeline.training.checkpoint import load_checkpoint
+    from pipeline.data.conll import read_conll
     from pipeline.detection.store import load_detections
-    from pipeline.evaluation import evaluate
-    from pipeline.features_check import open_features_for
-    from pipeline.files import write_text_atomically
-    from pipeline.tags import OTHER_AS_MISC
+    from pipeline.training.evaluation import evaluate
+    from pipeline.training.features_check import open_features_for
+    from pipeline.artifacts.atomic import write_text_atomically
+    from pipeline.data.tags import OTHER_AS_MISC
 
     if config.samples < 1:
         raise DghcError(f"--samples must be at least 1 (got {config.samples})")

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Iterable, Literal, Mapping, Sequence
 
 from pipeline.errors import DataFormatError
-from pipeline.files import write_text_atomically
-from pipeline.tags import OTHER_AS_MISC, is_valid_bio_label, repair_bio, rename_types, invalid_bio_positions, split_label
+from pipeline.artifacts.atomic import write_text_atomically
+from pipeline.data.tags import OTHER_AS_MISC, is_valid_bio_label, repair_bio, rename_types, invalid_bio_positions, split_label
 
 IMGID_PREFIX = "IMGID:"
 IMAGE_SUFFIX = ".jpg"

@@ -6,10 +6,10 @@ from typing import Protocol, Sequence
 
 import torch
 
-from pipeline.conll import Post
-from pipeline.encoding import EncodedPost, encode_posts
+from pipeline.data.conll import Post
+from pipeline.data.alignment import EncodedPost, encode_posts
 from pipeline.model.tagger import Batch
-from pipeline.tags import bio_to_bioes
+from pipeline.data.tags import bio_to_bioes
 
 
 class VisualFeatures(Protocol):

@@ -5,13 +5,13 @@ import logging
 from dataclasses import dataclass
 from typing import Sequence
 
-from pipeline.batching import VisualFeatures, require_coverage
-from pipeline.checkpoint import Checkpoint
-from pipeline.conll import Post, format_conll
+from pipeline.training.batching import VisualFeatures, require_coverage
+from pipeline.training.checkpoint import Checkpoint
+from pipeline.data.conll import Post, format_conll
 from pipeline.errors import DghcError
-from pipeline.inference import PostPrediction, predict
-from pipeline.metrics import all_modes
-from pipeline.tags import entity_types, split_label
+from pipeline.training.inference import PostPrediction, predict
+from pipeline.training.metrics import all_modes
+from pipeline.data.tags import entity_types, split_label
 
 logger = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.batching import VisualFeatures
-from pipeline.checkpoint import Checkpoint
+from pipeline.training.batching import VisualFeatures
+from pipeline.training.checkpoint import Checkpoint
 from pipeline.errors import DghcError
 
 # Keys of a features fingerprint that may differ between the file a model was trained with and the file it

@@ -12,15 +12,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from pipeline.batching import VisualFeatures, batches, make_examples, require_coverage
-from pipeline.checkpoint import Checkpoint, save_checkpoint
-from pipeline.conll import Post, read_conll
+from pipeline.training.batching import VisualFeatures, batches, make_examples, require_coverage
+from pipeline.training.checkpoint import Checkpoint, save_checkpoint
+from pipeline.data.conll import Post, read_conll
 from pipeline.errors import DghcError
-from pipeline.inference import predict
-from pipeline.metrics import all_modes
+from pipeline.training.inference import predict
+from pipeline.training.metrics import all_modes
 from pipeline.model.tagger import DGHCTagger, ModelConfig
-from pipeline.tags import bioes_label_set, entity_types
-from pipeline.text_encoder import PACKAGED_MINILM, load_encoder_and_tokenizer
+from pipeline.data.tags import bioes_label_set, entity_types
+from pipeline.model.encoder import PACKAGED_MINILM, load_encoder_and_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def linear_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
 
 
 def read_split(path: str, merge_other: bool, what: str) -> list[Post]:
-    from pipeline.tags import OTHER_AS_MISC
+    from pipeline.data.tags import OTHER_AS_MISC
 
     posts, report = read_conll(path, type_map=OTHER_AS_MISC if merge_other else None)
     if not posts:
@@ -316,7 +316,7 @@ def write_log(path: Path, history: Sequence[EpochRecord]) -> None:
     """Per-epoch CSV that `dvc plots` can draw (x: epoch)."""
     from io import StringIO
 
-    from pipeline.files import write_text_atomically
+    from pipeline.artifacts.atomic import write_text_atomically
 
     buffer = StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -29,9 +29,9 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
-from pipeline.conll import IMAGE_SUFFIX, Post, format_conll
-from pipeline.files import write_bytes_atomically, write_text_atomically
-from pipeline.metrics import entity_scores
+from pipeline.data.conll import IMAGE_SUFFIX, Post, format_conll
+from pipeline.artifacts.atomic import write_bytes_atomically, write_text_atomically
+from pipeline.training.metrics import entity_scores
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 TYPES: tuple[str, ...] = ("LOC", "MISC", "ORG", "PER")
@@ -624,7 +624,7 @@ def image_dependent_recall(manifest_path: str | Path, split: str, predicted: dic
 
     This is the figure that shows whether a model reads the image: a text-only model can only guess these.
     """
-    from pipeline.tags import bio_spans
+    from pipeline.data.tags import bio_spans
 
     manifest_data = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
     found = total = 0

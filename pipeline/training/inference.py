@@ -6,10 +6,10 @@ from typing import Sequence
 
 import torch
 
-from pipeline.batching import VisualFeatures, batches, make_examples
-from pipeline.conll import Post
+from pipeline.training.batching import VisualFeatures, batches, make_examples
+from pipeline.data.conll import Post
 from pipeline.model.tagger import DGHCTagger
-from pipeline.tags import OUTSIDE, bioes_to_bio
+from pipeline.data.tags import OUTSIDE, bioes_to_bio
 
 
 @dataclass

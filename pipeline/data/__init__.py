@@ -1,0 +1,1 @@
+"""Posts as data: the CoNLL format, BIO/BIOES tags, raw text split into words, sub-word alignment, images, stats."""

@@ -1,0 +1,1 @@
+"""Training the tagger and using it: batching, the trainer, inference, checkpoints, evaluation, metrics."""
