@@ -16,7 +16,7 @@ from pipeline.errors import DghcError
 from pipeline.features.clip_encoder import (UNTRAINED_NAME, build_untrained_clip, load_clip, untrained_clip_config,
                                             weights_sha256)
 from pipeline.features.extract import ExtractConfig, crop_box, extract_features, limit_aspect
-from pipeline.features.fingerprint import fingerprint_sha256
+from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.data.images import ImageStatus, load_image
 from tests.extract_fixtures import (DetectionRow, make_image, save_tiny_clip, tiny_clip_config, write_conll,
                                     write_detections)
@@ -80,7 +80,7 @@ def test_shapes_masks_and_statuses(world, tmp_path):
     assert int(data["attrs"]["dim"]) == 24 and int(data["attrs"]["m"]) == 3
     assert (result.present, result.missing, result.unreadable, result.regions, result.empty_boxes) == (3, 1, 1, 6, 1)
     assert not (tmp_path / "features.h5.partial").exists()
-    assert not list(tmp_path.glob("*.progress.json"))
+    assert not list(tmp_path.glob("*.partial.json"))
     # A rerun with the same settings and images finds the file up to date; --force recomputes it.
     again = extract_features(config(world, tmp_path / "features.h5"), progress=False)
     assert again.up_to_date and (again.present, again.regions) == (3, 6)
@@ -125,7 +125,7 @@ def test_fingerprint_records_what_made_the_file(world, tmp_path):
     assert fingerprint["preprocess"]["class"] == "CLIPImageProcessor"
     assert fingerprint["preprocess"]["crop_size"] == {"height": 32, "width": 32}
     assert fingerprint["preprocess"]["image_mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
-    assert attrs["fingerprint_sha256"] == fingerprint_sha256(fingerprint)
+    assert attrs["fingerprint_sha256"] == sha256_json(fingerprint)
 
 
 def test_refuses_detections_that_lack_some_images(world, tmp_path):

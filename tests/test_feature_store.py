@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from pipeline.errors import DghcError, FingerprintMismatch
-from pipeline.features.fingerprint import expected_from_settings, fingerprint_sha256
+from pipeline.artifacts.fingerprint import sha256_json
+from pipeline.features.fingerprint import expected_from_settings
 from pipeline.features.store import FeatureStore
 
 IDS = ["p1", "p2", "p3", "p4", "p5"]
@@ -39,7 +40,7 @@ def write_features(path: Path) -> dict[str, np.ndarray]:
         handle.attrs["dim"] = DIM
         handle.attrs["m"] = M
         handle.attrs["fingerprint"] = json.dumps(FINGERPRINT)
-        handle.attrs["fingerprint_sha256"] = fingerprint_sha256(FINGERPRINT)
+        handle.attrs["fingerprint_sha256"] = sha256_json(FINGERPRINT)
     return {"image_vectors": image_vectors, "region_vectors": region_vectors, "image_mask": image_mask,
             "region_mask": region_mask}
 

@@ -1,31 +1,112 @@
-"""Writing files so that a crash never leaves half a file behind."""
+"""Writing outputs so that a reader never sees half of one: write a temporary sibling, fsync, rename.
+
+Every file and folder dghc writes goes through here. A temporary sibling (same folder, so the rename stays on
+one file system) is written, given the permissions a new file gets from the umask (``mkstemp`` makes 0600),
+flushed to disk, and renamed over the target; a failure at any point removes it and leaves the previous output
+as it was.
+"""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator, TextIO
 
 
-def write_text_atomically(path: str | Path, text: str) -> None:
-    """Write a text file so that a reader never sees half of it (write a temporary file, then rename)."""
-    write_bytes_atomically(path, text.encode("utf-8"))
-
-
-def write_bytes_atomically(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode of a new file
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _current_umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to disk."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # a folder that cannot be opened for reading on this platform: nothing to flush
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders
+    finally:
+        os.close(fd)
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Rename a finished temporary file over ``path``: normal permissions, data on disk first."""
+    tmp, path = Path(tmp), Path(path)
+    os.chmod(tmp, 0o666 & ~current_umask())
+    _fsync_path(tmp)
+    os.replace(tmp, path)
+    _fsync_path(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; renamed over ``path`` when the block ends without error.
+
+    For writers that want a file name (h5py, PIL, safetensors); ``write_bytes_atomically`` and
+    ``atomic_text`` cover the common cases.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        publish(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomically(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    write_bytes_atomically(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_text(path: str | Path) -> Iterator[TextIO]:
+    """A UTF-8 text stream (LF endings) whose content replaces ``path`` only if the block completes."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """A staging folder beside ``folder`` to fill; it replaces ``folder`` when the block ends without error.
+
+    The old folder is moved aside, the staging folder renamed into place, then the old one removed: a reader
+    sees the old folder or the new one, and at worst, after a crash between the two renames, a
+    ``.<name>.old`` beside no ``<name>``.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        yield staging
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700
+        for item in staging.rglob("*"):
+            if item.is_file():
+                _fsync_path(item)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+            staging.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(folder)
+        _fsync_path(folder.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -12,7 +12,6 @@ constructed, because ultralytics would otherwise try to download (and pip-instal
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from pipeline.artifacts.fingerprint import sha256_file, sha256_json
 from pipeline.detection.merge import SourceBoxes
 
 DETECTOR = "detector"
@@ -60,14 +60,6 @@ def downloads_allowed() -> bool:
     from ultralytics.utils import ONLINE
 
     return bool(ONLINE)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -119,7 +111,7 @@ def resolve_weights(spec: str) -> ResolvedWeights:
             raise SourceUnavailable(f"model yaml {spec!r} not found: {err}") from None
         architecture.pop("yaml_file", None)
         # Random weights from seed 0; the sha256 is that of the architecture (the yaml's content and scale).
-        digest = hashlib.sha256(json.dumps(architecture, sort_keys=True, default=str).encode()).hexdigest()
+        digest = sha256_json(json.loads(json.dumps(architecture, default=str)))
         return ResolvedWeights(spec, Path(spec).name, None, digest, untrained=True)
     local = Path(spec).expanduser()
     if local.is_file():

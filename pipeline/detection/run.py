@@ -6,7 +6,6 @@ the last finished batch. The final file is written from the complete arrays and 
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,14 +13,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from pipeline.artifacts.fingerprint import sha256_file, sha256_json
+from pipeline.artifacts.partial import PartialOutput
 from pipeline.data.conll import check_image_id, image_path_for, read_conll
 from pipeline.detection.detectors import (DEFAULT_DETECTOR, DEFAULT_GROUNDING, GROUNDING, LoadedSources,
                                           PredictSettings, SourceUnavailable, TextEncoder,
                                           load_sources)
 from pipeline.detection.merge import SourceBoxes, merge_top_m
 from pipeline.detection.phrases import MAX_PHRASES, post_phrases
-from pipeline.detection.store import (PartialFile, canonical_json, empty_arrays, iter_batches, json_sha256,
-                                      read_fingerprint_sha256, write_detections)
+from pipeline.detection.store import (check_work_file, create_work_file, empty_arrays, iter_batches, read_arrays,
+                                      read_fingerprint_sha256, write_detections, write_rows)
 from pipeline.errors import DghcError
 from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
 
@@ -137,12 +138,9 @@ def check_device(device: str) -> None:
 
 
 def image_sha256(path: Path) -> str | None:
-    digest = hashlib.sha256()
+    """sha256 of an image file; None when there is no readable file (its status says why)."""
     try:
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-        return digest.hexdigest()
+        return sha256_file(path)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
         return None
 
@@ -168,12 +166,12 @@ def build_fingerprint(config: DetectConfig, items: Sequence[ImageItem], loaded: 
         "m": config.m,
         "imgsz": config.imgsz,
         "batch_size": config.batch_size,  # CPU kernels round differently per batch size
-        "images_sha256": json_sha256(canonical_json(images)),
+        "images_sha256": sha256_json(images),
         "phrases_sha256": None,
     }
     if grounding_ran:
         fingerprint["max_phrases"] = config.max_phrases
-        fingerprint["phrases_sha256"] = json_sha256(canonical_json([[i.image_id, i.phrases] for i in items]))
+        fingerprint["phrases_sha256"] = sha256_json([[i.image_id, i.phrases] for i in items])
     return fingerprint
 
 
@@ -214,6 +212,7 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
     ``on_batch_done(rows_done, total)`` is called after each batch is safely written (tests use it to
     simulate a crash). Raises DghcError when no source can run, or under ``strict`` when an image is not present.
     """
+    import h5py
     from tqdm import tqdm
 
     config.check()
@@ -229,7 +228,7 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
         raise DghcError(f"detect: no detection source can run ({reasons})")
 
     fingerprint = build_fingerprint(config, items, loaded)
-    fingerprint_sha = json_sha256(canonical_json(fingerprint))
+    fingerprint_sha = sha256_json(fingerprint)
     out = Path(config.out)
     if not config.force and out.is_file() and read_fingerprint_sha256(out) == fingerprint_sha:
         from pipeline.detection.store import load_detections
@@ -241,42 +240,45 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
         _check_strict(config, summary)
         return summary
 
-    partial_path = out.with_name(out.name + ".partial")
-    resume_key = json_sha256(canonical_json({"fingerprint": fingerprint_sha, "ids": [i.image_id for i in items]}))
-    partial, note = PartialFile.open(partial_path, [i.image_id for i in items], config.m, resume_key)
+    ids = [item.image_id for item in items]
+    # The rows depend on the settings and images (the fingerprint) and on the ids: together, the resume key.
+    partial = PartialOutput(out, {"fingerprint_sha256": fingerprint_sha, "ids_sha256": sha256_json(ids)})
+    start, note = partial.resume_point(lambda path, rows: check_work_file(path, ids, config.m, rows))
     if note:
         log(f"detect: {note}")
-    resumed_from = partial.rows_done
+    if start == 0:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        create_work_file(partial.path, ids, config.m)
+        partial.mark_done(0)
+    rows_done = start
     try:
-        with tqdm(total=len(items), initial=partial.rows_done, unit="img", desc="detect", file=sys.stderr,
-                  disable=not config.progress, dynamic_ncols=True) as bar:
-            for start, end in iter_batches(len(items), config.batch_size, partial.rows_done):
+        with h5py.File(partial.path, "r+") as handle, \
+                tqdm(total=len(items), initial=start, unit="img", desc="detect", file=sys.stderr,
+                     disable=not config.progress, dynamic_ncols=True) as bar:
+            for begin, end in iter_batches(len(items), config.batch_size, start):
                 try:
-                    rows = detect_batch(items[start:end], loaded.sources, config.m, config.iou)
+                    rows = detect_batch(items[begin:end], loaded.sources, config.m, config.iou)
                 except SourceUnavailable as err:  # e.g. a text encoder that fails on first use
                     raise DghcError(f"detect: a source failed: {err}. Fix it or leave the source out "
                                     "(--grounding none); a rerun resumes after the finished images") from None
-                partial.write_rows(start, rows)
-                bar.update(end - start)
+                write_rows(handle, begin, rows)
+                partial.mark_done(end)
+                rows_done = end
+                bar.update(end - begin)
                 if on_batch_done is not None:
-                    on_batch_done(partial.rows_done, len(items))
-        arrays = partial.read_arrays()
+                    on_batch_done(rows_done, len(items))
+            arrays = read_arrays(handle)
     except KeyboardInterrupt:
-        partial.close()
-        log(f"detect: interrupted after {partial.rows_done} of {len(items)} images; "
-            f"rerun the same command to resume from {partial_path}")
-        raise
-    except BaseException:
-        partial.close()
+        log(f"detect: interrupted after {rows_done} of {len(items)} images; "
+            f"rerun the same command to resume from {partial.path}")
         raise
     summary = _summary(out, arrays["status"], arrays["reason"], arrays["image_ids"], arrays["sources"],
                        arrays["valid"], loaded.report)
-    summary.resumed_from = resumed_from
+    summary.resumed_from = start
     summary.messages = list(loaded.messages)
-    partial.close()
-    _check_strict(config, summary)  # under --strict the output is not published; the partial file stays
+    _check_strict(config, summary)  # under --strict the output is not published; the work file stays
     write_detections(out, arrays, config.m, fingerprint, loaded.report)
-    partial_path.unlink(missing_ok=True)
+    partial.discard()
     return summary
 
 

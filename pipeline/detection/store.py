@@ -16,36 +16,27 @@ Layout (N images sorted by id, m regions each):
 
 Root attributes: ``m``, ``format_version``, ``fingerprint`` (JSON), ``fingerprint_sha256``, ``sources_run`` (JSON).
 
-The final file is written in one go from complete arrays (temporary file, then rename), with no timestamps,
-so identical content gives identical bytes whether or not the run was interrupted and resumed.
+The final file is written in one go from complete arrays (``pipeline.artifacts.atomic``), with no timestamps,
+so identical content gives identical bytes whether or not the run was interrupted and resumed. While the stage
+runs, rows go into a work file (``pipeline.artifacts.partial``) laid out the same way.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from pipeline.errors import DghcError
+from pipeline.artifacts.atomic import atomic_path
+from pipeline.artifacts.fingerprint import canonical_json, sha256_json
 from pipeline.data.images import STATUS_NAMES, ImageStatus
+from pipeline.errors import DghcError
 
 FORMAT_VERSION = 1
 ARRAY_NAMES = ("image_ids", "status", "reason", "image_size", "boxes", "scores", "valid", "class_names", "sources")
 STRING_ARRAYS = frozenset({"image_ids", "reason", "class_names", "sources"})
-
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no spaces: the same settings always give the same string (and hash)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def json_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -136,27 +127,14 @@ def write_detections(path: str | Path, arrays: dict[str, np.ndarray], m: int, fi
     """Write the final file atomically (temporary file in the same folder, then rename)."""
     import h5py
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fingerprint_json = canonical_json(fingerprint)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as handle:
-            for name in ARRAY_NAMES:
-                _create(handle, name, arrays[name])
-            handle.attrs["format_version"] = np.int64(FORMAT_VERSION)
-            handle.attrs["m"] = np.int64(m)
-            handle.attrs["fingerprint"] = fingerprint_json
-            handle.attrs["fingerprint_sha256"] = json_sha256(fingerprint_json)
-            handle.attrs["sources_run"] = canonical_json(sources_run)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the output is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        for name in ARRAY_NAMES:
+            _create(handle, name, arrays[name])
+        handle.attrs["format_version"] = np.int64(FORMAT_VERSION)
+        handle.attrs["m"] = np.int64(m)
+        handle.attrs["fingerprint"] = canonical_json(fingerprint)
+        handle.attrs["fingerprint_sha256"] = sha256_json(fingerprint)
+        handle.attrs["sources_run"] = canonical_json(sources_run)
 
 
 def _read_strings(dataset: Any) -> np.ndarray:
@@ -188,8 +166,7 @@ def load_detections(path: str | Path) -> Detections:
             if missing or "fingerprint" not in handle.attrs:
                 raise DghcError(f"{path}: not a detections file (missing {', '.join(missing) or 'attributes'}); "
                                 "rerun `dghc detect`")
-            arrays = {name: (_read_strings(handle[name]) if name in STRING_ARRAYS else handle[name][()])
-                      for name in ARRAY_NAMES}
+            arrays = read_arrays(handle)
             attrs = {key: handle.attrs[key] for key in handle.attrs}
     except OSError as err:
         raise DghcError(f"{path}: cannot read the detections file ({err}); delete it and rerun `dghc detect`") from None
@@ -214,81 +191,38 @@ def load_detections(path: str | Path) -> Detections:
     )
 
 
-class PartialFile:
-    """The run's working file ``<out>.partial``: every dataset at full size, filled batch by batch.
+def create_work_file(path: Path, image_ids: Sequence[str], m: int) -> None:
+    """The work file of a run (see ``pipeline.artifacts.partial``): every dataset at full size, empty rows."""
+    import h5py
 
-    ``rows_done`` (an attribute, written after the rows and flushed) says how many rows are complete;
-    ``resume_key`` says which settings and inputs they belong to. A crash leaves rows after ``rows_done``
-    unfinished; a rerun with the same key redoes only those.
-    """
-
-    def __init__(self, path: Path, handle: Any, rows_done: int) -> None:
-        self.path = path
-        self.handle = handle
-        self.rows_done = rows_done
-
-    @classmethod
-    def open(cls, path: str | Path, image_ids: Sequence[str], m: int, resume_key: str) -> tuple["PartialFile", str]:
-        """Open for resuming when the key matches, else start a new one. Returns the file and what happened."""
-        import h5py
-
-        path = Path(path)
-        note = ""
-        if path.exists():
-            try:
-                handle = h5py.File(path, "r+")
-            except OSError as err:
-                note = f"the unfinished file {path.name} is unreadable ({err}); starting over"
-            else:
-                try:
-                    key = handle.attrs.get("resume_key")
-                    key = key.decode() if isinstance(key, bytes) else key
-                    rows = int(handle.attrs.get("rows_done", -1))
-                    if key == resume_key and 0 <= rows <= len(image_ids) and handle["boxes"].shape[:2] == (len(image_ids), m):
-                        resumable = cls(path, handle, rows)
-                        resumable.read_arrays()  # a file cut short by a crash fails here, not at the end
-                        resumed = f"resuming after {rows} of {len(image_ids)} images" if rows else ""
-                        return resumable, resumed
-                    note = f"the unfinished file {path.name} was made with other settings or inputs; starting over"
-                except (KeyError, OSError, ValueError, TypeError, RuntimeError):
-                    note = f"the unfinished file {path.name} is damaged; starting over"
-                handle.close()
-            path.unlink()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = h5py.File(path, "w")
+    with h5py.File(path, "w") as handle:
         for name, array in empty_arrays(image_ids, m).items():
             _create(handle, name, array)
-        handle.attrs["resume_key"] = resume_key
-        handle.attrs["rows_done"] = np.int64(0)
-        handle.flush()
-        return cls(path, handle, 0), note
 
-    def write_rows(self, start: int, rows: dict[str, np.ndarray]) -> None:
-        """Write complete rows from ``start`` on (must follow the rows done), then mark them done."""
-        if start != self.rows_done:
-            raise ValueError(f"rows must be written in order: {start} given, {self.rows_done} done")
-        count = len(rows["status"])
-        for name, array in rows.items():
-            if name == "image_ids":
-                continue  # written at creation
-            self.handle[name][start:start + count] = array
-        self.handle.flush()  # the rows reach the file before they are marked done
-        self.rows_done = start + count
-        self.handle.attrs["rows_done"] = np.int64(self.rows_done)
-        self.handle.flush()
 
-    def read_arrays(self) -> dict[str, np.ndarray]:
-        return {name: (_read_strings(self.handle[name]) if name in STRING_ARRAYS else self.handle[name][()])
-                for name in ARRAY_NAMES}
+def check_work_file(path: Path, image_ids: Sequence[str], m: int, rows_done: int) -> None:
+    """Raise when the work file does not hold ``rows_done`` complete rows for these ids (a crash may cut it)."""
+    import h5py
 
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+    with h5py.File(path, "r") as handle:
+        if handle["boxes"].shape[:2] != (len(image_ids), m) or rows_done > len(image_ids):
+            raise ValueError("shape differs")
+        for name in ARRAY_NAMES:  # a file cut short by a crash fails here, not at the end
+            handle[name][()]
 
-    def discard(self) -> None:
-        self.close()
-        self.path.unlink(missing_ok=True)
+
+def write_rows(handle: Any, start: int, rows: dict[str, np.ndarray]) -> None:
+    """Write complete rows from ``start`` on into an open work file and flush them to disk."""
+    count = len(rows["status"])
+    for name, array in rows.items():
+        if name != "image_ids":  # written at creation
+            handle[name][start:start + count] = array
+    handle.flush()
+
+
+def read_arrays(handle: Any) -> dict[str, np.ndarray]:
+    return {name: (_read_strings(handle[name]) if name in STRING_ARRAYS else handle[name][()])
+            for name in ARRAY_NAMES}
 
 
 def iter_batches(total: int, batch_size: int, start: int = 0) -> Iterator[tuple[int, int]]:

@@ -9,7 +9,6 @@ inputs give a byte-identical file.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -24,9 +23,10 @@ import torch
 from pipeline.errors import DghcError
 from pipeline.features import store as layout
 from pipeline.features.clip_encoder import UNTRAINED_NAME, ClipEncoder, load_clip
-from pipeline.features.fingerprint import DTYPES, build_fingerprint, canonical_json, fingerprint_sha256
+from pipeline.features.fingerprint import DTYPES, build_fingerprint
 from pipeline.features.preprocess import aspect_box, as_preprocessor
-from pipeline.artifacts.atomic import write_text_atomically
+from pipeline.artifacts.fingerprint import canonical_json, sha256_json
+from pipeline.artifacts.partial import PartialOutput
 from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
 
 UNTRAINED_NOTE = ("UNTRAINED CLIP: the vision model has random weights (built from a config with a fixed seed), "
@@ -320,44 +320,12 @@ def _create_output(path: Path, ids: Sequence[str], m: int, dim: int, dtype: str,
         handle.attrs["dim"] = np.int64(dim)
         handle.attrs["m"] = np.int64(m)
         handle.attrs["fingerprint"] = canonical_json(fingerprint)
-        handle.attrs["fingerprint_sha256"] = fingerprint_sha256(fingerprint)
+        handle.attrs["fingerprint_sha256"] = sha256_json(fingerprint)
         handle.attrs["untrained"] = bool(fingerprint["untrained"])
         if fingerprint["untrained"]:
             handle.attrs["note"] = UNTRAINED_NOTE
         handle.attrs["software"] = json.dumps({"torch": torch.__version__, "transformers": transformers.__version__,
                                                "h5py": h5py.__version__}, sort_keys=True)
-
-
-def _progress_path(partial: Path) -> Path:
-    return partial.with_name(partial.name + ".progress.json")
-
-
-def _resume_point(partial: Path, key: dict[str, Any]) -> int:
-    """Rows already done by an interrupted run with the same settings, or 0 (and the stale files removed)."""
-    import h5py
-
-    progress_file = _progress_path(partial)
-    if not partial.exists():
-        progress_file.unlink(missing_ok=True)
-        return 0
-    rows_done, matched = 0, False
-    try:
-        progress = json.loads(progress_file.read_text())
-        if {k: progress.get(k) for k in key} == key:
-            with h5py.File(partial, "r") as handle:  # a file that does not open is started over
-                if handle.attrs["fingerprint_sha256"] == key["fingerprint_sha256"]:
-                    rows_done, matched = int(progress["rows_done"]), True
-    except (OSError, ValueError, KeyError, TypeError):
-        rows_done = 0
-    if rows_done > 0:
-        print(f"extract: resuming {partial} after {rows_done} rows done", file=sys.stderr)
-    else:
-        if not matched:
-            print(f"extract: {partial} was made with other settings (or is unreadable): starting over",
-                  file=sys.stderr)
-        partial.unlink(missing_ok=True)
-        progress_file.unlink(missing_ok=True)
-    return rows_done
 
 
 # --------------------------------------------------------------------------------------------- the stage
@@ -384,20 +352,22 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
                                     min_crop_size=config.min_crop_size, max_aspect=config.max_aspect, m=m,
                                     detections_fingerprint_sha256=detections.fingerprint_sha256)
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
+    fingerprint_sha = sha256_json(fingerprint)
     # Batches are the unit of work: a resumed run must cut the same batches on the same kind of device to
     # compute bit-identical vectors.
-    resume_key = {"fingerprint_sha256": fingerprint_sha256(fingerprint),
-                  "ids_sha256": hashlib.sha256("\n".join(images.ids).encode("utf-8")).hexdigest(),
+    resume_key = {"fingerprint_sha256": fingerprint_sha, "ids_sha256": sha256_json(images.ids),
                   "batch_size": config.batch_size, "device_type": encoder.device.type}
-    if not config.force and _is_up_to_date(out, resume_key["fingerprint_sha256"], images.ids):
+    if not config.force and _is_up_to_date(out, fingerprint_sha, images.ids):
         return _summarise(out, rows_resumed=0, empty_boxes=0, untrained=encoder.untrained, fingerprint=fingerprint,
                           up_to_date=True)
-    start = _resume_point(partial, resume_key)
+    partial = PartialOutput(out, resume_key)
+    start, note = partial.resume_point(lambda path, rows: _check_work_file(path, fingerprint_sha, n, rows))
+    if note:
+        print(f"extract: {note}", file=sys.stderr)
     if start == 0:
-        _create_output(partial, images.ids, m, dim, config.dtype, fingerprint)
-        _write_progress(partial, resume_key, 0)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _create_output(partial.path, images.ids, m, dim, config.dtype, fingerprint)
+        partial.mark_done(0)
     counts = {"empty_boxes": 0}
     dataset = CropDataset(range(start, n), images.paths[start:], detections.boxes[start:], detections.valid[start:],
                           encoder.preprocessor, encoder.image_size, config.crop_padding, config.min_crop_size,
@@ -405,7 +375,7 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
     num_workers = default_num_workers(encoder.device) if config.num_workers is None else config.num_workers
     loader = make_loader(dataset, config.batch_size, num_workers, pin_memory=encoder.device.type == "cuda")
     np_dtype = np.dtype(config.dtype)
-    with h5py.File(partial, "r+") as handle, \
+    with h5py.File(partial.path, "r+") as handle, \
             tqdm(total=n, initial=start, unit="img", desc="extract", file=sys.stderr, disable=not progress) as bar:
         rows_done = start
         for batch in loader:
@@ -425,15 +395,24 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
             handle[layout.REGION_MASK][first:last] = batch["slots"][:, 1:].numpy()
             handle.flush()
             rows_done = last
-            _write_progress(partial, resume_key, rows_done)
+            partial.mark_done(rows_done)
             counts["empty_boxes"] += batch["empty_boxes"]
             bar.update(last - first)
             if on_batch is not None:
                 on_batch(rows_done)
-    os.replace(partial, out)
-    _progress_path(partial).unlink(missing_ok=True)
+    partial.publish()
     return _summarise(out, rows_resumed=start, empty_boxes=counts["empty_boxes"], untrained=encoder.untrained,
                       fingerprint=fingerprint)
+
+
+def _check_work_file(path: Path, fingerprint_sha: str, rows: int, rows_done: int) -> None:
+    """Raise when the work file is not one of these settings (or does not open: a crash may cut it)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        if handle.attrs["fingerprint_sha256"] != fingerprint_sha or len(handle[layout.STATUS]) != rows \
+                or rows_done > rows:
+            raise ValueError("another file")
 
 
 def _is_up_to_date(out: Path, sha256: str, ids: Sequence[str]) -> bool:
@@ -460,10 +439,6 @@ def _summarise(path: Path, **fields: Any) -> ExtractResult:
                          missing=int((status == ImageStatus.MISSING).sum()),
                          unreadable=int((status == ImageStatus.UNREADABLE).sum()), regions=regions, dim=dim, m=m,
                          **fields)
-
-
-def _write_progress(partial: Path, key: dict[str, Any], rows_done: int) -> None:
-    write_text_atomically(_progress_path(partial), json.dumps({**key, "rows_done": rows_done}, sort_keys=True))
 
 
 def _check_detections_current(batch: dict[str, Any], detections: DetectionRows, ids: Sequence[str],

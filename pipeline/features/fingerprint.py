@@ -12,12 +12,10 @@ a file of the other format never matches, and ``FeatureStore.require`` names ``f
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipeline.errors import FingerprintMismatch
+from pipeline.artifacts import fingerprint as fingerprints
 
 FORMAT = "dghc-features/2"
 DTYPES: tuple[str, ...] = ("float16", "float32")
@@ -31,7 +29,7 @@ def build_fingerprint(model_identity: Mapping[str, Any], *, dtype: str, crop_pad
     fingerprint["preprocess"] = {**model_identity["preprocess"], "max_aspect": float(max_aspect)}
     fingerprint.update({"dtype": dtype, "crop_padding": float(crop_padding), "min_crop_size": int(min_crop_size),
                         "m": int(m), "detections_fingerprint_sha256": detections_fingerprint_sha256})
-    return normalise(fingerprint)
+    return fingerprints.normalise(fingerprint)
 
 
 def expected_from_settings(*, model: str | None = None, output: str | None = None, dtype: str | None = None,
@@ -48,41 +46,7 @@ def expected_from_settings(*, model: str | None = None, output: str | None = Non
     return {key: value for key, value in values.items() if value is not None}
 
 
-def canonical_json(fingerprint: Mapping[str, Any]) -> str:
-    return json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def fingerprint_sha256(fingerprint: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(fingerprint).encode("ascii")).hexdigest()
-
-
-def normalise(value: Any) -> Any:
-    """JSON round trip: tuples become lists, so that a dict compares equal to what a file gives back."""
-    return json.loads(json.dumps(value, sort_keys=True))
-
-
-def differences(expected: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:
-    """One line per key of ``expected`` whose value differs in ``found``: ``key: expected X, found Y``."""
-    lines = []
-    for key in sorted(expected):
-        want = normalise(expected[key])
-        have = normalise(found[key]) if key in found else None
-        if key not in found:
-            lines.append(f"{key}: expected {_show(want)}, found nothing (the file does not record it)")
-        elif want != have:
-            lines.append(f"{key}: expected {_show(want)}, found {_show(have)}")
-    return lines
-
-
 def require_match(expected: Mapping[str, Any], found: Mapping[str, Any], path: str | Path) -> None:
-    """Raise ``FingerprintMismatch`` naming every key of ``expected`` that ``found`` does not match."""
-    lines = differences(expected, found)
-    if lines:
-        raise FingerprintMismatch(
-            f"{path} was made with other settings than asked for: " + "; ".join(lines)
-            + " (rerun `dghc extract` with these settings, or use the settings the file was made with)")
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= 120 else text[:117] + "..."
+    """Raise ``FingerprintMismatch`` naming every key of ``expected`` that the file's fingerprint does not match."""
+    fingerprints.require_match(expected, found, path, "rerun `dghc extract` with these settings, or use the "
+                                                      "settings the file was made with")

@@ -15,14 +15,14 @@ tag, write. Output lines follow the input order.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Sequence, TextIO
+from typing import Any, BinaryIO, Callable, Iterator, Sequence, TextIO
 
+from pipeline.artifacts.atomic import atomic_text
 from pipeline.errors import DghcError
 from pipeline.prediction.inputs import InputPost, open_input, read_posts
 from pipeline.prediction.visual import NO_IMAGE, ImageResult
@@ -126,6 +126,16 @@ class _Output:
             Path(self.tmp).unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _output_stream(out: Path | None, stdout: TextIO) -> Iterator[TextIO]:
+    """stdout, or ``out`` written atomically: all of it or, after an error, nothing."""
+    if out is None:
+        yield stdout
+        return
+    with atomic_text(out) as handle:
+        yield handle
+
+
 def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout: TextIO | None = None,
                 log: Callable[[str], None] = _log) -> PredictSummary:
     """Read and check every input line, then tag chunk by chunk and write the JSONL output."""
@@ -166,42 +176,37 @@ def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout:
 
     summary = PredictSummary(skipped_lines=len(read.skipped), out=config.out,
                              image_status={"present": 0, "missing": 0, "unreadable": 0, NO_IMAGE: 0})
-    output = _Output(Path(config.out) if config.out is not None else None,
-                     stdout if stdout is not None else sys.stdout)
-    try:
-        with tqdm(total=len(posts), unit="post", desc="predict", file=sys.stderr,
-                  disable=not config.progress) as bar:
-            # messages go around the progress bar instead of through it
-            note = (lambda message: bar.write(message, file=sys.stderr)) if config.progress else log
-            for start in range(0, len(posts), config.batch_size):
-                chunk = posts[start: start + config.batch_size]
-                images = _images_of(chunk, pipeline)
-                features = MemoryFeatures(pipeline.dim, pipeline.m) if pipeline is not None else None
-                if pipeline is not None:
-                    requests = [ImageRequest(p.post_id, p.image, p.words) for p in chunk if p.image is not None]
-                    images.update(pipeline.run(requests, features))
-                if uses_image and features is None:  # no post has an image: every visual slot is masked
-                    features = MemoryFeatures(tagger.config.vision_dim, tagger.config.num_regions)
-                tag_posts = [Post(p.post_id, p.words, ["O"] * len(p.tokens), None, p.line) for p in chunk]
-                predictions = predict(tagger, checkpoint.tokenizer, tag_posts, features,
-                                      batch_size=config.batch_size, device=str(device))
-                records = []
-                for post, prediction in zip(chunk, predictions):
-                    image = images[post.post_id]
-                    if image.status in ("missing", "unreadable"):
-                        note(f"predict: {source}:{post.line}: image {post.image} of post {post.post_id!r} is "
-                             f"{image.status} ({image.reason}); tagged from the text alone")
-                    record = post_record(post, prediction, image)
-                    summary.image_status[image.status] += 1
-                    summary.entities += len(record["entities"])
-                    records.append(record)
-                output.write(records)
-                summary.posts += len(chunk)
-                bar.update(len(chunk))
-        output.finish()
-    except BaseException:
-        output.abort()
-        raise
+    with _output_stream(config.out, stdout if stdout is not None else sys.stdout) as output, \
+            tqdm(total=len(posts), unit="post", desc="predict", file=sys.stderr,
+                 disable=not config.progress) as bar:
+        # messages go around the progress bar instead of through it
+        note = (lambda message: bar.write(message, file=sys.stderr)) if config.progress else log
+        for start in range(0, len(posts), config.batch_size):
+            chunk = posts[start: start + config.batch_size]
+            images = _images_of(chunk, pipeline)
+            features = MemoryFeatures(pipeline.dim, pipeline.m) if pipeline is not None else None
+            if pipeline is not None:
+                requests = [ImageRequest(p.post_id, p.image, p.words) for p in chunk if p.image is not None]
+                images.update(pipeline.run(requests, features))
+            if uses_image and features is None:  # no post has an image: every visual slot is masked
+                features = MemoryFeatures(tagger.config.vision_dim, tagger.config.num_regions)
+            tag_posts = [Post(p.post_id, p.words, ["O"] * len(p.tokens), None, p.line) for p in chunk]
+            predictions = predict(tagger, checkpoint.tokenizer, tag_posts, features,
+                                  batch_size=config.batch_size, device=str(device))
+            records = []
+            for post, prediction in zip(chunk, predictions):
+                image = images[post.post_id]
+                if image.status in ("missing", "unreadable"):
+                    note(f"predict: {source}:{post.line}: image {post.image} of post {post.post_id!r} is "
+                         f"{image.status} ({image.reason}); tagged from the text alone")
+                record = post_record(post, prediction, image)
+                summary.image_status[image.status] += 1
+                summary.entities += len(record["entities"])
+                records.append(record)
+            output.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+            output.flush()
+            summary.posts += len(chunk)
+            bar.update(len(chunk))
     return summary
 
 

@@ -200,7 +200,7 @@ class VisualPipeline:
                         clip_model: str | None = None, warn=lambda message: None) -> "VisualPipeline":
         from pipeline.detection.detectors import DETECTOR, GROUNDING, MAX_DET, PredictSettings
         from pipeline.detection.phrases import MAX_PHRASES
-        from pipeline.detection.store import canonical_json, json_sha256
+        from pipeline.artifacts.fingerprint import sha256_json
         from pipeline.features.clip_encoder import UNTRAINED_SEED, load_clip
 
         detect = _require_keys(checkpoint.detections_fingerprint, ("detector", "grounding", "conf", "iou", "m",
@@ -217,7 +217,7 @@ class VisualPipeline:
             raise DghcError(f"{model_dir}: the model expects {config.vision_dim}-d vectors but records features of "
                             f"{features['dim']} dimensions; retrain the model")
         recorded_sha = features.get("detections_fingerprint_sha256")
-        if recorded_sha and recorded_sha != json_sha256(canonical_json(detect)):
+        if recorded_sha and recorded_sha != sha256_json(detect):
             warn(f"predict: note: {model_dir} records other detection settings than those its features were made "
                  "from (train was given another detections file); regions are detected with the recorded ones")
         ultralytics_device = "cpu" if device.type == "cpu" else f"{device.type}:{device.index or 0}"

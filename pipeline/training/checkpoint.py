@@ -8,11 +8,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.artifacts.atomic import atomic_folder
 from pipeline.errors import DghcError
 from pipeline.model.tagger import DGHCTagger, ModelConfig
 
@@ -32,13 +31,10 @@ class Checkpoint:
 
 
 def save_checkpoint(folder: str | Path, checkpoint: Checkpoint) -> None:
-    """Write the checkpoint atomically: a temporary folder renamed over the old one."""
+    """Write the checkpoint atomically: a staging folder renamed over the old one."""
     from safetensors.torch import save_file
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with atomic_folder(folder) as staging:
         state = {k: v.detach().contiguous().cpu() for k, v in checkpoint.tagger.state_dict().items()}
         save_file(state, str(staging / WEIGHTS))
         checkpoint.tagger.encoder.config.save_pretrained(staging / ENCODER_DIR)
@@ -51,17 +47,6 @@ def save_checkpoint(folder: str | Path, checkpoint: Checkpoint) -> None:
             "info": checkpoint.info,
         }
         (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-            staging.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def load_checkpoint(folder: str | Path) -> Checkpoint:

@@ -1,0 +1,59 @@
+"""Fingerprints: what an output was made from, as canonical JSON and its sha256, and how to compare two.
+
+Every output file records a fingerprint (a flat JSON object of the settings and input hashes it depends on).
+A stage whose fingerprint equals the file's has nothing to redo; a reader that needs certain settings names
+each key that differs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipeline.errors import FingerprintMismatch
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, ASCII only: the same value gives the same string (and hash) on every machine."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def sha256_json(value: Any) -> str:
+    """sha256 of ``canonical_json(value)``."""
+    return hashlib.sha256(canonical_json(value).encode("ascii")).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def normalise(value: Any) -> Any:
+    """JSON round trip: tuples become lists, so that a dict compares equal to what a file gives back."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def differences(expected: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:
+    """One line per key of ``expected`` whose value differs in ``found``: ``key: expected X, found Y``."""
+    lines = []
+    for key in sorted(expected):
+        want = normalise(expected[key])
+        if key not in found:
+            lines.append(f"{key}: expected {_show(want)}, found nothing (the file does not record it)")
+        elif want != normalise(found[key]):
+            lines.append(f"{key}: expected {_show(want)}, found {_show(normalise(found[key]))}")
+    return lines
+
+
+def require_match(expected: Mapping[str, Any], found: Mapping[str, Any], path: str | Path, fix: str) -> None:
+    """Raise ``FingerprintMismatch`` naming every key of ``expected`` that ``found`` does not match."""
+    lines = differences(expected, found)
+    if lines:
+        raise FingerprintMismatch(f"{path} was made with other settings than asked for: " + "; ".join(lines)
+                                  + f" ({fix})")
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 120 else text[:117] + "..."
