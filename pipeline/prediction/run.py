@@ -93,39 +93,6 @@ def post_record(post: InputPost, prediction: Any, image: ImageResult) -> dict[st
     }
 
 
-class _Output:
-    """stdout, or a temporary file beside ``--out`` renamed into place at the end (never half a file)."""
-
-    def __init__(self, out: Path | None, stdout: TextIO) -> None:
-        self.out = out
-        self.tmp: str | None = None
-        if out is None:
-            self.handle = stdout
-        else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-            self.handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-
-    def write(self, records: Sequence[dict[str, Any]]) -> None:
-        for record in records:
-            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.handle.flush()
-
-    def finish(self) -> None:
-        if self.tmp is not None:
-            self.handle.close()
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(self.tmp, 0o666 & ~mask)
-            os.replace(self.tmp, self.out)
-            self.tmp = None
-
-    def abort(self) -> None:
-        if self.tmp is not None:
-            self.handle.close()
-            Path(self.tmp).unlink(missing_ok=True)
-
-
 @contextlib.contextmanager
 def _output_stream(out: Path | None, stdout: TextIO) -> Iterator[TextIO]:
     """stdout, or ``out`` written atomically: all of it or, after an error, nothing."""
