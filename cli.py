@@ -11,7 +11,7 @@ import sys
 import click
 
 from pipeline import __version__
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 
 # name -> "module:attribute" of a click command. Add a stage here to make it a subcommand.
 COMMANDS: dict[str, str] = {

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from stages.params import apply_params
 
 DEFAULT_OUT = "cache/detections.h5"

@@ -7,7 +7,7 @@ from typing import Any, Iterable, TypeVar
 
 import yaml
 
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 
 T = TypeVar("T")
 

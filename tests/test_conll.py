@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.data.conll import (Post, check_image_id, entity_counts, format_conll, image_path_for, read_conll,
                             write_conll)
-from pipeline.errors import DataFormatError
+from pipeline.core.errors import DataFormatError
 
 GOOD = (
     "IMGID:101\n"

@@ -24,7 +24,7 @@ from cli import dghc
 from pipeline.detection.detectors import DEFAULT_DETECTOR, PredictSettings, load_sources
 from pipeline.detection.run import DetectConfig, collect_items, run_detect
 from pipeline.detection.store import load_detections
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.data.images import STATUS_NAMES, ImageStatus
 
 IMGSZ, CONF, IOU = 320, 0.25, 0.5

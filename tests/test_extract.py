@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from cli import dghc
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.features.clip_encoder import (UNTRAINED_NAME, build_untrained_clip, load_clip, untrained_clip_config,
                                             weights_sha256)
 from pipeline.features.extract import ExtractConfig, crop_box, extract_features, limit_aspect
@@ -406,7 +406,7 @@ def test_fast_path_only_for_standard_clip_settings_and_recorded_in_the_fingerpri
     from pipeline.features.preprocess import (FAST_IMPLEMENTATION, PROCESSOR_IMPLEMENTATION, FastClipPreprocessor,
                                               ProcessorPreprocessor, fast_path_problem, make_preprocessor)
     from pipeline.features.store import FeatureStore
-    from pipeline.errors import FingerprintMismatch
+    from pipeline.core.errors import FingerprintMismatch
 
     assert isinstance(make_preprocessor(standard_like()), FastClipPreprocessor)
     for settings, why in (({"do_center_crop": False}, "center crop"), ({"resample": 1}, "resample"),

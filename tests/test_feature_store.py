@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import DghcError, FingerprintMismatch
+from pipeline.core.errors import DghcError, FingerprintMismatch
 from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.features.fingerprint import expected_from_settings
 from pipeline.features.store import FeatureStore

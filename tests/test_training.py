@@ -142,7 +142,7 @@ def test_early_stop_and_same_seed_same_weights(tmp_path, tiny_bert):
 
 
 def test_parameters_from_yaml_are_coerced_or_refused():
-    from pipeline.errors import DghcError
+    from pipeline.core.errors import DghcError
 
     config = TrainConfig(lr_encoder="3e-5", use_image="false", epochs="3")
     assert (config.lr_encoder, config.use_image, config.epochs) == (3e-5, False, 3)
@@ -152,7 +152,7 @@ def test_parameters_from_yaml_are_coerced_or_refused():
 
 
 def test_features_that_miss_posts_are_refused(tmp_path, tiny_bert):
-    from pipeline.errors import DghcError
+    from pipeline.core.errors import DghcError
 
     class PartialFeatures(MemoryFeatures):
         def __contains__(self, image_id) -> bool:

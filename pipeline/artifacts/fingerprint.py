@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipeline.errors import FingerprintMismatch
+from pipeline.core.errors import FingerprintMismatch
 
 
 def canonical_json(value: Any) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Mapping, Sequence
 
-from pipeline.errors import DataFormatError
+from pipeline.core.errors import DataFormatError
 from pipeline.artifacts.atomic import write_text_atomically
 from pipeline.data.tags import OTHER_AS_MISC, is_valid_bio_label, repair_bio, rename_types, invalid_bio_positions, split_label
 

@@ -8,7 +8,7 @@ from typing import Sequence
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.detection.store import Detections, Region
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.artifacts.atomic import write_bytes_atomically
 from pipeline.data.images import ImageStatus, load_image
 

@@ -23,7 +23,7 @@ from pipeline.detection.merge import SourceBoxes, merge_top_m
 from pipeline.detection.phrases import MAX_PHRASES, post_phrases
 from pipeline.detection.store import (check_work_file, create_work_file, empty_arrays, iter_batches, read_arrays,
                                       read_fingerprint_sha256, write_detections, write_rows)
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
 
 DEFAULT_OUT = Path("cache/detections.h5")

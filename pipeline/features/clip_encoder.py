@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from pipeline.errors import DghcError
-from pipeline.runtime.quiet import quiet_transformers
+from pipeline.core.devices import resolve_device
+from pipeline.core.errors import DghcError
+from pipeline.core.quiet import quiet_transformers
+from pipeline.features.preprocess import RegionPreprocessor, make_preprocessor, processor_settings
 
 UNTRAINED_NAME = "untrained-clip-small"
 UNTRAINED_SEED = 0
@@ -27,9 +28,6 @@ OUTPUTS: tuple[str, ...] = ("pooled", "projected")
 # Files that hold weights in a folder written by save_pretrained; a folder with only config.json is built untrained.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
-# The processor settings that change the pixels a model sees (recorded in the features fingerprint).
-PROCESSOR_KEYS = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor",
-                  "do_normalize", "image_mean", "image_std", "do_convert_rgb")
 
 
 def untrained_clip_config():
@@ -59,18 +57,6 @@ def standard_processor(image_size: int):
     from transformers import CLIPImageProcessor
 
     return CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
-
-
-def processor_settings(processor) -> dict[str, Any]:
-    """The processor's pixel-changing settings as plain JSON values."""
-    raw = json.loads(processor.to_json_string())
-    settings: dict[str, Any] = {"class": type(processor).__name__}
-    for key in PROCESSOR_KEYS:
-        value = raw.get(key)
-        if isinstance(value, dict):
-            value = {k: v for k, v in sorted(value.items()) if v is not None}
-        settings[key] = value
-    return settings
 
 
 def weights_sha256(model: torch.nn.Module) -> str:
@@ -118,11 +104,9 @@ class ClipEncoder:
             return out.float().cpu()
 
     @functools.cached_property
-    def preprocessor(self):
+    def preprocessor(self) -> RegionPreprocessor:
         """What turns an image and its crop boxes into pixels (``preprocess.make_preprocessor``: the fast path
         when it reproduces ``processor``)."""
-        from pipeline.features.preprocess import make_preprocessor
-
         return make_preprocessor(self.processor)
 
     def identity(self) -> dict[str, Any]:
@@ -132,19 +116,6 @@ class ClipEncoder:
         return {"model": self.name, "weights_sha256": self.weights_sha256, "untrained": self.untrained,
                 "seed": self.seed, "output": self.output, "dim": self.dim, "image_size": self.image_size,
                 "preprocess": preprocess}
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` is the GPU when there is one, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise DghcError(f"unknown device {device!r}: {err} (use auto, cpu, cuda or cuda:N)") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DghcError(f"device {device!r} asked for, but no CUDA GPU is available (use --device cpu)")
-    return resolved
 
 
 def _has_weights(folder: Path) -> bool:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.features import store as layout
 from pipeline.features.clip_encoder import UNTRAINED_NAME, ClipEncoder, load_clip
 from pipeline.features.fingerprint import DTYPES, build_fingerprint

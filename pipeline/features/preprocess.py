@@ -19,6 +19,7 @@ one does not silently count as made by the other.
 """
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from typing import Any, Protocol, Sequence
@@ -35,6 +36,9 @@ PROCESSOR_IMPLEMENTATION = "image-processor"
 # processor, go through the processor.
 CLIP_PROCESSOR_CLASSES = ("CLIPImageProcessor", "CLIPImageProcessorFast")
 _RESAMPLE_NAMES = {2: "bilinear", 3: "bicubic"}  # PIL resample codes the fast path supports
+# The processor settings that change the pixels a model sees (recorded in the features fingerprint).
+PROCESSOR_KEYS = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor",
+                  "do_normalize", "image_mean", "image_std", "do_convert_rgb")
 
 
 class RegionPreprocessor(Protocol):
@@ -64,10 +68,17 @@ def aspect_box(box: Box, max_aspect: float) -> Box:
     return left, top, right, bottom
 
 
-def _settings(processor: Any) -> dict[str, Any]:
-    from pipeline.features.clip_encoder import processor_settings
+def processor_settings(processor: Any) -> dict[str, Any]:
+    """The processor's pixel-changing settings as plain JSON values."""
+    raw = json.loads(processor.to_json_string())
+    settings: dict[str, Any] = {"class": type(processor).__name__}
+    for key in PROCESSOR_KEYS:
+        value = raw.get(key)
+        if isinstance(value, dict):
+            value = {k: v for k, v in sorted(value.items()) if v is not None}
+        settings[key] = value
+    return settings
 
-    return processor_settings(processor)
 
 
 def fast_path_problem(processor: Any) -> str | None:
@@ -77,7 +88,7 @@ def fast_path_problem(processor: Any) -> str | None:
         return f"processor class {name} is not one of {', '.join(CLIP_PROCESSOR_CLASSES)}"
     if getattr(processor, "backend", None) != "torchvision" and not name.endswith("Fast"):
         return f"{name} does not run on torchvision (backend {getattr(processor, 'backend', None)!r})"
-    settings = _settings(processor)
+    settings = processor_settings(processor)
     size, crop = settings.get("size") or {}, settings.get("crop_size") or {}
     if not settings.get("do_resize") or set(size) != {"shortest_edge"}:
         return f"resize settings {size} (the fast path resizes the shortest edge only)"
@@ -113,7 +124,7 @@ class FastClipPreprocessor:
         problem = fast_path_problem(processor)
         if problem is not None:
             raise ValueError(f"the fast path cannot reproduce this processor: {problem}")
-        settings = _settings(processor)
+        settings = processor_settings(processor)
         self.shortest = int(settings["size"]["shortest_edge"])
         self.crop = int(settings["crop_size"]["height"])
         self.interpolation = (InterpolationMode.BICUBIC if settings["resample"] == 3

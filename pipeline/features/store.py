@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.features.fingerprint import require_match
 
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3

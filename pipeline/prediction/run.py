@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Sequence, TextIO
 
 from pipeline.artifacts.atomic import atomic_text
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.prediction.inputs import InputPost, open_input, read_posts
 from pipeline.prediction.visual import NO_IMAGE, ImageResult
 
@@ -110,7 +110,7 @@ def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout:
 
     from pipeline.training.checkpoint import load_checkpoint
     from pipeline.data.conll import Post
-    from pipeline.features.clip_encoder import resolve_device
+    from pipeline.core.devices import resolve_device
     from pipeline.training.inference import predict
     from pipeline.prediction.visual import ImageRequest, MemoryFeatures, VisualPipeline
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from pipeline.training.checkpoint import Checkpoint
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.data.images import STATUS_NAMES, ImageStatus
 
 NO_IMAGE = "none"  # the post came without an image

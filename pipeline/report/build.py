@@ -28,7 +28,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.data.conll import Post
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.data.images import ImageStatus, load_image
 from pipeline.training.inference import PostPrediction
 from pipeline.data.tags import bio_spans

@@ -29,7 +29,7 @@ def require_coverage(features: VisualFeatures, posts: Sequence[Post], what: str)
     (A post whose image is missing has a row in the file, with its mask off; an unknown id means the file was
     made for other data.)
     """
-    from pipeline.errors import DghcError
+    from pipeline.core.errors import DghcError
 
     unknown = [p.post_id for p in posts if p.post_id not in features]
     if unknown:

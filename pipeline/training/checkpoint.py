@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.artifacts.atomic import atomic_folder
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.model.tagger import DGHCTagger, ModelConfig
 
 WEIGHTS = "model.safetensors"

@@ -8,7 +8,7 @@ from typing import Sequence
 from pipeline.training.batching import VisualFeatures, require_coverage
 from pipeline.training.checkpoint import Checkpoint
 from pipeline.data.conll import Post, format_conll
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.training.inference import PostPrediction, predict
 from pipeline.training.metrics import all_modes
 from pipeline.data.tags import entity_types, split_label

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pipeline.training.batching import VisualFeatures
 from pipeline.training.checkpoint import Checkpoint
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 
 # Keys of a features fingerprint that may differ between the file a model was trained with and the file it
 # is applied to: which images were detected (another split or dataset), the stored precision, and how the

@@ -15,7 +15,7 @@ import torch
 from pipeline.training.batching import VisualFeatures, batches, make_examples, require_coverage
 from pipeline.training.checkpoint import Checkpoint, save_checkpoint
 from pipeline.data.conll import Post, read_conll
-from pipeline.errors import DghcError
+from pipeline.core.errors import DghcError
 from pipeline.training.inference import predict
 from pipeline.training.metrics import all_modes
 from pipeline.model.tagger import DGHCTagger, ModelConfig

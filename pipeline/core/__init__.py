@@ -1,0 +1,1 @@
+"""What every package uses: user-facing errors, parameter declarations, devices, quiet library loading."""

@@ -1,1 +1,0 @@
-"""Where the code runs and what it prints: devices, and library chatter kept out of the terminal."""
