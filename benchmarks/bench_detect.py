@@ -6,7 +6,7 @@ The raw forward is ultralytics' ``predict`` on images already decoded in memory,
 stage is ``run_detect`` from the CoNLL files: reading them, hashing every image file (fingerprint), decoding and
 converting each image, the same forward, the merge, the HDF5 writes and the final file. Both use the same loaded
 model; each is timed ``--repeats`` times, interleaved, and the best time of each is kept (the machine is shared).
-Images: the synthetic demo set (``pipeline.demo.generator``), written to a temporary folder.
+Images: the synthetic demo set (``pipeline.demo``), written to a temporary folder.
 """
 from __future__ import annotations
 
@@ -40,9 +40,11 @@ def main() -> None:
     import torch
 
     from pipeline.data.conll import read_conll
-    from pipeline.demo.generator import DemoConfig, write_demo_data
+    from pipeline.demo.config import DemoConfig
+    from pipeline.demo.writer import write_demo_data
     from pipeline.detection.detectors import PredictSettings, load_sources
-    from pipeline.detection.run import DetectConfig, run_detect
+    from pipeline.detection.config import DetectConfig
+    from pipeline.detection.run import run_detect
     from pipeline.data.images import load_image
 
     settings = PredictSettings(imgsz=args.imgsz, conf=0.25, iou=0.5, device=args.device)
@@ -54,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_detect_") as tmp:
         tmp_path = Path(tmp)
         # ~85% of demo posts have an image: ask for enough posts, then keep a CoNLL of exactly --images of them.
-        write_demo_data(tmp_path / "demo", DemoConfig(train=int(args.images / 0.8) + 8, valid=1, test=1))
+        write_demo_data(DemoConfig(out=tmp_path / "demo", train=int(args.images / 0.8) + 8, valid=1, test=1))
         posts, _ = read_conll(tmp_path / "demo" / "train.txt")
         posts = [p for p in posts if p.has_image_file][: args.images]
         lines = []

@@ -83,8 +83,9 @@ def bench_stage(root: Path, model: str, count: int, batch_size: int, configs: li
     from dataclasses import replace as replace_fields
 
     from pipeline.features.clip_encoder import load_clip
-    from pipeline.features.extract import CropDataset, ExtractConfig, collect_images, default_num_workers, \
-        extract_features, load_detection_rows, make_loader
+    from pipeline.features.config import ExtractConfig
+    from pipeline.features.crops import CropDataset, default_num_workers, make_loader
+    from pipeline.features.extract import collect_images, extract_features, load_detection_rows
     from pipeline.features.preprocess import ProcessorPreprocessor
 
     work = root / f"stage-{Path(model).name}"
@@ -93,7 +94,7 @@ def bench_stage(root: Path, model: str, count: int, batch_size: int, configs: li
     processor_encoder = replace_fields(encoder)  # the same model; its preprocessor is the processor's own path
     processor_encoder.__dict__["preprocessor"] = ProcessorPreprocessor(encoder.processor)
     config = ExtractConfig(data=[conll], detections=detections, out=work / "features.h5", model=model,
-                           batch_size=batch_size, device="cpu", force=True)
+                           batch_size=batch_size, device="cpu", force=True, progress=False)
     # The very batches the stage encodes, preprocessed beforehand (not timed) for the raw forward.
     rows = collect_images(config.data, None)
     found = load_detection_rows(detections, rows.ids, config.data)
@@ -124,7 +125,7 @@ def bench_stage(root: Path, model: str, count: int, batch_size: int, configs: li
         for name in configs:
             stage_config, stage_encoder = settings(name)
             start = time.perf_counter()
-            result = extract_features(stage_config, encoder=stage_encoder, progress=False)
+            result = extract_features(stage_config, encoder=stage_encoder)
             stage_times[name].append(time.perf_counter() - start)
             assert result.images == count and result.regions == 3 * count
     raw = count / min(raw_times)
@@ -227,7 +228,7 @@ def main() -> None:
         args.images, args.base_images, args.repeats, args.store_rows, args.steps = 32, 0, 1, 200, 2
 
     from benchmarks.report import update_section
-    from pipeline.features.clip_encoder import UNTRAINED_NAME
+    from pipeline.features.config import UNTRAINED_NAME
     from tests.extract_fixtures import save_tiny_clip
 
     loads = [os.getloadavg()[0]]

@@ -23,9 +23,11 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).resolve().parents[1]
 from benchmarks.report import update_section  # noqa: E402
 from pipeline.training.checkpoint import load_checkpoint  # noqa: E402
 from pipeline.data.conll import read_conll  # noqa: E402
-from pipeline.detection.run import DetectConfig, run_detect  # noqa: E402
+from pipeline.detection.config import DetectConfig
+from pipeline.detection.run import run_detect  # noqa: E402
 from pipeline.training.evaluation import evaluate  # noqa: E402
-from pipeline.features.extract import ExtractConfig, extract_features  # noqa: E402
+from pipeline.features.config import ExtractConfig
+from pipeline.features.extract import extract_features  # noqa: E402
 from pipeline.features.store import FeatureStore  # noqa: E402
 from pipeline.training.trainer import TrainConfig, train  # noqa: E402
 
@@ -41,9 +43,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        run_detect(DetectConfig(conll_files=splits, out=root / "detections.h5", progress=False), log=lambda _: None)
+        run_detect(DetectConfig(files=splits, out=root / "detections.h5", progress=False), log=lambda _: None)
         extract_features(ExtractConfig(data=splits, detections=root / "detections.h5", out=root / "features.h5",
-                                       num_workers=0, device="cpu"), progress=False)
+                                       num_workers=0, device="cpu", progress=False))
         cache_seconds = time.perf_counter() - start
         posts, _ = read_conll(DATA / "valid.txt")
         features = FeatureStore(root / "features.h5")

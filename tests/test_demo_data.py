@@ -13,9 +13,11 @@ from PIL import Image
 
 from cli import dghc
 from pipeline.data.conll import read_conll
-from pipeline.demo.generator import (AMBIGUOUS, MANIFEST_NAME, NEUTRAL_TEMPLATES, TYPES, VISUAL_CLASS, DemoConfig,
-                                generate_posts, majority_types, text_only_ceiling, text_only_predictions,
-                                write_demo_data)
+from pipeline.demo.config import DemoConfig
+from pipeline.demo.oracle import majority_types, text_only_ceiling, text_only_predictions
+from pipeline.demo.posts import generate_posts
+from pipeline.demo.vocabulary import AMBIGUOUS, NEUTRAL_TEMPLATES, TYPES, VISUAL_CLASS
+from pipeline.demo.writer import MANIFEST_NAME, write_demo_data
 from pipeline.training.metrics import entity_scores
 
 SPLITS = ("train", "valid", "test")
@@ -136,9 +138,10 @@ def test_params_file_gives_defaults_and_options_win(tmp_path):
 
 
 def test_every_demo_setting_is_an_option_and_a_params_key(tmp_path):
-    from stages.demo import CONFIG_OPTIONS
+    from stages.demo import demo_data_command
 
-    assert set(CONFIG_OPTIONS) == {f.name for f in dataclasses.fields(DemoConfig)}
+    options = {p.name for p in demo_data_command.params}
+    assert options == {f.name for f in dataclasses.fields(DemoConfig)} | {"params_file", "overrides"}
     params = tmp_path / "params.yaml"
     params.write_text(f"demo_data:\n  out: {tmp_path / 'from_params'}\n  train: 3\n  valid: 2\n  test: 2\n"
                       f"  image_size: 40\n  no_image_rate: 0.0\n", encoding="utf-8")
@@ -218,8 +221,7 @@ def test_text_only_ceiling_matches_an_independent_count(splits, manifest):
 
 
 def test_summary_counts(tmp_path):
-    config = DemoConfig(train=40, valid=10, test=10)
-    summary = write_demo_data(tmp_path / "s", config)
+    summary = write_demo_data(DemoConfig(out=tmp_path / "s", train=40, valid=10, test=10))
     assert {s: summary.splits[s].posts for s in SPLITS} == {"train": 40, "valid": 10, "test": 10}
     for split in SPLITS:
         s = summary.splits[split]

@@ -22,11 +22,12 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.detection.detectors import (DEFAULT_DETECTOR, DEFAULT_GROUNDING, GroundingDetector, LoadedSources,
-                                          PredictSettings, import_ultralytics, load_sources, resolve_weights)
+from pipeline.detection.config import DEFAULT_GROUNDING, PACKAGED_DETECTOR, DetectConfig
+from pipeline.detection.detectors import (GroundingDetector, LoadedSources, PredictSettings, import_ultralytics,
+                                          load_sources, resolve_weights)
 from pipeline.detection.merge import SourceBoxes
 from pipeline.detection.phrases import post_phrases
-from pipeline.detection.run import DetectConfig, run_detect
+from pipeline.detection.run import run_detect
 from pipeline.detection.store import load_detections
 
 ASSETS = Path(importlib.util.find_spec("ultralytics").submodule_search_locations[0]) / "assets"
@@ -85,7 +86,7 @@ def yoloe():
 
 @pytest.fixture(scope="module")
 def person_detector():
-    loaded = load_sources(DEFAULT_DETECTOR, None, PredictSettings(imgsz=320, conf=0.25, iou=0.5))
+    loaded = load_sources(PACKAGED_DETECTOR, None, PredictSettings(imgsz=320, conf=0.25, iou=0.5))
     return loaded.sources[0]
 
 

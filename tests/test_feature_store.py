@@ -123,7 +123,8 @@ def test_store_refuses_what_is_not_a_features_file(tmp_path):
 
 
 def test_store_reads_what_extract_wrote(tmp_path):
-    from pipeline.features.extract import ExtractConfig, extract_features
+    from pipeline.features.config import ExtractConfig
+    from pipeline.features.extract import extract_features
     from tests.extract_fixtures import DetectionRow, make_image, save_tiny_clip, write_conll, write_detections
 
     (tmp_path / "images").mkdir()
@@ -131,8 +132,8 @@ def test_store_reads_what_extract_wrote(tmp_path):
     write_conll(tmp_path / "train.txt", ["x", "y"])
     write_detections(tmp_path / "det.h5", {"x": DetectionRow(0, (40, 40), [(0, 0, 20, 20)]), "y": DetectionRow(1)})
     config = ExtractConfig(data=[tmp_path / "train.txt"], detections=tmp_path / "det.h5", out=tmp_path / "f.h5",
-                           model=str(save_tiny_clip(tmp_path / "clip")), num_workers=0, device="cpu")
-    result = extract_features(config, progress=False)
+                           model=str(save_tiny_clip(tmp_path / "clip")), num_workers=0, device="cpu", progress=False)
+    result = extract_features(config)
     for in_memory in (True, False):
         store = FeatureStore(tmp_path / "f.h5", in_memory=in_memory)
         vectors, mask = store.batch(["y", "x"])

@@ -12,9 +12,13 @@ import torch
 
 from pipeline.training.checkpoint import load_checkpoint
 from pipeline.data.conll import read_conll
-from pipeline.demo.generator import DemoConfig, image_dependent_recall, write_demo_data
-from pipeline.detection.run import DetectConfig, run_detect
-from pipeline.features.extract import ExtractConfig, extract_features
+from pipeline.demo.config import DemoConfig
+from pipeline.demo.oracle import image_dependent_recall
+from pipeline.demo.writer import write_demo_data
+from pipeline.detection.config import DetectConfig
+from pipeline.detection.run import run_detect
+from pipeline.features.config import ExtractConfig
+from pipeline.features.extract import extract_features
 from pipeline.features.store import FeatureStore
 from pipeline.training.inference import predict
 from pipeline.training.trainer import TrainConfig, train
@@ -25,12 +29,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_cache(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("learning")
-    write_demo_data(root / "demo", DemoConfig(train=240, valid=40, test=80))
+    write_demo_data(DemoConfig(out=root / "demo", train=240, valid=40, test=80))
     splits = [root / "demo" / f"{s}.txt" for s in ("train", "valid", "test")]
-    run_detect(DetectConfig(conll_files=splits, out=root / "detections.h5", imgsz=160, batch_size=16,
+    run_detect(DetectConfig(files=splits, out=root / "detections.h5", imgsz=160, batch_size=16,
                             grounding="none", progress=False), log=lambda _: None)
     extract_features(ExtractConfig(data=splits, detections=root / "detections.h5", out=root / "features.h5",
-                                   num_workers=0, device="cpu"), progress=False)
+                                   num_workers=0, device="cpu", progress=False))
     return root
 
 

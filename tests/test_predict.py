@@ -27,10 +27,13 @@ FIELDS = {"id", "tokens", "entities", "relevance", "gates", "image_status", "ima
 def trained(tmp_path_factory):
     """Demo data -> detect -> extract -> train (image model and text-only model), all tiny."""
     from pipeline.data.conll import read_conll
-    from pipeline.demo.generator import DemoConfig, write_demo_data
+    from pipeline.demo.config import DemoConfig
+    from pipeline.demo.writer import write_demo_data
     from pipeline.detection.detectors import packaged_detector_path
-    from pipeline.detection.run import DetectConfig, run_detect
-    from pipeline.features.extract import ExtractConfig, extract_features
+    from pipeline.detection.config import DetectConfig
+    from pipeline.detection.run import run_detect
+    from pipeline.features.config import ExtractConfig
+    from pipeline.features.extract import extract_features
     from pipeline.training.trainer import TrainConfig, train
     from tests.tiny_models import save_tiny_bert
 
@@ -39,12 +42,12 @@ def trained(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("predict")
     demo = root / "demo"
-    write_demo_data(demo, DemoConfig(train=16, valid=4, test=4, image_size=160))
+    write_demo_data(DemoConfig(out=demo, train=16, valid=4, test=4, image_size=160))
     files = [demo / "train.txt", demo / "test.txt"]
-    run_detect(DetectConfig(conll_files=files, out=root / "detections.h5", imgsz=320, grounding=None,
+    run_detect(DetectConfig(files=files, out=root / "detections.h5", imgsz=320, grounding=None,
                             batch_size=8, progress=False))
     extract_features(ExtractConfig(data=files, detections=root / "detections.h5", out=root / "features.h5",
-                                   num_workers=0, device="cpu", batch_size=16), progress=False)
+                                   num_workers=0, device="cpu", batch_size=16, progress=False))
     bert = save_tiny_bert(root / "bert", hidden=32, layers=LAYERS, heads=2)
     common = dict(train_file=str(files[0]), dev_file=str(files[0]), features_file=str(root / "features.h5"),
                   detections_file=str(root / "detections.h5"), log_file="", encoder=str(bert), batch_size=8,

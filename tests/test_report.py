@@ -40,21 +40,23 @@ def write_post(path: Path, post_id: str, tokens: list[str], labels: list[str]) -
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Demo data -> detect -> extract -> a tiny image model and a tiny text-only model."""
-    from pipeline.demo.generator import DemoConfig, write_demo_data
-    from pipeline.detection.run import DetectConfig, run_detect
-    from pipeline.features.extract import ExtractConfig, extract_features
+    from pipeline.demo.config import DemoConfig
+    from pipeline.demo.writer import write_demo_data
+    from pipeline.detection.config import DetectConfig
+    from pipeline.detection.run import run_detect
+    from pipeline.features.config import ExtractConfig
+    from pipeline.features.extract import extract_features
     from pipeline.training.trainer import TrainConfig, train
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("report")
     demo = root / "demo"
-    write_demo_data(demo, DemoConfig(train=40, valid=10, test=12, image_size=128))
+    write_demo_data(DemoConfig(out=demo, train=40, valid=10, test=12, image_size=128))
     splits = [demo / f"{s}.txt" for s in ("train", "valid", "test")]
     detections, features = root / "detections.h5", root / "features.h5"
-    run_detect(DetectConfig(conll_files=splits, out=detections, imgsz=160, grounding=None, progress=False,
+    run_detect(DetectConfig(files=splits, out=detections, imgsz=160, grounding=None, progress=False,
                             batch_size=16), log=lambda message: None)
-    extract_features(ExtractConfig(data=splits, detections=detections, out=features, num_workers=0, device="cpu"),
-                     progress=False)
+    extract_features(ExtractConfig(data=splits, detections=detections, out=features, num_workers=0, device="cpu", progress=False))
     bert = save_tiny_bert(root / "bert", hidden=32, layers=2, heads=2)
     common = dict(train_file=str(splits[0]), dev_file=str(splits[1]), features_file=str(features),
                   detections_file=str(detections), log_file="", encoder=str(bert), batch_size=8, lr_encoder=2e-3,

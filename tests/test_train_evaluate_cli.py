@@ -10,21 +10,24 @@ import pytest
 from click.testing import CliRunner
 
 from cli import dghc
-from pipeline.demo.generator import DemoConfig, write_demo_data
-from pipeline.detection.run import DetectConfig, run_detect
-from pipeline.features.extract import ExtractConfig, extract_features
+from pipeline.demo.config import DemoConfig
+from pipeline.demo.writer import write_demo_data
+from pipeline.detection.config import DetectConfig
+from pipeline.detection.run import run_detect
+from pipeline.features.config import ExtractConfig
+from pipeline.features.extract import extract_features
 from tests.tiny_models import save_tiny_bert
 
 
 @pytest.fixture(scope="module")
 def pipeline_files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cli_pipeline")
-    write_demo_data(root / "demo", DemoConfig(train=12, valid=4, test=6, image_size=128))
+    write_demo_data(DemoConfig(out=root / "demo", train=12, valid=4, test=6, image_size=128))
     files = [root / "demo" / f"{s}.txt" for s in ("train", "valid", "test")]
-    run_detect(DetectConfig(conll_files=files, out=root / "detections.h5", imgsz=160, grounding=None,
+    run_detect(DetectConfig(files=files, out=root / "detections.h5", imgsz=160, grounding=None,
                             progress=False), log=lambda _: None)
     extract_features(ExtractConfig(data=files, detections=root / "detections.h5", out=root / "features.h5",
-                                   num_workers=0, device="cpu"), progress=False)
+                                   num_workers=0, device="cpu", progress=False))
     bert = save_tiny_bert(root / "bert", hidden=32, layers=2, heads=2)
     result = invoke("train", "--train", str(files[0]), "--dev", str(files[1]), "--features", str(root / "features.h5"),
                     "--out", str(root / "model"), "--metrics", str(root / "train_metrics.json"),
@@ -90,7 +93,7 @@ def test_empty_split_is_refused(pipeline_files, tmp_path):
 def test_features_from_another_vision_model_are_refused(pipeline_files, tmp_path):
     files = [pipeline_files["test"]]
     extract_features(ExtractConfig(data=files, detections=pipeline_files["detections"], out=tmp_path / "other.h5",
-                                   num_workers=0, device="cpu", seed=7), progress=False)
+                                   num_workers=0, device="cpu", seed=7, progress=False))
     result = invoke("evaluate", str(pipeline_files["model"]), str(pipeline_files["test"]),
                     "--features", str(tmp_path / "other.h5"))
     assert_clean_error(result, "weights_sha256", "expected")

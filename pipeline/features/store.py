@@ -1,4 +1,6 @@
-"""Reading cached CLIP vectors for training: ``FeatureStore(path).batch(image_ids)``.
+"""The features HDF5 file: its layout, the writer of an extract run's work file, and ``FeatureStore``, its reader.
+
+Training reads cached CLIP vectors with ``FeatureStore(path).batch(image_ids)``.
 
 A features file small enough (``memory_limit`` bytes, default 2 GiB) is loaded into memory once; a larger
 one stays open and each batch is one sorted, de-duplicated fancy-index read. Never a file open per item.
@@ -13,7 +15,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from pipeline.artifacts.fingerprint import canonical_json, sha256_json
 from pipeline.core.errors import DghcError
+from pipeline.data.images import STATUS_NAMES
 from pipeline.features.fingerprint import require_match
 
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3
@@ -22,6 +26,8 @@ IMAGE_IDS, STATUS = "image_ids", "status"
 IMAGE_VECTORS, REGION_VECTORS = "image_vectors", "region_vectors"
 IMAGE_MASK, REGION_MASK = "image_mask", "region_mask"
 REQUIRED = (IMAGE_IDS, STATUS, IMAGE_VECTORS, REGION_VECTORS, IMAGE_MASK, REGION_MASK)
+UNTRAINED_NOTE = ("UNTRAINED CLIP: the vision model has random weights (built from a config with a fixed seed), "
+                  "so these vectors are a fixed random function of the pixels, not learned visual features")
 
 
 class FeatureStore:
@@ -141,3 +147,45 @@ class FeatureStore:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+
+def _dataset_plist():
+    """Contiguous storage allocated when the file is made: later writes change data only, never the layout,
+    which keeps a resumed file byte-identical to one written in a single run."""
+    import h5py
+
+    plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    plist.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    return plist
+
+
+def create_features_file(path: Path, ids: Sequence[str], m: int, dim: int, dtype: str,
+                   fingerprint: dict[str, Any]) -> None:
+    """The work file of an extract run: every dataset allocated at full size, the attributes written."""
+    import h5py
+    import transformers
+
+    n = len(ids)
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset(IMAGE_IDS, data=np.array(ids, dtype=object),
+                              dtype=h5py.string_dtype("utf-8"), track_times=False)
+        specs = [(STATUS, (n,), np.uint8), (IMAGE_VECTORS, (n, dim), dtype),
+                 (REGION_VECTORS, (n, m, dim), dtype), (IMAGE_MASK, (n,), bool),
+                 (REGION_MASK, (n, m), bool)]
+        for name, shape, kind in specs:
+            handle.create_dataset(name, shape=shape, dtype=kind, dcpl=_dataset_plist(), track_times=False)
+        handle[STATUS].attrs["names"] = np.array(STATUS_NAMES, dtype=object).astype(h5py.string_dtype("utf-8"))
+        handle.attrs["dim"] = np.int64(dim)
+        handle.attrs["m"] = np.int64(m)
+        handle.attrs["fingerprint"] = canonical_json(fingerprint)
+        handle.attrs["fingerprint_sha256"] = sha256_json(fingerprint)
+        handle.attrs["untrained"] = bool(fingerprint["untrained"])
+        if fingerprint["untrained"]:
+            handle.attrs["note"] = UNTRAINED_NOTE
+        handle.attrs["software"] = json.dumps({"torch": torch.__version__, "transformers": transformers.__version__,
+                                               "h5py": h5py.__version__}, sort_keys=True)
+
+

@@ -93,7 +93,7 @@ def detect_and_encode(requests: Sequence[ImageRequest], sources: Sequence[Any], 
     """
     from pipeline.detection.phrases import post_phrases
     from pipeline.detection.run import ImageItem, detect_batch
-    from pipeline.features.extract import CropDataset, collate_items
+    from pipeline.features.crops import CropDataset, collate_items
 
     items = [ImageItem(r.key, r.path, post_phrases(r.tokens, max_phrases)) for r in requests]
     rows = detect_batch(items, sources, m, iou)

@@ -1,0 +1,104 @@
+"""Declaring a stage's parameters once: a dataclass field per parameter, with its help text and limits.
+
+Each stage has one config dataclass (``DetectConfig``, ``TrainConfig``, ...) whose fields are declared with
+``param``. From that one declaration come the command-line options (``stages/options.py``), the checking of the
+stage's section of params.yaml (unknown key, wrong type: file, section and key named) and the parameter tables
+of the README. Config modules import nothing heavy, so ``dghc ... --help`` stays fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import MISSING, dataclass
+from typing import Any
+
+from pipeline.core.errors import DghcError
+
+METADATA_KEY = "dghc"
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """How a parameter shows itself to users."""
+
+    help: str
+    option: str | None = None  # the option's declaration, e.g. "--out" or "--progress/--no-progress"
+    argument: bool = False  # a positional argument (``FILES...`` for a list)
+    minimum: float | None = None
+    maximum: float | None = None
+    metavar: str | None = None
+    internal: bool = False  # set by code: neither an option nor a params.yaml key
+    in_params: bool = True  # may be set in params.yaml (False: command line only, e.g. --force)
+
+
+def param(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, **info: Any) -> Any:
+    """A dataclass field that is also a user-facing parameter (see ``ParamInfo`` for ``info``)."""
+    metadata = {METADATA_KEY: ParamInfo(help=help, **info)}
+    if default_factory is not MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter of a config class, with its type resolved."""
+
+    name: str
+    kind: Any  # the field's type with ``None`` removed: bool, int, float, str, Path, Literal[...], list[...]
+    optional: bool  # None is a valid value
+    default: Any  # MISSING when the field is required
+    info: ParamInfo
+
+    @property
+    def is_list(self) -> bool:
+        return typing.get_origin(self.kind) is list
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        return tuple(typing.get_args(self.kind)) if typing.get_origin(self.kind) is typing.Literal else None
+
+
+def params_of(config_class: type) -> list[Param]:
+    """The declared parameters of a config dataclass, in field order (internal ones left out)."""
+    hints = typing.get_type_hints(config_class)
+    declared = []
+    for spec in dataclasses.fields(config_class):
+        info = spec.metadata.get(METADATA_KEY)
+        if info is None or info.internal:
+            continue
+        kind = hints[spec.name]
+        args = typing.get_args(kind)
+        optional = type(None) in args
+        if optional:
+            rest = [a for a in args if a is not type(None)]
+            kind = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
+        if spec.default is not MISSING:
+            default = spec.default
+        elif spec.default_factory is not MISSING:  # type: ignore[misc]
+            default = spec.default_factory()  # type: ignore[misc]
+        else:
+            default = MISSING
+        declared.append(Param(spec.name, kind, optional, default, info))
+    return declared
+
+
+def check_params(config: Any) -> None:
+    """Refuse values outside a parameter's choices or limits, naming the stage's section and the parameter.
+
+    Values from the command line and params.yaml were checked by their click types already; this catches
+    configs made in code (tests, notebooks) the same way.
+    """
+    section = getattr(config, "SECTION", type(config).__name__)
+    for p in params_of(type(config)):
+        value = getattr(config, p.name)
+        if value is None or p.is_list:
+            continue
+        if p.choices is not None and value not in p.choices:
+            raise DghcError(f"{section} parameter {p.name} must be one of {', '.join(map(str, p.choices))}, "
+                            f"not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if p.info.minimum is not None and value < p.info.minimum:
+            raise DghcError(f"{section} parameter {p.name} must be at least {p.info.minimum:g}, not {value!r}")
+        if p.info.maximum is not None and value > p.info.maximum:
+            raise DghcError(f"{section} parameter {p.name} must be at most {p.info.maximum:g}, not {value!r}")
