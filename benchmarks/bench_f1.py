@@ -29,7 +29,8 @@ from pipeline.training.evaluation import evaluate  # noqa: E402
 from pipeline.features.config import ExtractConfig
 from pipeline.features.extract import extract_features  # noqa: E402
 from pipeline.features.store import FeatureStore  # noqa: E402
-from pipeline.training.trainer import TrainConfig, train  # noqa: E402
+from pipeline.training.config import TrainConfig
+from pipeline.training.trainer import train  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2017"
 

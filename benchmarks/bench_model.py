@@ -27,7 +27,8 @@ from pipeline.training.inference import predict  # noqa: E402
 from pipeline.model.tagger import DGHCTagger, ModelConfig  # noqa: E402
 from pipeline.data.tags import bioes_label_set, entity_types  # noqa: E402
 from pipeline.model.encoder import PACKAGED_MINILM, load_encoder_and_tokenizer  # noqa: E402
-from pipeline.training.trainer import TrainConfig, linear_warmup, make_optimizer  # noqa: E402
+from pipeline.training.config import TrainConfig  # noqa: E402
+from pipeline.training.optim import make_optimizer, make_scheduler  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2017" / "train.txt"
 VISION_DIM = 256
@@ -52,7 +53,7 @@ def make_variant(labels, **model_flags):
     tagger = DGHCTagger(ModelConfig(labels=labels, vision_dim=VISION_DIM, **model_flags), encoder)
     config = TrainConfig()
     optimizer = make_optimizer(tagger, config)
-    scheduler = linear_warmup(optimizer, 1, 10_000)
+    scheduler = make_scheduler(optimizer, config, 10_000)
     return tagger, tokenizer, optimizer, scheduler
 
 

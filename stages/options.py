@@ -56,7 +56,9 @@ def click_parameter(p: Param) -> click.Parameter:
         return click.Argument([p.name], type=click_type(p), nargs=-1 if p.is_list else 1,
                               required=False, metavar=p.info.metavar)
     declaration = option_name(p)
-    if p.kind is bool:  # a flag; one that is on by default is declared as a pair, e.g. --progress/--no-progress
+    if p.kind is bool:  # a flag; one that is on by default comes as a pair, e.g. --use-image/--no-use-image
+        if default and "/" not in declaration:
+            declaration = f"{declaration}/--no-{declaration[2:]}"
         return click.Option([declaration, p.name], is_flag=True, default=bool(default), help=p.info.help)
     show = default is not None and default != [] and not isinstance(default, bool)
     return click.Option([declaration, p.name], type=click_type(p), multiple=p.is_list,
@@ -102,12 +104,15 @@ def convert(p: Param, parameter: click.Parameter, value: Any, where: str, ctx: c
     items = list(value) if p.is_list and isinstance(value, (list, tuple)) else [value]
     if p.kind is not bool and any(isinstance(item, bool) for item in items):
         raise DghcError(f"{where}: expected {parameter.type.name}, got a boolean ({str(value).lower()})")
-    if not p.is_list and isinstance(value, (list, dict)):
-        raise DghcError(f"{where}: expected one {parameter.type.name}, got {type(value).__name__} {value!r}")
+    if isinstance(value, dict) or any(isinstance(item, (list, tuple, dict)) for item in items):
+        expected = f"a list of {parameter.type.name}" if p.is_list else f"one {parameter.type.name}"
+        raise DghcError(f"{where}: expected {expected}, got {type(value).__name__} {value!r}")
     try:
         converted = [parameter.type.convert(item, parameter, ctx) for item in items]
     except click.BadParameter as err:
         raise DghcError(f"{where}: {err.message}") from None
+    except (TypeError, ValueError) as err:  # a click type that does not expect this kind of value at all
+        raise DghcError(f"{where}: {value!r} is not a valid {parameter.type.name} ({err})") from None
     return converted if p.is_list else converted[0]
 
 
@@ -158,6 +163,7 @@ def configured(config_class: type) -> Callable[[Callable[..., Any]], Callable[..
             config = build_config(ctx, config_class, params_file, overrides)
             return function(config, **{k: v for k, v in kwargs.items() if k not in names})
 
+        callback.config_class = config_class  # type: ignore[attr-defined]
         section = config_class.SECTION
         callback.__click_params__ = list(getattr(function, "__click_params__", []))  # type: ignore[attr-defined]
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -170,6 +176,13 @@ def configured(config_class: type) -> Callable[[Callable[..., Any]], Callable[..
         return callback
 
     return decorate
+
+
+def parse_config(command: click.Command, args: typing.Sequence[str] = ()) -> Any:
+    """The config a ``configured`` command would run with, given these command-line arguments (not run)."""
+    config_class = command.callback.config_class  # type: ignore[union-attr]
+    with command.make_context(command.name, list(args)) as ctx:
+        return build_config(ctx, config_class, ctx.params["params_file"], ctx.params["overrides"])
 
 
 def params_table(config_class: type) -> str:

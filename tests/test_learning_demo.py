@@ -21,7 +21,8 @@ from pipeline.features.config import ExtractConfig
 from pipeline.features.extract import extract_features
 from pipeline.features.store import FeatureStore
 from pipeline.training.inference import predict
-from pipeline.training.trainer import TrainConfig, train
+from pipeline.training.config import TrainConfig
+from pipeline.training.trainer import train
 
 pytestmark = pytest.mark.slow
 

@@ -1,43 +1,116 @@
-"""params.yaml and the paper configurations: every key is a parameter some stage knows."""
+"""One declaration per stage: the options, params.yaml checking and the README tables all come from it."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 import pytest
 import yaml
 
-from pipeline.training.trainer import TrainConfig
-from stages.params import build_config
+from cli import dghc
+from pipeline.core.errors import DghcError
+from pipeline.core.params import params_of
+from stages.options import params_table, parse_config
 from tests.conftest import REPO
 
 PARAM_FILES = [REPO / "params.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
+# params.yaml section -> the command whose config reads it
+SECTIONS = {"demo_data": "demo-data", "detect": "detect", "extract": "extract", "train": "train",
+            "evaluate": "evaluate"}
 
 
-def command_options(name: str) -> set[str]:
-    from cli import dghc
-
-    command = dghc.get_command(click.Context(dghc), name)
-    return {p.name for p in command.params}
+def command(name: str) -> click.Command:
+    return dghc.get_command(click.Context(dghc), name)
 
 
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
-def test_every_section_is_known_to_its_stage(path: Path):
+def test_every_section_builds_its_stage_config(path: Path):
     params = yaml.safe_load(path.read_text())
-    assert set(params) == {"data", "demo_data", "detect", "extract", "train", "evaluate"}
+    assert set(params) == {"data", *SECTIONS}
     assert set(params["data"]) == {"train", "dev", "test", "images"}
-    build_config(TrainConfig, params["train"], {}, str(path))  # raises on an unknown key
-    for section, command in (("detect", "detect"), ("extract", "extract"), ("evaluate", "evaluate"),
-                             ("demo_data", "demo-data")):
-        unknown = set(params[section]) - command_options(command)
-        assert not unknown, f"{path.name}: {section} has keys no option takes: {unknown}"
+    extra = {"evaluate": ["model", "data.txt"]}  # required arguments the pipeline gives on its command line
+    for section, name in SECTIONS.items():
+        config = parse_config(command(name), [*extra.get(section, []), "--params", str(path)])
+        for key, value in params[section].items():
+            assert getattr(config, key) == value or str(getattr(config, key)) == str(value), (section, key)
 
 
-def test_paper_configs_follow_the_paper():
-    for name, epochs in (("twitter2015", 30), ("twitter2017", 35)):
-        params = yaml.safe_load((REPO / "configs" / f"{name}-paper.yaml").read_text())
-        train = params["train"]
-        assert (train["encoder"], train["epochs"], train["batch_size"], train["lr_encoder"]) == (
-            "bert-base-cased", epochs, 16, 3e-5)
-        assert params["extract"]["model"] == "openai/clip-vit-base-patch32"
-        assert params["detect"]["m"] == 3
+def test_values_are_typed_by_the_declaration(tmp_path):
+    params = tmp_path / "params.yaml"
+    # YAML 1.1 reads 3e-5 (no dot) as a string and a quoted "false" as a string: both are converted
+    params.write_text('train:\n  lr_encoder: 3e-5\n  use_image: "false"\n  epochs: "3"\n  log_file: null\n')
+    config = parse_config(command("train"), ["--params", str(params)])
+    assert (config.lr_encoder, config.use_image, config.epochs, config.log_file) == (3e-5, False, 3, None)
+    print(f"from {params.read_text()!r}: lr_encoder={config.lr_encoder!r} use_image={config.use_image!r}")
+
+
+def test_defaults_then_params_then_set_then_options(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  epochs: 5\n  batch_size: 4\n  seed: 9\n")
+    assert parse_config(command("train"), []).epochs == 30
+    config = parse_config(command("train"), ["--params", str(params), "--set", "batch_size=8", "--set", "seed=1",
+                                             "--seed", "2"])
+    assert (config.epochs, config.batch_size, config.seed) == (5, 8, 2)
+    assert parse_config(command("train"), ["--no-use-image"]).use_image is False
+
+
+@pytest.mark.parametrize("text, phrases", [
+    ("train:\n  epoch: 3\n", ["unknown keys in section 'train'", "epoch", "known:"]),
+    ("train:\n  epochs: many\n", ["params.yaml: train.epochs", "'many' is not a valid integer"]),
+    ("train:\n  epochs: 0\n", ["params.yaml: train.epochs", "0 is not in the range x>=1"]),
+    ("train:\n  batch_size: true\n", ["params.yaml: train.batch_size", "got a boolean"]),
+    ("train:\n  text_vector: pooler\n", ["train.text_vector", "'pooler' is not one of 'encoder', 'embeddings'"]),
+    ("train:\n  encoder: [a, b]\n", ["train.encoder", "expected one"]),
+    ("train: 3\n", ["section 'train' must be a mapping"]),
+    ("train: [\n", ["not valid YAML"]),
+    ("detect:\n  files: {a: 1}\n", ["detect.files"]),
+])
+def test_bad_params_name_the_file_section_and_key(tmp_path, text, phrases):
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    section = text.split(":")[0]
+    with pytest.raises(DghcError) as caught:
+        parse_config(command(SECTIONS[section]), ["--params", str(params)])
+    for phrase in phrases:
+        assert phrase in str(caught.value), str(caught.value)
+
+
+def test_bad_set_and_missing_arguments_are_refused():
+    with pytest.raises(DghcError, match="--set: unknown parameter"):
+        parse_config(command("train"), ["--set", "epoch=3"])
+    with pytest.raises(DghcError, match="--set epochs"):
+        parse_config(command("train"), ["--set", "epochs=-1"])
+    with pytest.raises(click.UsageError, match="MODEL_DIR, DATA_FILE"):
+        parse_config(command("evaluate"), [])
+
+
+def test_configs_made_in_code_are_checked_too():
+    from pipeline.training.config import TrainConfig
+
+    for bad in ({"eval_mode": "lenient"}, {"epochs": 0}, {"text_vector": "pooler"}, {"warmup_ratio": 2.0}):
+        with pytest.raises(DghcError, match=f"train parameter {next(iter(bad))}"):
+            TrainConfig(**bad)
+
+
+def test_readme_tables_are_the_declarations():
+    """README's parameter tables are generated (`python -m stages.readme_tables`): they must be current."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for name in SECTIONS.values():
+        config_class = command(name).callback.config_class
+        table = params_table(config_class)
+        assert table in readme, f"README's table for {name} is stale: run `python -m stages.readme_tables`"
+        assert len(table.splitlines()) == 2 + len(params_of(config_class))
+
+
+def test_help_loads_no_heavy_library():
+    """`dghc --help` and every stage's --help import neither torch nor transformers (they take seconds)."""
+    script = ("import sys, click; from click.testing import CliRunner; from cli import dghc\n"
+              "for args in [['--help'], *[[name, '--help'] for name in dghc.list_commands(None)]]:\n"
+              "    assert CliRunner().invoke(dghc, args).exit_code == 0, args\n"
+              "heavy = sorted(m for m in ('torch', 'transformers', 'ultralytics', 'h5py', 'numpy') if m in sys.modules)\n"
+              "print(heavy)")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout

@@ -34,7 +34,8 @@ def trained(tmp_path_factory):
     from pipeline.detection.run import run_detect
     from pipeline.features.config import ExtractConfig
     from pipeline.features.extract import extract_features
-    from pipeline.training.trainer import TrainConfig, train
+    from pipeline.training.config import TrainConfig
+    from pipeline.training.trainer import train
     from tests.tiny_models import save_tiny_bert
 
     if packaged_detector_path() is None:

@@ -46,7 +46,8 @@ def setup(tmp_path_factory):
     from pipeline.detection.run import run_detect
     from pipeline.features.config import ExtractConfig
     from pipeline.features.extract import extract_features
-    from pipeline.training.trainer import TrainConfig, train
+    from pipeline.training.config import TrainConfig
+    from pipeline.training.trainer import train
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("report")

@@ -153,6 +153,20 @@ def read_fingerprint_sha256(path: str | Path) -> str | None:
         return None
 
 
+def read_fingerprint(path: str | Path | None) -> dict[str, Any] | None:
+    """The settings fingerprint of a detections file (None when there is no such file)."""
+    import h5py
+
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs.get("fingerprint")
+        return json.loads(raw) if raw is not None else None
+    except (OSError, ValueError) as err:
+        raise DghcError(f"{path}: cannot read its fingerprint ({err}); rerun `dghc detect`") from None
+
+
 def load_detections(path: str | Path) -> Detections:
     """Read a detections file; a missing, corrupt or foreign file is a DghcError naming the file and the fix."""
     import h5py

@@ -439,7 +439,7 @@ def build_report(config: ReportConfig) -> ReportResult:
     from pipeline.data.conll import read_conll
     from pipeline.detection.store import load_detections
     from pipeline.training.evaluation import evaluate
-    from pipeline.training.features_check import open_features_for
+    from pipeline.training.visual_features import open_for_model
     from pipeline.artifacts.atomic import write_text_atomically
     from pipeline.data.tags import OTHER_AS_MISC
 
@@ -451,7 +451,7 @@ def build_report(config: ReportConfig) -> ReportResult:
     posts, _ = read_conll(config.data, config.images, type_map=OTHER_AS_MISC if config.merge_other else None)
     if not posts:
         raise DghcError(f"{config.data}: no posts to report on")
-    features = open_features_for(checkpoint, config.features)
+    features = open_for_model(checkpoint, config.features)
     detections_path = config.detections
     notes: list[str] = []
     if detections_path is None and DEFAULT_DETECTIONS.is_file():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import torch
 
@@ -10,33 +10,7 @@ from pipeline.data.conll import Post
 from pipeline.data.alignment import EncodedPost, encode_posts
 from pipeline.model.tagger import Batch
 from pipeline.data.tags import bio_to_bioes
-
-
-class VisualFeatures(Protocol):
-    """What the tagger needs from a feature store (see pipeline.features.store.FeatureStore)."""
-
-    dim: int
-    m: int
-
-    def batch(self, image_ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    def __contains__(self, image_id: object) -> bool: ...
-
-
-def require_coverage(features: VisualFeatures, posts: Sequence[Post], what: str) -> None:
-    """Refuse posts whose id the features file does not know: the model would silently read them as text only.
-
-    (A post whose image is missing has a row in the file, with its mask off; an unknown id means the file was
-    made for other data.)
-    """
-    from pipeline.core.errors import DghcError
-
-    unknown = [p.post_id for p in posts if p.post_id not in features]
-    if unknown:
-        path = getattr(features, "path", "the features file")
-        raise DghcError(f"{path} has no row for {len(unknown)} of the {len(posts)} posts of {what} "
-                        f"(e.g. {', '.join(unknown[:3])}): run `dghc detect` and `dghc extract` on this data "
-                        "and pass that features file")
+from pipeline.training.visual_features import VisualFeatures
 
 
 @dataclass

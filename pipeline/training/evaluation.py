@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 from typing import Sequence
 
-from pipeline.training.batching import VisualFeatures, require_coverage
+from pipeline.training.visual_features import VisualFeatures, require_coverage
 from pipeline.training.checkpoint import Checkpoint
 from pipeline.data.conll import Post, format_conll
 from pipeline.core.errors import DghcError

@@ -1,0 +1,110 @@
+"""The train and evaluate stages' parameters (params.yaml sections ``train`` and ``evaluate``).
+
+Training defaults follow the paper (docs/ARCHITECTURE.md, "Training"); params.yaml sets the demo's shorter
+schedule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pipeline.core.params import check_params, param
+from pipeline.model.encoder import PACKAGED_MINILM
+
+if TYPE_CHECKING:
+    from pipeline.model.tagger import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    """Parameters of ``dghc train``."""
+
+    SECTION: ClassVar[str] = "train"
+
+    # files: every file the stage reads or writes is a parameter
+    train_file: Path = param(Path("data/demo/train.txt"), help="Training split (CoNLL).", option="--train")
+    dev_file: Path = param(Path("data/demo/valid.txt"), help="Dev split that picks the best epoch.", option="--dev")
+    features_file: Path = param(Path("cache/features.h5"), help="Features file from `dghc extract` (read when "
+                                "use_image is true).", option="--features")
+    detections_file: Path = param(Path("cache/detections.h5"), help="Detections file from `dghc detect`: only its "
+                                  "settings are read, and recorded for `dghc predict`.", option="--detections")
+    output_dir: Path = param(Path("cache/model"), help="Folder of the best checkpoint.", option="--out")
+    log_file: Path | None = param(Path("cache/train_log.csv"), help="Per-epoch CSV (loss, dev P/R/F1) for "
+                                  "`dvc plots`.", option="--log")
+    metrics_file: Path | None = param(None, help="Write the best epoch and its dev P/R/F1 (flat JSON, for "
+                                      "`dvc metrics show`).", option="--metrics")
+    # the model (see ModelConfig)
+    encoder: str = param(PACKAGED_MINILM, help="Text encoder: a hub name (bert-base-cased), a local folder, or "
+                         f"{PACKAGED_MINILM} (offline default).")
+    use_image: bool = param(True, help="Read the image; false: text only (BERT-CRF).")
+    use_relevance: bool = param(True, help="Text-image relevance score; false: s = 1 (ablation 'w/o RE score').")
+    use_gates: bool = param(True, help="Dynamic gates; false: every gate 1 (ablation 'w/o gating').")
+    use_regions: bool = param(True, help="Region crops; false: whole image only (ablation 'w/o augmentation').")
+    text_vector: Literal["encoder", "embeddings"] = param(
+        "encoder", help="Source of the post's text vector: [CLS] of a prefix-free pass (the paper), or the mean "
+                        "embedding output (cheaper).")
+    prompt_len: int = param(4, help="Prefix tokens per visual block.", minimum=1)
+    prompt_dim: int = param(800, help="Hidden size of the prefix projection.", minimum=1)
+    dropout: float = param(0.1, help="Dropout of the prefix and the emissions.", minimum=0.0, maximum=1.0)
+    max_length: int = param(128, help="Sub-tokens per post (two special tokens included).", minimum=3)
+    # optimisation
+    epochs: int = param(30, help="Training epochs.", minimum=1)
+    batch_size: int = param(16, help="Posts per step.", minimum=1)
+    lr_encoder: float = param(3e-5, help="AdamW learning rate of the encoder.", minimum=0.0)
+    lr_head: float = param(1e-3, help="Learning rate of the new layers (relevance, gates, prefix, emissions).",
+                           minimum=0.0)
+    lr_crf: float = param(5e-2, help="Learning rate of the CRF transitions.", minimum=0.0)
+    weight_decay: float = param(0.01, help="AdamW weight decay (none on biases and LayerNorm).", minimum=0.0)
+    warmup_ratio: float = param(0.01, help="Share of the steps with a linear warmup.", minimum=0.0, maximum=1.0)
+    max_grad_norm: float = param(1.0, help="Gradient clipping norm.", minimum=0.0)
+    seed: int = param(1234, help="Seed of the weights, the shuffling and dropout.")
+    eval_begin_epoch: int = param(1, help="First epoch scored on dev (and eligible as best).", minimum=1)
+    early_stop_patience: int = param(0, help="Stop after this many epochs without a better dev score; 0: never.",
+                                     minimum=0)
+    eval_mode: Literal["default", "strict"] = param("default", help="seqeval mode whose F1 picks the best epoch.")
+    merge_other: bool = param(True, help="Read Twitter-2015's OTHER as MISC.")
+    device: str = param("cpu", help="Torch device: cpu, cuda, cuda:N.")
+    progress: bool = param(True, help="Show a progress bar.")
+    # set by code: fingerprint keys the features file must have
+    expected_features: dict = param(default_factory=dict, help="", internal=True)
+
+    def __post_init__(self) -> None:
+        check_params(self)
+
+    def model_config(self, labels: list[str], vision_dim: int, num_regions: int) -> ModelConfig:
+        """The model's parameters: the fields this config shares with ModelConfig, plus what the data gives."""
+        from pipeline.model.tagger import ModelConfig  # torch: not needed to read parameters
+
+        given = {"labels": labels, "vision_dim": vision_dim, "num_regions": num_regions}
+        shared = {f.name: getattr(self, f.name) for f in fields(ModelConfig) if f.name not in given}
+        return ModelConfig(**given, **shared)
+
+    def to_json(self) -> dict[str, Any]:
+        """The parameters as JSON values (paths as strings), as recorded in the checkpoint."""
+        return {f.name: str(v) if isinstance(v := getattr(self, f.name), Path) else v for f in fields(self)}
+
+
+@dataclass
+class EvaluateConfig:
+    """Parameters of ``dghc evaluate``."""
+
+    SECTION: ClassVar[str] = "evaluate"
+
+    model_dir: Path = param(help="Model folder written by `dghc train`.", argument=True, metavar="MODEL_DIR")
+    data_file: Path = param(help="CoNLL file to score (any split, also of another dataset).", argument=True,
+                            metavar="DATA_FILE")
+    features_file: Path | None = param(None, help="Features file covering DATA_FILE's images (needed by models "
+                                       "that use the image).", option="--features")
+    metrics_file: Path | None = param(None, help="Write P/R/F1 (overall and per type, both seqeval modes), mean "
+                                      "relevance and gates as JSON.", option="--metrics")
+    summary_file: Path | None = param(None, help="Write a short flat JSON (overall P/R/F1 in both modes, mean "
+                                      "relevance) for `dvc metrics show`.", option="--summary")
+    predictions_file: Path | None = param(None, help="Write token, gold and predicted labels in CoNLL columns.",
+                                          option="--predictions")
+    batch_size: int = param(32, help="Posts per batch.", minimum=1)
+    keep_other: bool = param(False, help="Keep OTHER as its own type instead of MISC.")
+    device: str = param("cpu", help="Torch device: cpu, cuda, cuda:N.")
+
+    def __post_init__(self) -> None:
+        check_params(self)

@@ -1,0 +1,85 @@
+"""The cached image vectors a tagger reads, and the checks that they are the right ones.
+
+A features file must cover every post (an unknown id would silently be read as text only) and come from the
+vision encoder and settings the model expects: for training, those the user asks for; for a trained model,
+those it was trained with.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+import torch
+
+from pipeline.core.errors import DghcError
+from pipeline.data.conll import Post
+from pipeline.features.store import FeatureStore
+
+if TYPE_CHECKING:
+    from pipeline.training.checkpoint import Checkpoint
+    from pipeline.training.config import TrainConfig
+
+# Keys of a features fingerprint that may differ between the file a model was trained with and the file it
+# is applied to: which images were detected (another split or dataset), the stored precision, and how the
+# model was named (a folder may be given by another path; ``weights_sha256`` identifies the weights).
+IGNORED_KEYS = frozenset({"detections_fingerprint_sha256", "dtype", "model"})
+
+
+class VisualFeatures(Protocol):
+    """What the tagger needs from a feature store (``FeatureStore``, or vectors computed in process)."""
+
+    dim: int
+    m: int
+
+    def batch(self, image_ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def __contains__(self, image_id: object) -> bool: ...
+
+
+def require_coverage(features: VisualFeatures, posts: Sequence[Post], what: str) -> None:
+    """Refuse posts whose id the features file does not know: the model would silently read them as text only.
+
+    (A post whose image is missing has a row in the file, with its mask off; an unknown id means the file was
+    made for other data.)
+    """
+    unknown = [p.post_id for p in posts if p.post_id not in features]
+    if unknown:
+        path = getattr(features, "path", "the features file")
+        raise DghcError(f"{path} has no row for {len(unknown)} of the {len(posts)} posts of {what} "
+                        f"(e.g. {', '.join(unknown[:3])}): run `dghc detect` and `dghc extract` on this data "
+                        "and pass that features file")
+
+
+def model_defining_keys(fingerprint: dict) -> dict:
+    """The part of a features fingerprint that must be equal for a model to read the vectors correctly."""
+    return {key: value for key, value in fingerprint.items() if key not in IGNORED_KEYS}
+
+
+def open_for_training(config: TrainConfig) -> FeatureStore | None:
+    """The features file of a training run (None for a text-only model)."""
+    if not config.use_image:
+        return None
+    if not Path(config.features_file).is_file():
+        raise DghcError(f"features file {config.features_file} not found: run `dghc extract` first "
+                        "(or train text only with use_image false)")
+    store = FeatureStore(config.features_file)
+    if config.expected_features:
+        store.require(config.expected_features)
+    return store
+
+
+def open_for_model(checkpoint: Checkpoint, features_file: str | Path | None) -> FeatureStore | None:
+    """The feature store to use with a trained model (None for a text-only model), checked against it."""
+    if not checkpoint.tagger.config.use_image:
+        return None
+    if features_file is None:
+        raise DghcError("this model uses the image: give --features (the file `dghc extract` wrote for this data)")
+    if not Path(features_file).is_file():
+        raise DghcError(f"features file {features_file} not found: run `dghc extract` on this data first")
+    store = FeatureStore(features_file)
+    if checkpoint.features_fingerprint:
+        store.require(model_defining_keys(checkpoint.features_fingerprint))
+    if store.dim != checkpoint.tagger.config.vision_dim:
+        raise DghcError(f"{features_file} holds {store.dim}-d vectors but the model expects "
+                        f"{checkpoint.tagger.config.vision_dim}-d ones")
+    return store
