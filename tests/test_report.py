@@ -23,8 +23,9 @@ from PIL import Image
 from cli import dghc
 from pipeline.data.conll import Post, read_conll
 from pipeline.training.inference import PostPrediction
-from pipeline.report.build import (TYPE_COLOURS, Effect, MaskedFeatures, Region, ReportItem, ReportSummary,
-                             choose_samples, entity_errors, image_effect, render_report)
+from pipeline.detection.store import Region
+from pipeline.report.analysis import Effect, MaskedFeatures, choose_samples, entity_errors, image_effect
+from pipeline.report.render import TYPE_COLOURS, ReportItem, ReportSummary, render_report
 from tests.tiny_models import save_tiny_bert
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -152,14 +153,14 @@ def test_page_escapes_text_highlights_entities_and_embeds_everything():
     with_image = PostPrediction(post.post_id, ["B-ORG", "O", "B-PER", "O", "O"], 0.7, [[0.4, 0.6, 0.0, 0.0]] * 2)
     masked = PostPrediction(post.post_id, ["O", "O", "B-LOC", "O", "O"], 0.7, None)
     items = [ReportItem(post, with_image, masked, Effect.HELPED, image=image, image_status="present",
-                        regions=[Region((10, 10, 300, 200), "person <x>", 0.9, "detector")], visual_slots=[True] * 4),
+                        regions=[Region(0, "detector", "person <x>", 0.9, (10, 10, 300, 200))], visual_slots=[True] * 4),
              ReportItem(Post("gone", ["Hi"], ["O"]), PostPrediction("gone", ["O"], 0.5, None), None,
                         Effect.TEXT_ONLY_MODEL, image_status="missing", image_reason="no file images/gone.jpg")]
     summary = ReportSummary("t <title>", 2, {"helped": 1, "hurt": 0, "same": 0},
                             {"with image": {"overall": {"precision": 0.5, "recall": 0.5, "f1": 0.5}, "per_type": {}}})
     page = render_report(items, summary)
     assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert 'data-post="odd&quot;id&lt;b&gt;"' in page and "person &lt;x&gt;" in page and "t &lt;title&gt;" in page
+    assert 'data-post="odd&#34;id&lt;b&gt;"' in page and "person &lt;x&gt;" in page and "t &lt;title&gt;" in page
     # predicted ORG is wrong (fp), gold LOC is missed (fn), the PER is right in both
     assert re.search(r'class="tok pred ent-ORG fp"', page)
     assert re.search(r'class="tok gold g-LOC fn"', page)
@@ -203,7 +204,7 @@ def test_report_command_writes_one_self_contained_page(setup, tmp_path):
     ranks = [list(e.value for e in Effect).index(effect) for _, effect in shown]
     assert ranks == sorted(ranks)  # helped, then hurt, then the rest
     assert_self_contained(page)
-    assert XSS not in page and "&lt;script&gt;" in page and "&quot;&amp;&quot;" in page
+    assert XSS not in page and "&lt;script&gt;" in page and "&#34;&amp;&#34;" in page
     assert "no image: missing" in page and "no image: unreadable" in page
     assert page.count("not in the detections file") == 1
     assert "with image" in page and "image masked (text-only path)" in page and "UNTRAINED CLIP" in page
@@ -275,6 +276,7 @@ def test_chromium_renders_a_page_that_is_not_blank(setup, tmp_path):
 
     entity_pixels = sum(pixels_near(tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)), 4) for c in TYPE_COLOURS.values())
     assert entity_pixels > 500  # entity chips are drawn
-    assert pixels_near((230, 57, 70), 12) > 200  # region boxes, wrong-entity outlines, error borders
+    assert pixels_near((230, 57, 70), 12) > 200  # wrong-entity outlines, error borders
+    assert pixels_near((255, 140, 0), 12) > 100  # the detector's region boxes
     dark = pixels_near((34, 34, 34), 40)
     assert dark > 2000  # text is drawn

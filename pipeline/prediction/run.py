@@ -22,24 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Sequence, TextIO
 
+from tqdm import tqdm
+
 from pipeline.artifacts.atomic import atomic_text
+from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError
+from pipeline.data.conll import Post
+from pipeline.data.images import load_image
+from pipeline.data.tags import bio_spans
+from pipeline.prediction.config import PredictConfig
 from pipeline.prediction.inputs import InputPost, open_input, read_posts
-from pipeline.prediction.visual import NO_IMAGE, ImageResult
-
-
-@dataclass
-class PredictConfig:
-    model_dir: Path
-    input: Path | None = None  # None or "-": stdin
-    out: Path | None = None  # None: stdout
-    batch_size: int = 32
-    device: str = "auto"
-    skip_bad: bool = False
-    detector_weights: str | None = None  # where to find the recorded detector weights (sha256 still checked)
-    grounding_weights: str | None = None
-    clip_model: str | None = None  # where to find the recorded CLIP model (weights sha256 still checked)
-    progress: bool = True
+from pipeline.prediction.visual import NO_IMAGE, ImageRequest, ImageResult, MemoryFeatures, VisualPipeline
+from pipeline.training.checkpoint import load_checkpoint
+from pipeline.training.inference import predict
 
 
 @dataclass
@@ -66,8 +61,6 @@ def _log(message: str) -> None:
 
 def entities_of(post: InputPost, labels: Sequence[str]) -> list[dict[str, Any]]:
     """The BIO labels' entities with token spans (end exclusive) and character offsets in ``post.text``."""
-    from pipeline.data.tags import bio_spans
-
     entities = []
     for entity_type, start, end in bio_spans(labels):
         start_char, end_char = post.tokens[start].start, post.tokens[end - 1].end
@@ -106,16 +99,6 @@ def _output_stream(out: Path | None, stdout: TextIO) -> Iterator[TextIO]:
 def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout: TextIO | None = None,
                 log: Callable[[str], None] = _log) -> PredictSummary:
     """Read and check every input line, then tag chunk by chunk and write the JSONL output."""
-    from tqdm import tqdm
-
-    from pipeline.training.checkpoint import load_checkpoint
-    from pipeline.data.conll import Post
-    from pipeline.core.devices import resolve_device
-    from pipeline.training.inference import predict
-    from pipeline.prediction.visual import ImageRequest, MemoryFeatures, VisualPipeline
-
-    if config.batch_size < 1:
-        raise DghcError(f"batch size must be at least 1 (got {config.batch_size})")
     if config.out is not None and config.input is not None and str(config.input) != "-" \
             and Path(config.out).resolve() == Path(config.input).resolve():
         raise DghcError(f"--out {config.out} is the input file: write the output elsewhere")
@@ -179,8 +162,6 @@ def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout:
 
 def _images_of(chunk: Sequence[InputPost], pipeline: Any) -> dict[str, ImageResult]:
     """Status of the images that are not run through the visual pipeline (none given; text-only model)."""
-    from pipeline.data.images import load_image
-
     results = {}
     for post in chunk:
         if post.image is None:

@@ -20,9 +20,18 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from pipeline.training.checkpoint import Checkpoint
+from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.core.errors import DghcError
 from pipeline.data.images import STATUS_NAMES, ImageStatus
+from pipeline.detection.config import PACKAGED_DETECTOR
+from pipeline.detection.detectors import (DETECTOR, GROUNDING, MAX_DET, GroundingDetector, PredictSettings,
+                                          SourceUnavailable, UltralyticsDetector, resolve_weights)
+from pipeline.detection.phrases import MAX_PHRASES, post_phrases
+from pipeline.detection.run import ImageItem, detect_batch
+from pipeline.features.clip_encoder import load_clip
+from pipeline.features.config import UNTRAINED_SEED
+from pipeline.features.crops import CropDataset, collate_items
+from pipeline.training.checkpoint import Checkpoint
 
 NO_IMAGE = "none"  # the post came without an image
 
@@ -91,9 +100,6 @@ def detect_and_encode(requests: Sequence[ImageRequest], sources: Sequence[Any], 
     Composes the stages' own pieces, so that the regions and vectors are those the detect and extract stages
     would have written for these images.
     """
-    from pipeline.detection.phrases import post_phrases
-    from pipeline.detection.run import ImageItem, detect_batch
-    from pipeline.features.crops import CropDataset, collate_items
 
     items = [ImageItem(r.key, r.path, post_phrases(r.tokens, max_phrases)) for r in requests]
     rows = detect_batch(items, sources, m, iou)
@@ -131,7 +137,6 @@ def _require_keys(fingerprint: dict | None, keys: Sequence[str], what: str, mode
 
 def detector_spec(recorded_name: str) -> str:
     """The weights spec that gives back a recorded weights name (the packaged detector is recorded with its file)."""
-    from pipeline.detection.detectors import PACKAGED_DETECTOR
 
     if recorded_name.startswith(PACKAGED_DETECTOR + ":"):
         return PACKAGED_DETECTOR
@@ -140,8 +145,6 @@ def detector_spec(recorded_name: str) -> str:
 
 def build_source(role: str, recorded: dict, settings: Any, override: str | None, model_dir: Path) -> Any:
     """The detection source ``recorded`` in the checkpoint, with the same weights (sha256) or a refusal."""
-    from pipeline.detection.detectors import (DETECTOR, GroundingDetector, SourceUnavailable, UltralyticsDetector,
-                                              resolve_weights)
 
     name = str(recorded.get("weights"))
     spec = override or detector_spec(name)
@@ -198,10 +201,6 @@ class VisualPipeline:
     def from_checkpoint(cls, checkpoint: Checkpoint, model_dir: Path, device: torch.device, *,
                         detector_weights: str | None = None, grounding_weights: str | None = None,
                         clip_model: str | None = None, warn=lambda message: None) -> "VisualPipeline":
-        from pipeline.detection.detectors import DETECTOR, GROUNDING, MAX_DET, PredictSettings
-        from pipeline.detection.phrases import MAX_PHRASES
-        from pipeline.artifacts.fingerprint import sha256_json
-        from pipeline.features.clip_encoder import UNTRAINED_SEED, load_clip
 
         detect = _require_keys(checkpoint.detections_fingerprint, ("detector", "grounding", "conf", "iou", "m",
                                                                    "imgsz"), "detections", model_dir)

@@ -1,0 +1,32 @@
+"""The predict command's parameters (params.yaml section ``predict``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from pipeline.core.params import check_params, param
+
+
+@dataclass
+class PredictConfig:
+    """Parameters of ``dghc predict``."""
+
+    SECTION: ClassVar[str] = "predict"
+
+    model_dir: Path = param(help="Model folder written by `dghc train`.", argument=True, metavar="MODEL")
+    input: Path | None = param(None, help="JSONL posts to tag; stdin when absent or -.", argument=True,
+                               metavar="[INPUT]")
+    out: Path | None = param(None, help="Write the JSONL here (atomically: all or nothing). Default: stdout.")
+    batch_size: int = param(32, help="Posts per batch (detection, CLIP, tagging).", minimum=1)
+    device: str = param("auto", help="auto (the GPU when there is one), cpu, cuda, cuda:N.")
+    skip_bad: bool = param(False, help="Skip bad input lines with a warning (default: stop at the first).")
+    detector_weights: str | None = param(None, metavar="FILE", help="Where the detector weights the model records "
+                                         "lie, if not found by name (sha256 is checked).")
+    grounding_weights: str | None = param(None, metavar="FILE", help="Same for the grounding detector's weights.")
+    clip_model: str | None = param(None, metavar="NAME|DIR", help="Where the CLIP model the model records lies, if "
+                                   "not found by name (weights sha256 is checked).")
+    progress: bool = param(True, help="Show a progress bar.")
+
+    def __post_init__(self) -> None:
+        check_params(self)
