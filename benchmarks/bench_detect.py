@@ -40,12 +40,12 @@ def main() -> None:
     import torch
 
     from pipeline.data.conll import read_conll
+    from pipeline.data.images import load_image
     from pipeline.demo.config import DemoConfig
     from pipeline.demo.writer import write_demo_data
-    from pipeline.detection.detectors import PredictSettings, load_sources
     from pipeline.detection.config import DetectConfig
+    from pipeline.detection.detectors import PredictSettings, load_sources
     from pipeline.detection.run import run_detect
-    from pipeline.data.images import load_image
 
     settings = PredictSettings(imgsz=args.imgsz, conf=0.25, iou=0.5, device=args.device)
     loaded = load_sources(args.detector, "none", settings)
@@ -61,7 +61,7 @@ def main() -> None:
         posts = [p for p in posts if p.has_image_file][: args.images]
         lines = []
         for post in posts:
-            lines.append("\n".join([f"IMGID:{post.post_id}"] + [f"{t}\t{l}" for t, l in zip(post.tokens, post.labels)]))
+            lines.append("\n".join([f"IMGID:{post.post_id}"] + [f"{t}\t{label}" for t, label in zip(post.tokens, post.labels)]))
         conll = tmp_path / "demo" / "bench.txt"
         conll.write_text("\n\n".join(lines) + "\n", encoding="utf-8")
         decoded = [load_image(post.image_path).image for post in posts]

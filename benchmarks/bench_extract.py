@@ -163,10 +163,10 @@ def bench_store_and_step(root: Path, rows: int, batch: int, reads: int, steps: i
     vision size; the step is bench_model's ``step`` on the full model (text vector = encoder).
     """
     from benchmarks.bench_model import DATA, VISION_DIM, make_variant, step
-    from pipeline.training.batching import collate, make_examples
     from pipeline.data.conll import read_conll
-    from pipeline.features.store import FeatureStore
     from pipeline.data.tags import bioes_label_set, entity_types
+    from pipeline.features.store import FeatureStore
+    from pipeline.training.batching import collate, make_examples
 
     posts, _ = read_conll(DATA)
     post_ids = sorted({post.post_id for post in posts})

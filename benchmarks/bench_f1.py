@@ -21,15 +21,15 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).resolve().parents[1] / ".yolo"))
 
 from benchmarks.report import update_section  # noqa: E402
-from pipeline.training.checkpoint import load_checkpoint  # noqa: E402
 from pipeline.data.conll import read_conll  # noqa: E402
 from pipeline.detection.config import DetectConfig
 from pipeline.detection.run import run_detect  # noqa: E402
-from pipeline.training.evaluation import evaluate  # noqa: E402
 from pipeline.features.config import ExtractConfig
 from pipeline.features.extract import extract_features  # noqa: E402
 from pipeline.features.store import FeatureStore  # noqa: E402
+from pipeline.training.checkpoint import load_checkpoint  # noqa: E402
 from pipeline.training.config import TrainConfig
+from pipeline.training.evaluation import evaluate  # noqa: E402
 from pipeline.training.trainer import train  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2017"

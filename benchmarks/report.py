@@ -1,13 +1,12 @@
 """Write one benchmark's figures into its own section of BENCHMARKS.md (other sections are kept)."""
 from __future__ import annotations
 
+import os
 import platform
 import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-
-import os
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nEach section is written by the script it names; rerun the command to refresh it.\n"

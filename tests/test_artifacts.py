@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.artifacts.atomic import atomic_folder, atomic_path, atomic_text, write_text_atomically
-from pipeline.artifacts.fingerprint import (canonical_json, differences, require_match, sha256_file, sha256_json)
+from pipeline.artifacts.fingerprint import canonical_json, differences, require_match, sha256_file, sha256_json
 from pipeline.artifacts.partial import PartialOutput
 from pipeline.core.errors import FingerprintMismatch
 from tests.conftest import REPO

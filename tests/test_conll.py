@@ -5,9 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data.conll import (Post, check_image_id, entity_counts, format_conll, image_path_for, read_conll,
-                            write_conll)
 from pipeline.core.errors import DataFormatError
+from pipeline.data.conll import (
+    Post,
+    check_image_id,
+    entity_counts,
+    format_conll,
+    image_path_for,
+    read_conll,
+    write_conll,
+)
 
 GOOD = (
     "IMGID:101\n"

@@ -23,8 +23,14 @@ import torch
 from PIL import Image
 
 from pipeline.detection.config import DEFAULT_GROUNDING, PACKAGED_DETECTOR, DetectConfig
-from pipeline.detection.detectors import (GroundingDetector, LoadedSources, PredictSettings, import_ultralytics,
-                                          load_sources, resolve_weights)
+from pipeline.detection.detectors import (
+    GroundingDetector,
+    LoadedSources,
+    PredictSettings,
+    import_ultralytics,
+    load_sources,
+    resolve_weights,
+)
 from pipeline.detection.merge import SourceBoxes
 from pipeline.detection.phrases import post_phrases
 from pipeline.detection.run import run_detect

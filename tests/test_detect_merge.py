@@ -7,7 +7,6 @@ import pytest
 from pipeline.detection.merge import SourceBoxes, box_iou, merge_top_m, nms
 from pipeline.detection.phrases import post_phrases, split_compound
 
-
 # ---------------------------------------------------------------- phrases
 
 def test_capitalised_runs_keep_connectors_and_drop_sentence_words():

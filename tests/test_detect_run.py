@@ -21,12 +21,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli import dghc
+from pipeline.core.errors import DghcError
+from pipeline.data.images import STATUS_NAMES, ImageStatus
 from pipeline.detection.config import PACKAGED_DETECTOR, DetectConfig
 from pipeline.detection.detectors import PredictSettings, load_sources
 from pipeline.detection.run import collect_items, run_detect
 from pipeline.detection.store import load_detections
-from pipeline.core.errors import DghcError
-from pipeline.data.images import STATUS_NAMES, ImageStatus
 
 IMGSZ, CONF, IOU = 320, 0.25, 0.5
 ASSETS = Path(importlib.util.find_spec("ultralytics").submodule_search_locations[0]) / "assets"

@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from pipeline.data.conll import read_conll
 from pipeline.data.alignment import encode_posts, encode_words
+from pipeline.data.conll import read_conll
 
 INVISIBLE = ["\u200b", "\u200d", "\ufe0f", "\u00a0", "\u00ad", "\u200b\u200d", "\ufe0f\u200d\u00a0"]
 

@@ -12,17 +12,21 @@ import torch
 from click.testing import CliRunner
 
 from cli import dghc
+from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.core.errors import DghcError
-from pipeline.features.config import UNTRAINED_NAME
-from pipeline.features.clip_encoder import (build_untrained_clip, load_clip, untrained_clip_config,
-                                            weights_sha256)
-from pipeline.features.config import ExtractConfig
+from pipeline.data.images import ImageStatus, load_image
+from pipeline.features.clip_encoder import build_untrained_clip, load_clip, untrained_clip_config, weights_sha256
+from pipeline.features.config import UNTRAINED_NAME, ExtractConfig
 from pipeline.features.crops import crop_box, limit_aspect
 from pipeline.features.extract import extract_features
-from pipeline.artifacts.fingerprint import sha256_json
-from pipeline.data.images import ImageStatus, load_image
-from tests.extract_fixtures import (DetectionRow, make_image, save_tiny_clip, tiny_clip_config, write_conll,
-                                    write_detections)
+from tests.extract_fixtures import (
+    DetectionRow,
+    make_image,
+    save_tiny_clip,
+    tiny_clip_config,
+    write_conll,
+    write_detections,
+)
 
 PRESENT, MISSING, UNREADABLE = int(ImageStatus.PRESENT), int(ImageStatus.MISSING), int(ImageStatus.UNREADABLE)
 DETECTIONS = {
@@ -373,7 +377,7 @@ def region_boxes(width: int, height: int, rng: np.random.Generator, max_aspect: 
         x1, x2 = sorted(rng.integers(0, width + 1, 2))
         y1, y2 = sorted(rng.integers(0, height + 1, 2))
         boxes.append((int(x1), int(y1), int(max(x2, x1 + 1)), int(max(y2, y1 + 1))))
-    clamped = [(min(l, width - 1), min(t, height - 1), min(r, width), min(b, height)) for l, t, r, b in boxes]
+    clamped = [(min(x1, width - 1), min(y1, height - 1), min(x2, width), min(y2, height)) for x1, y1, x2, y2 in boxes]
     return [aspect_box(box, max_aspect) for box in clamped]
 
 
@@ -406,11 +410,17 @@ def test_fast_preprocessing_matches_the_processor_on_real_photos(shared_data):
 
 
 def test_fast_path_only_for_standard_clip_settings_and_recorded_in_the_fingerprint(world, tmp_path, monkeypatch):
-    from pipeline.features.clip_encoder import ClipEncoder
-    from pipeline.features.preprocess import (FAST_IMPLEMENTATION, PROCESSOR_IMPLEMENTATION, FastClipPreprocessor,
-                                              ProcessorPreprocessor, fast_path_problem, make_preprocessor)
-    from pipeline.features.store import FeatureStore
     from pipeline.core.errors import FingerprintMismatch
+    from pipeline.features.clip_encoder import ClipEncoder
+    from pipeline.features.preprocess import (
+        FAST_IMPLEMENTATION,
+        PROCESSOR_IMPLEMENTATION,
+        FastClipPreprocessor,
+        ProcessorPreprocessor,
+        fast_path_problem,
+        make_preprocessor,
+    )
+    from pipeline.features.store import FeatureStore
 
     assert isinstance(make_preprocessor(standard_like()), FastClipPreprocessor)
     for settings, why in (({"do_center_crop": False}, "center crop"), ({"resample": 1}, "resample"),

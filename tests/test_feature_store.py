@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.core.errors import DghcError, FingerprintMismatch
 from pipeline.artifacts.fingerprint import sha256_json
+from pipeline.core.errors import DghcError, FingerprintMismatch
 from pipeline.features.fingerprint import expected_from_settings
 from pipeline.features.store import FeatureStore
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.training.checkpoint import load_checkpoint
 from pipeline.data.conll import read_conll
 from pipeline.demo.config import DemoConfig
 from pipeline.demo.oracle import image_dependent_recall
@@ -20,8 +19,9 @@ from pipeline.detection.run import run_detect
 from pipeline.features.config import ExtractConfig
 from pipeline.features.extract import extract_features
 from pipeline.features.store import FeatureStore
-from pipeline.training.inference import predict
+from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.config import TrainConfig
+from pipeline.training.inference import predict
 from pipeline.training.trainer import train
 
 pytestmark = pytest.mark.slow

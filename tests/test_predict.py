@@ -15,9 +15,9 @@ import torch
 from click.testing import CliRunner
 
 from cli import dghc
+from pipeline.data.raw_text import tokenize
 from pipeline.prediction.inputs import tokens_with_offsets
 from pipeline.prediction.run import entities_of
-from pipeline.data.raw_text import tokenize
 
 LAYERS, BLOCKS = 2, 4  # tiny BERT layers; whole image + m = 3 regions
 FIELDS = {"id", "tokens", "entities", "relevance", "gates", "image_status", "image_reason", "regions", "words_cut"}
@@ -29,8 +29,8 @@ def trained(tmp_path_factory):
     from pipeline.data.conll import read_conll
     from pipeline.demo.config import DemoConfig
     from pipeline.demo.writer import write_demo_data
-    from pipeline.detection.detectors import packaged_detector_path
     from pipeline.detection.config import DetectConfig
+    from pipeline.detection.detectors import packaged_detector_path
     from pipeline.detection.run import run_detect
     from pipeline.features.config import ExtractConfig
     from pipeline.features.extract import extract_features
@@ -144,11 +144,11 @@ def test_posts_with_and_without_image(trained, tmp_path):
 
 def test_stdin_agrees_with_tagging_from_the_features_file(trained, monkeypatch):
     """The in-process detection + CLIP path gives what the cached detect/extract files give."""
-    from pipeline.training.checkpoint import load_checkpoint
+    from pipeline.data.tags import bio_spans
     from pipeline.detection.store import load_detections
     from pipeline.features.store import FeatureStore
+    from pipeline.training.checkpoint import load_checkpoint
     from pipeline.training.inference import predict
-    from pipeline.data.tags import bio_spans
 
     detections = load_detections(trained["detections"])
     with_image = [p for p in trained["posts"] if p.has_image_file]
@@ -179,9 +179,9 @@ def test_stdin_agrees_with_tagging_from_the_features_file(trained, monkeypatch):
 
 
 def test_in_process_vectors_equal_the_cached_ones(trained):
-    from pipeline.training.checkpoint import load_checkpoint
     from pipeline.features.store import FeatureStore
     from pipeline.prediction.visual import ImageRequest, MemoryFeatures, VisualPipeline
+    from pipeline.training.checkpoint import load_checkpoint
 
     posts = [p for p in trained["posts"] if p.has_image_file][:8]
     checkpoint = load_checkpoint(trained["model"])

@@ -22,10 +22,10 @@ from PIL import Image
 
 from cli import dghc
 from pipeline.data.conll import Post, read_conll
-from pipeline.training.inference import PostPrediction
 from pipeline.detection.store import Region
 from pipeline.report.analysis import Effect, MaskedFeatures, choose_samples, entity_errors, image_effect
 from pipeline.report.render import TYPE_COLOURS, ReportItem, ReportSummary, render_report
+from pipeline.training.inference import PostPrediction
 from tests.tiny_models import save_tiny_bert
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -33,7 +33,7 @@ XSS = "<script>alert(1)</script>"
 
 
 def write_post(path: Path, post_id: str, tokens: list[str], labels: list[str]) -> None:
-    lines = [f"IMGID:{post_id}"] + [f"{t}\t{l}" for t, l in zip(tokens, labels)]
+    lines = [f"IMGID:{post_id}"] + [f"{t}\t{label}" for t, label in zip(tokens, labels)]
     with open(path, "a", encoding="utf-8") as handle:
         handle.write("\n" + "\n".join(lines) + "\n")
 
@@ -178,8 +178,8 @@ def test_page_escapes_text_highlights_entities_and_embeds_everything():
 
 
 def test_masked_features_give_the_text_only_path(setup):
-    from pipeline.training.checkpoint import load_checkpoint
     from pipeline.features.store import FeatureStore
+    from pipeline.training.checkpoint import load_checkpoint
     from pipeline.training.inference import predict
 
     checkpoint = load_checkpoint(setup.model)

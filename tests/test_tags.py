@@ -5,8 +5,19 @@ import random
 
 import pytest
 
-from pipeline.data.tags import (BIOES_LABEL, OTHER_AS_MISC, bio_to_bioes, bioes_label_set, bioes_to_bio, entity_types,
-                           invalid_bio_positions, is_valid_bio_label, rename_types, repair_bio, split_label)
+from pipeline.data.tags import (
+    BIOES_LABEL,
+    OTHER_AS_MISC,
+    bio_to_bioes,
+    bioes_label_set,
+    bioes_to_bio,
+    entity_types,
+    invalid_bio_positions,
+    is_valid_bio_label,
+    rename_types,
+    repair_bio,
+    split_label,
+)
 
 TYPES = ("PER", "LOC", "ORG", "MISC")
 

@@ -6,11 +6,11 @@ import csv
 import pytest
 import torch
 
-from pipeline.training.checkpoint import load_checkpoint
 from pipeline.data.conll import Post
+from pipeline.training.checkpoint import load_checkpoint
+from pipeline.training.config import TrainConfig
 from pipeline.training.inference import predict
 from pipeline.training.metrics import entity_scores
-from pipeline.training.config import TrainConfig
 from pipeline.training.optim import parameter_groups
 from pipeline.training.trainer import train
 from tests.tiny_models import save_tiny_bert
@@ -96,9 +96,9 @@ def test_text_only_cannot_separate_ambiguous_posts(tmp_path, tiny_bert):
 
 
 def test_every_parameter_in_one_optimizer_group(tmp_path, tiny_bert):
-    from pipeline.model.tagger import DGHCTagger
     from pipeline.data.tags import bioes_label_set
     from pipeline.model.encoder import load_encoder_and_tokenizer
+    from pipeline.model.tagger import DGHCTagger
 
     config = tiny_config(tmp_path, tiny_bert)
     encoder, _ = load_encoder_and_tokenizer(str(tiny_bert))

@@ -11,9 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Mapping, Sequence
 
-from pipeline.core.errors import DataFormatError
 from pipeline.artifacts.atomic import write_text_atomically
-from pipeline.data.tags import OTHER_AS_MISC, is_valid_bio_label, repair_bio, rename_types, invalid_bio_positions, split_label
+from pipeline.core.errors import DataFormatError
+from pipeline.data.tags import (
+    OTHER_AS_MISC,
+    invalid_bio_positions,
+    is_valid_bio_label,
+    rename_types,
+    repair_bio,
+    split_label,
+)
 
 IMGID_PREFIX = "IMGID:"
 IMAGE_SUFFIX = ".jpg"

@@ -19,9 +19,20 @@ from typing import Sequence
 
 from pipeline.data.conll import IMAGE_SUFFIX, Post
 from pipeline.demo.config import DemoConfig
-from pipeline.demo.vocabulary import (AMBIGUOUS, DECOR_PREFIXES, DECOR_SUFFIXES, INVISIBLE_TOKENS,
-                                      NEUTRAL_TEMPLATES, PLAIN_TEMPLATES, SLOT, TYPED_TEMPLATES, TYPES, UNAMBIGUOUS,
-                                      VISUAL_CLASS, VISUAL_CLASSES)
+from pipeline.demo.vocabulary import (
+    AMBIGUOUS,
+    DECOR_PREFIXES,
+    DECOR_SUFFIXES,
+    INVISIBLE_TOKENS,
+    NEUTRAL_TEMPLATES,
+    PLAIN_TEMPLATES,
+    SLOT,
+    TYPED_TEMPLATES,
+    TYPES,
+    UNAMBIGUOUS,
+    VISUAL_CLASS,
+    VISUAL_CLASSES,
+)
 
 
 @dataclass

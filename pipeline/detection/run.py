@@ -15,17 +15,33 @@ import numpy as np
 
 from pipeline.artifacts.fingerprint import sha256_file, sha256_json
 from pipeline.artifacts.partial import PartialOutput
+from pipeline.core.errors import DghcError
 from pipeline.data.conll import check_image_id, image_path_for, read_conll
+from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
 from pipeline.detection.config import DetectConfig
-from pipeline.detection.detectors import (GROUNDING, LoadedSources,
-                                          PredictSettings, SourceUnavailable, TextEncoder,
-                                          load_sources)
+from pipeline.detection.detectors import (
+    GROUNDING,
+    LoadedSources,
+    PredictSettings,
+    SourceUnavailable,
+    TextEncoder,
+    import_ultralytics,
+    load_sources,
+)
 from pipeline.detection.merge import SourceBoxes, merge_top_m
 from pipeline.detection.phrases import post_phrases
-from pipeline.detection.store import (check_work_file, create_work_file, empty_arrays, iter_batches, read_arrays,
-                                      read_fingerprint_sha256, write_detections, write_rows)
-from pipeline.core.errors import DghcError
-from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
+from pipeline.detection.store import (
+    check_work_file,
+    create_work_file,
+    empty_arrays,
+    iter_batches,
+    load_detections,
+    read_arrays,
+    read_fingerprint_sha256,
+    write_detections,
+    write_rows,
+)
+
 
 @dataclass
 class ImageItem:
@@ -85,8 +101,6 @@ def collect_items(conll_files: Sequence[Path], images_dir: Path | None, max_phra
 
 def check_device(device: str) -> None:
     """Refuse a torch device this machine does not have before any work starts."""
-    from pipeline.detection.detectors import import_ultralytics
-
     import_ultralytics()
     from ultralytics.utils.torch_utils import select_device
 
@@ -191,8 +205,6 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
     fingerprint_sha = sha256_json(fingerprint)
     out = config.out_file
     if not config.force and out.is_file() and read_fingerprint_sha256(out) == fingerprint_sha:
-        from pipeline.detection.store import load_detections
-
         existing = load_detections(out)
         summary = _summary(out, existing.status, existing.reason, existing.image_ids, existing.sources,
                            existing.valid, loaded.report)

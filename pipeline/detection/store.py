@@ -31,8 +31,8 @@ import numpy as np
 
 from pipeline.artifacts.atomic import atomic_path
 from pipeline.artifacts.fingerprint import canonical_json, sha256_json
-from pipeline.data.images import STATUS_NAMES, ImageStatus
 from pipeline.core.errors import DghcError
+from pipeline.data.images import STATUS_NAMES, ImageStatus
 
 FORMAT_VERSION = 1
 ARRAY_NAMES = ("image_ids", "status", "reason", "image_size", "boxes", "scores", "valid", "class_names", "sources")

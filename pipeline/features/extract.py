@@ -29,6 +29,7 @@ from pipeline.features.config import ExtractConfig
 from pipeline.features.crops import CropDataset, default_num_workers, make_loader
 from pipeline.features.fingerprint import build_fingerprint
 
+
 @dataclass
 class ExtractResult:
     path: Path

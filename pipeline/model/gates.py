@@ -1,4 +1,4 @@
-"""Per-layer dynamic gates over the visual blocks (DESIGN.md eqs. 6-8).
+"""Per-layer dynamic gates over the visual blocks (docs/ARCHITECTURE.md, eqs. 6-8).
 
     a^(l) = LeakyReLU(W_l mean_b V^C_b),   gates^(l) = softmax(a^(l))
 

@@ -1,4 +1,4 @@
-"""Self-attention that also attends to a visual prefix (DESIGN.md eqs. 10-14).
+"""Self-attention that also attends to a visual prefix (docs/ARCHITECTURE.md, eqs. 10-14).
 
 Each layer's ``attention.self`` module of a BERT-family encoder is replaced by ``PrefixSelfAttention``,
 which reuses the layer's own query/key/value projections and computes
@@ -6,7 +6,7 @@ which reuses the layer's own query/key/value projections and computes
     softmax(Q [phi_k ; K]^T / sqrt(d_h) + mask) [phi_v ; V]
 
 The prefix is no part of the input sequence: text position ids start at 0 and the encoder's own mask
-logic is not involved (the transformers ``past_key_values`` path would shift positions; DESIGN.md section 4).
+logic is not involved (the transformers ``past_key_values`` path would shift positions; docs/ARCHITECTURE.md, "Traps avoided").
 The prefix of the current batch is handed over through ``PrefixState``, which the tagger fills before
 calling the encoder and clears after.
 """
@@ -28,7 +28,7 @@ class UnsupportedEncoder(DghcError, TypeError):
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """(batch, length, d) -> (batch, heads, length, d / heads): a view per head, then a transpose.
 
-    Reshaping straight to (batch, heads, length, d_h) would mix tokens into heads (DESIGN.md section 4).
+    Reshaping straight to (batch, heads, length, d_h) would mix tokens into heads (docs/ARCHITECTURE.md, "Traps avoided").
     """
     batch, length, width = x.shape
     return x.view(batch, length, num_heads, width // num_heads).transpose(1, 2)

@@ -1,4 +1,4 @@
-"""Text-image relevance score ("RE score", DESIGN.md eqs. 2-5).
+"""Text-image relevance score ("RE score", docs/ARCHITECTURE.md, eqs. 2-5).
 
     M = tanh(h^T W_TI v_i)                    bilinear form, a scalar per post
     C = tanh(W_T h + W_I (v_i M))             in R^{d_v}

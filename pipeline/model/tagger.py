@@ -1,6 +1,6 @@
 """The DGHC tagger: a BERT-family encoder with a gated visual prefix in every layer, emissions and a CRF.
 
-Data flow for a batch (DESIGN.md section 3):
+Data flow for a batch (docs/ARCHITECTURE.md, "The model"):
     h_cls  <- text vector ("encoder": [CLS] of a prefix-free pass; "embeddings": mean embedding output)
     s      <- RelevanceScore(h_cls, v_i)            (1 without the RE score)
     V^C    <- s * [v_i, v_o1, v_o2, v_o3]

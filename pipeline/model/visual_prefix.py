@@ -1,10 +1,10 @@
-"""Visual prefix tokens (DESIGN.md eqs. 10-14).
+"""Visual prefix tokens (docs/ARCHITECTURE.md, eqs. 10-14).
 
 A projection shared by all blocks and layers turns each visual block into ``prompt_len`` prefix tokens,
 each with a key and a value:  P_b = Linear(tanh(Linear(V^C_b))) : d_v -> prompt_dim -> prompt_len * 2 * d.
 Layer l's prefix is [g_1 P_1 ; ... ; g_B P_B] with that layer's gates, split into heads by viewing d as
 (heads, head_size) and moving the head axis forward (a plain reshape to (heads, length, head_size) would
-scramble heads: DESIGN.md section 4).
+scramble heads: docs/ARCHITECTURE.md, "Traps avoided").
 """
 from __future__ import annotations
 

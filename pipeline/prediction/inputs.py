@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-from pipeline.core.errors import DataFormatError
+from pipeline.core.errors import DataFormatError, DghcError
 from pipeline.data.raw_text import Token, tokenize
 
 KNOWN_FIELDS = ("id", "text", "tokens", "image")
@@ -151,8 +151,6 @@ def open_input(path: Path | None, stdin: BinaryIO) -> tuple[BinaryIO, str, Path]
     """The byte stream to read, its name for messages and the folder relative image paths start from."""
     if path is None or str(path) == "-":
         return stdin, STDIN_NAME, Path.cwd()
-    from pipeline.core.errors import DghcError
-
     try:
         handle = open(path, "rb")
     except FileNotFoundError:

@@ -24,8 +24,16 @@ from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.core.errors import DghcError
 from pipeline.data.images import STATUS_NAMES, ImageStatus
 from pipeline.detection.config import PACKAGED_DETECTOR
-from pipeline.detection.detectors import (DETECTOR, GROUNDING, MAX_DET, GroundingDetector, PredictSettings,
-                                          SourceUnavailable, UltralyticsDetector, resolve_weights)
+from pipeline.detection.detectors import (
+    DETECTOR,
+    GROUNDING,
+    MAX_DET,
+    GroundingDetector,
+    PredictSettings,
+    SourceUnavailable,
+    UltralyticsDetector,
+    resolve_weights,
+)
 from pipeline.detection.phrases import MAX_PHRASES, post_phrases
 from pipeline.detection.run import ImageItem, detect_batch
 from pipeline.features.clip_encoder import load_clip

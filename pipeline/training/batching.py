@@ -6,10 +6,10 @@ from typing import Sequence
 
 import torch
 
-from pipeline.data.conll import Post
 from pipeline.data.alignment import EncodedPost, encode_posts
-from pipeline.model.tagger import Batch
+from pipeline.data.conll import Post
 from pipeline.data.tags import bio_to_bioes
+from pipeline.model.tagger import Batch
 from pipeline.training.visual_features import VisualFeatures
 
 

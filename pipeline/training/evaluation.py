@@ -5,13 +5,13 @@ import logging
 from dataclasses import dataclass
 from typing import Sequence
 
-from pipeline.training.visual_features import VisualFeatures, require_coverage
-from pipeline.training.checkpoint import Checkpoint
-from pipeline.data.conll import Post, format_conll
 from pipeline.core.errors import DghcError
+from pipeline.data.conll import Post, format_conll
+from pipeline.data.tags import entity_types, split_label
+from pipeline.training.checkpoint import Checkpoint
 from pipeline.training.inference import PostPrediction, predict
 from pipeline.training.metrics import all_modes
-from pipeline.data.tags import entity_types, split_label
+from pipeline.training.visual_features import VisualFeatures, require_coverage
 
 logger = logging.getLogger(__name__)
 

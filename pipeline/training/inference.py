@@ -6,11 +6,11 @@ from typing import Sequence
 
 import torch
 
+from pipeline.data.conll import Post
+from pipeline.data.tags import OUTSIDE, bioes_to_bio
+from pipeline.model.tagger import DGHCTagger
 from pipeline.training.batching import batches, make_examples
 from pipeline.training.visual_features import VisualFeatures
-from pipeline.data.conll import Post
-from pipeline.model.tagger import DGHCTagger
-from pipeline.data.tags import OUTSIDE, bioes_to_bio
 
 
 @dataclass
