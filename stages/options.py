@@ -27,7 +27,12 @@ GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSour
 
 
 def option_name(p: Param) -> str:
-    return p.info.option or "--" + p.name.replace("_", "-")
+    """The option's declaration: ``--batch-size``; a flag that is on by default comes as a pair, e.g.
+    ``--use-image/--no-use-image``."""
+    name = p.info.option or "--" + p.name.replace("_", "-")
+    if p.kind is bool and p.default is True and "/" not in name:
+        name = f"{name}/--no-{name[2:]}"
+    return name
 
 
 def click_type(p: Param) -> click.ParamType:
@@ -56,9 +61,7 @@ def click_parameter(p: Param) -> click.Parameter:
         return click.Argument([p.name], type=click_type(p), nargs=-1 if p.is_list else 1,
                               required=False, metavar=p.info.metavar)
     declaration = option_name(p)
-    if p.kind is bool:  # a flag; one that is on by default comes as a pair, e.g. --use-image/--no-use-image
-        if default and "/" not in declaration:
-            declaration = f"{declaration}/--no-{declaration[2:]}"
+    if p.kind is bool:
         return click.Option([declaration, p.name], is_flag=True, default=bool(default), help=p.info.help)
     show = default is not None and default != [] and not isinstance(default, bool)
     return click.Option([declaration, p.name], type=click_type(p), multiple=p.is_list,
@@ -198,7 +201,7 @@ def params_table(config_class: type) -> str:
             default = str(p.default).lower()
         else:
             default = f"`{p.default}`"
-        meaning = p.info.help.replace("|", "\\|")
+        meaning = p.info.help.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
         if p.choices:
             meaning += " One of: " + ", ".join(f"`{c}`" for c in p.choices) + "."
         rows.append(f"| `{p.name}` | `{option}` | {default} | {meaning} |")

@@ -31,10 +31,10 @@ def configured_commands() -> dict[str, type]:
 
 def rewrite(text: str) -> str:
     for section, config_class in configured_commands().items():
-        pattern = re.compile(rf"(<!-- params:{section} -->\n).*?(\n<!-- /params:{section} -->)", re.S)
+        pattern = re.compile(rf"(<!-- params:{section} -->\n)(?:.*?\n)?(<!-- /params:{section} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- params:{section} --> ... <!-- /params:{section} --> block")
-        text = pattern.sub(lambda match: match.group(1) + params_table(config_class) + match.group(2), text)
+        text = pattern.sub(lambda match: match.group(1) + params_table(config_class) + "\n" + match.group(2), text)
     return text
 
 

@@ -3,37 +3,40 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from click.testing import CliRunner
 
 from cli import dghc
 from pipeline import __version__
+from tests.datasets import data_sets
 
 
 def run(*args: str):
     return CliRunner().invoke(dghc, list(args), catch_exceptions=False)
 
 
-def test_data_stats_on_twitter2017_train(shared_data):
-    path = shared_data / "twitter2017" / "train.txt"
-    result = run("data", "stats", str(path))
+@pytest.mark.parametrize("data", data_sets())
+def test_data_stats_counts_posts_entities_repairs_and_images(data):
+    facts = data.train
+    result = run("data", "stats", str(data.split("train")))
     assert result.exit_code == 0, result.output
     out = result.output
-    assert re.search(r"posts:\s+3373\b", out), out
-    assert re.search(r"entities \(B- tags\):\s+6049\b", out), out
-    assert re.search(r"PER\s+2943\b", out) and re.search(r"LOC\s+731\b", out)
-    assert re.search(r"ORG\s+1674\b", out) and re.search(r"MISC\s+701\b", out)
-    assert re.search(r"BIO repairs:\s+0\b", out)
-    assert re.search(r"images present:\s+\d+ of 3373 posts", out)
+    assert re.search(rf"posts:\s+{facts.posts}\b", out), out
+    assert re.search(rf"entities \(B- tags\):\s+{facts.entities}\b", out), out
+    assert re.search(rf"BIO repairs:\s+{facts.repairs} \(entities after repair: {facts.entities + facts.repairs}\)",
+                     out), out
+    for entity_type, count in facts.per_type.items():
+        assert re.search(rf"{entity_type}\s+{count}\b", out), (entity_type, out)
+    if facts.images is not None:
+        assert re.search(rf"images present:\s+{facts.images} of {facts.posts} posts", out), out
 
 
-def test_data_stats_twitter2015_counts_repairs_and_other_as_misc(shared_data):
-    path = shared_data / "twitter2015" / "train.txt"
-    out = run("data", "stats", str(path)).output
-    assert re.search(r"posts:\s+4000\b", out) and re.search(r"entities \(B- tags\):\s+6166\b", out)
-    assert re.search(r"BIO repairs:\s+186 \(entities after repair: 6352\)", out), out
-    assert re.search(r"MISC\s+931\b", out) and "OTHER" not in out
-    kept = run("data", "stats", "--keep-other", str(path)).output
-    assert re.search(r"OTHER\s+931\b", kept) and "MISC" not in kept
+@pytest.mark.parametrize("data", data_sets("twitter2015"))
+def test_data_stats_reads_other_as_misc_unless_kept(data):
+    out = run("data", "stats", str(data.split("train"))).output
+    assert "OTHER" not in out
+    kept = run("data", "stats", "--keep-other", str(data.split("train"))).output
+    assert re.search(rf"OTHER\s+{data.train.per_type['MISC']}\b", kept) and "MISC" not in kept
 
 
 def test_data_stats_several_files_and_images_present(tmp_path):

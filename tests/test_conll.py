@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.errors import DataFormatError
-from pipeline.data.conll import (
+from pipeline.data.conll import (  # noqa: I001
     Post,
     check_image_id,
     entity_counts,
@@ -15,6 +15,7 @@ from pipeline.data.conll import (
     read_conll,
     write_conll,
 )
+from tests.datasets import data_sets
 
 GOOD = (
     "IMGID:101\n"
@@ -139,9 +140,9 @@ def test_round_trip_write_then_read(tmp_path):
     assert not list(path.parent.glob("*.tmp"))  # written atomically, nothing left behind
 
 
-@pytest.mark.parametrize("dataset", ["twitter2015", "twitter2017"])
-def test_round_trip_of_shared_data_is_identical(shared_data, tmp_path, dataset):
-    source = shared_data / dataset / "valid.txt"
+@pytest.mark.parametrize("data", data_sets())
+def test_round_trip_of_benchmark_shaped_files_is_identical(tmp_path, data):
+    source = data.split("valid")
     posts, _ = read_conll(source, invalid_bio="keep", type_map=None)
     copy = tmp_path / "valid.txt"
     write_conll(copy, posts)
@@ -297,39 +298,38 @@ def test_missing_file_and_folder(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The shared benchmark files (README counts)
+# Benchmark-shaped files: the fixture's counts (by hand), and the real files' where they exist
 
 
-def test_twitter2017_train_counts(shared_data):
-    posts, report = read_conll(shared_data / "twitter2017" / "train.txt", invalid_bio="refuse")
-    assert len(posts) == 3373
-    counts = entity_counts(posts)
-    assert sum(counts.values()) == 6049
-    assert set(counts) == {"PER", "LOC", "ORG", "MISC"}
-    assert report.bio_repairs == 0
-    assert max(len(p.tokens) for p in posts) <= 50
+@pytest.mark.parametrize("data", data_sets())
+def test_train_counts_by_b_tags_and_after_repair(data):
+    facts = data.train
+    kept, _ = read_conll(data.split("train"), invalid_bio="keep")
+    assert len(kept) == facts.posts
+    assert sum(entity_counts(kept).values()) == facts.entities
+    repaired, report = read_conll(data.split("train"), invalid_bio="repair")
+    assert report.bio_repairs == facts.repairs
+    assert sum(entity_counts(repaired).values()) == facts.entities + facts.repairs
+    assert set(entity_counts(repaired)) <= {"PER", "LOC", "ORG", "MISC"}  # OTHER read as MISC
+    assert max(len(p.tokens) for p in kept) <= 50
+    if facts.repairs:
+        err = read_error(data.split("train"), invalid_bio="refuse")
+        assert "invalid BIO" in str(err) and err.line is not None
+    else:
+        read_conll(data.split("train"), invalid_bio="refuse")
 
 
-def test_twitter2015_train_counts_by_b_tags_and_after_repair(shared_data):
-    path = shared_data / "twitter2015" / "train.txt"
-    kept, _ = read_conll(path, invalid_bio="keep")
-    assert len(kept) == 4000
-    assert sum(entity_counts(kept).values()) == 6166
-    repaired, report = read_conll(path, invalid_bio="repair")
-    assert sum(entity_counts(repaired).values()) == 6352
-    assert report.bio_repairs == 186
-    assert set(entity_counts(repaired)) == {"PER", "LOC", "ORG", "MISC"}  # OTHER read as MISC
-    err = read_error(path, invalid_bio="refuse")
-    assert "invalid BIO" in str(err) and err.line is not None
+@pytest.mark.parametrize("data", data_sets())
+def test_valid_repairs(data):
+    _, report = read_conll(data.split("valid"))
+    assert report.bio_repairs == data.valid.repairs
 
 
-def test_twitter2015_valid_repairs(shared_data):
-    _, report = read_conll(shared_data / "twitter2015" / "valid.txt")
-    assert report.bio_repairs == 53
-
-
-def test_shared_images_are_found(shared_data):
-    posts, _ = read_conll(shared_data / "twitter2017" / "train.txt")
+@pytest.mark.parametrize("data", data_sets())
+def test_images_beside_the_files_are_found(data):
+    posts, _ = read_conll(data.split("train"))
     present = [p for p in posts if p.has_image_file]
     assert 0 < len(present) <= 15
-    assert all(p.image_path.parent == shared_data / "twitter2017" / "images" for p in present)
+    assert all(p.image_path.parent == data.images for p in present)
+    if data.train.images is not None:
+        assert len(present) == data.train.images

@@ -35,6 +35,7 @@ from pipeline.detection.merge import SourceBoxes
 from pipeline.detection.phrases import post_phrases
 from pipeline.detection.run import run_detect
 from pipeline.detection.store import load_detections
+from tests.datasets import image_files
 
 ASSETS = Path(importlib.util.find_spec("ultralytics").submodule_search_locations[0]) / "assets"
 GROUNDING_SETTINGS = PredictSettings(imgsz=160, conf=1e-6, iou=0.5)  # random weights score ~1e-4
@@ -140,20 +141,20 @@ def write_conll(path: Path, posts: list[tuple[str, str]]) -> Path:
     return path
 
 
-def stage_inputs(tmp_path: Path, shared: Path) -> tuple[Path, dict[str, str]]:
+def stage_inputs(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(ASSETS / "bus.jpg", images / "bus.jpg")
     shutil.copy(ASSETS / "zidane.jpg", images / "zidane.jpg")
-    landscape = sorted((shared / "twitter2017" / "images").glob("*.jpg"))[0]
+    landscape = image_files("twitter2017")[0]
     shutil.copy(landscape, images / "tweet.jpg")
     texts = {"bus": "RT @ MadridBuses : the # RedBus at Plaza Mayor", "zidane": "Zinedine Zidane at Real Madrid",
              "tweet": "Swan upping at Tower Bridge", "nophoto": "Barack Obama"}
     return write_conll(tmp_path / "train.txt", list(texts.items())), texts
 
 
-def test_stage_merges_detector_and_real_grounding_network(tmp_path, shared_data, person_detector, yoloe):
-    conll, texts = stage_inputs(tmp_path, shared_data)
+def test_stage_merges_detector_and_real_grounding_network(tmp_path, person_detector, yoloe):
+    conll, texts = stage_inputs(tmp_path)
     loaded = LoadedSources([person_detector, yoloe],
                            {"detector": {"ran": True, **person_detector.describe()},
                             "grounding": {"ran": True, **yoloe.describe()}})
@@ -175,8 +176,8 @@ def test_stage_merges_detector_and_real_grounding_network(tmp_path, shared_data,
     assert not det.valid[det.index["nophoto"]].any()
 
 
-def test_fake_grounding_outputs_win_their_region_by_score(tmp_path, shared_data, person_detector):
-    conll, _ = stage_inputs(tmp_path, shared_data)
+def test_fake_grounding_outputs_win_their_region_by_score(tmp_path, person_detector):
+    conll, _ = stage_inputs(tmp_path)
     detector_alone = person_detector.detect(photos()[1:])[0]  # zidane.jpg
     best = int(np.argmax(detector_alone.scores))
     over_best = (detector_alone.boxes[best] + np.array([2, 2, -2, -2], np.float32)).tolist()

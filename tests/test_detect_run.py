@@ -27,6 +27,7 @@ from pipeline.detection.config import PACKAGED_DETECTOR, DetectConfig
 from pipeline.detection.detectors import PredictSettings, load_sources
 from pipeline.detection.run import collect_items, run_detect
 from pipeline.detection.store import load_detections
+from tests.datasets import image_files
 
 IMGSZ, CONF, IOU = 320, 0.25, 0.5
 ASSETS = Path(importlib.util.find_spec("ultralytics").submodule_search_locations[0]) / "assets"
@@ -40,16 +41,16 @@ def write_conll(path: Path, posts: list[tuple[str, str]]) -> Path:
     return path
 
 
-def real_images(folder: Path, shared: Path | None = None, shared_count: int = 0) -> list[str]:
-    """Copy real photos into ``folder``: ultralytics' two sample photos and some Twitter-2017 images."""
+def real_images(folder: Path, tweet_images: int = 0) -> list[str]:
+    """Copy photos into ``folder``: ultralytics' two sample photos and some Twitter-2017-shaped images (the
+    fixture's pictures, then real tweet photos where ../shared/data exists)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(ASSETS / "bus.jpg", folder / "bus.jpg")
     shutil.copy(ASSETS / "zidane.jpg", folder / "zidane.jpg")
     ids = ["bus", "zidane"]
-    if shared is not None:
-        for path in sorted((shared / "twitter2017" / "images").glob("*.jpg"))[:shared_count]:
-            shutil.copy(path, folder / path.name)
-            ids.append(path.stem)
+    for path in image_files("twitter2017")[:tweet_images]:
+        shutil.copy(path, folder / path.name)
+        ids.append(path.stem)
     return ids
 
 
@@ -69,15 +70,15 @@ def config(files, out, **overrides) -> DetectConfig:
 
 
 @pytest.fixture
-def small_set(tmp_path, shared_data):
-    """Posts with real photos (people on them), two Twitter-2017 images and one post without an image."""
-    ids = real_images(tmp_path / "images", shared_data, shared_count=3)
+def small_set(tmp_path):
+    """Posts with real photos (people on them), three tweet-like images and one post without an image."""
+    ids = real_images(tmp_path / "images", tweet_images=3)
     posts = [(i, "Barack Obama visits # WhiteHouse with @ nasa") for i in ids] + [("no_image", "Nothing here")]
     return write_conll(tmp_path / "train.txt", posts), ids
 
 
-def test_real_detector_finds_people_on_real_photos(tmp_path, shared_data, detector):
-    ids = real_images(tmp_path / "images", shared_data, shared_count=15)
+def test_real_detector_finds_people_on_real_photos(tmp_path, detector):
+    ids = real_images(tmp_path / "images", tweet_images=20)
     conll = write_conll(tmp_path / "train.txt", [(i, "a photo") for i in ids] + [("absent", "no photo")])
     summary = run_detect(config([conll], tmp_path / "d.h5"), loaded=detector)
     assert summary.counts == {"present": len(ids), "missing": 1, "unreadable": 0}

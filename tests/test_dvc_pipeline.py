@@ -45,7 +45,10 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     params["extract"].update(num_workers=0)
     params["train"].update(encoder=str(encoder), epochs=1, prompt_dim=16, progress=False)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+    # The subprocesses get a controlled environment: a user's DVC_* settings (e.g. DVC_SITE_CACHE_DIR) must not
+    # move DVC's state out of the project, which this test checks.
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("DVC_")}
+    env = {**inherited, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
            "YOLO_CONFIG_DIR": str(root / ".yolo"), "OMP_NUM_THREADS": "2"}
     env["PYTHONPATH"] = str(root)  # run the copy's code, not the editable install's
@@ -80,7 +83,7 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_changed(project):
     after_detect_change = run([str(BIN / "dvc"), "repro"], root, env)
     assert stages_run(after_detect_change) == {"detect", "extract", "train", "evaluate"}
 
-    evaluation_code = root / "pipeline" / "evaluation.py"
+    evaluation_code = root / "pipeline" / "training" / "evaluation.py"
     evaluation_code.write_text(evaluation_code.read_text() + "\n# a change of the scoring code\n")
     fourth = run([str(BIN / "dvc"), "repro"], root, env)
     assert stages_run(fourth) == {"evaluate"}

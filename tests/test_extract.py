@@ -19,6 +19,7 @@ from pipeline.features.clip_encoder import build_untrained_clip, load_clip, untr
 from pipeline.features.config import UNTRAINED_NAME, ExtractConfig
 from pipeline.features.crops import crop_box, limit_aspect
 from pipeline.features.extract import extract_features
+from tests.datasets import data_sets, image_files
 from tests.extract_fixtures import (
     DetectionRow,
     make_image,
@@ -307,10 +308,11 @@ def test_cli_errors_are_one_line(world, tmp_path):
     assert result.exit_code == 1 and "unknown keys in section 'extract': batchsize" in result.output
 
 
-def test_real_tweets_mostly_without_images(world, tmp_path, shared_data):
+@pytest.mark.parametrize("data", data_sets("twitter2015"))
+def test_tweets_mostly_without_images(world, tmp_path, data):
     from pipeline.data.conll import read_conll
 
-    valid = shared_data / "twitter2015" / "valid.txt"
+    valid = data.split("valid" if data.real else "train")  # the fixture's images are in train
     posts, _ = read_conll(valid, invalid_bio="keep", type_map=None)
     rows = {}
     for post in posts:
@@ -401,9 +403,9 @@ def test_fast_preprocessing_matches_the_processor_on_odd_images_and_demo_picture
     assert_fast_path_matches(odd_images(tmp_path), PROCESSORS)
 
 
-def test_fast_preprocessing_matches_the_processor_on_real_photos(shared_data):
-    paths = sorted(shared_data.glob("twitter20*/images/*.jpg"))
-    assert len(paths) >= 20
+def test_fast_preprocessing_matches_the_processor_on_benchmark_images():
+    paths = image_files()  # the fixture's pictures, and the real tweet photos where they exist
+    assert len(paths) >= 8
     images = [load_image(path).image for path in paths]
     assert_fast_path_matches([image for image in images if image is not None],
                              {"standard-224": PROCESSORS["standard-224"]})

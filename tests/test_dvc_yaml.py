@@ -1,0 +1,75 @@
+"""dvc.yaml names what each stage really reads and writes: its code (by imports) and every file of its config."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from cli import COMMANDS, dghc
+from stages.options import parse_config
+from tests.conftest import REPO
+from tests.imports import project_closure
+
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def substitute(text: str) -> str:
+    """dvc.yaml's ${section.key} variables, from params.yaml."""
+    return re.sub(r"\$\{(\w+)\.(\w+)\}", lambda m: str(PARAMS[m.group(1)][m.group(2)]), text)
+
+
+def paths_of(entries: list) -> set[str]:
+    """Paths of a deps/outs/metrics/plots list (entries are strings or one-key mappings)."""
+    return {substitute(next(iter(e)) if isinstance(e, dict) else e) for e in entries or []}
+
+
+def covered(path: str, listed: set[str]) -> bool:
+    return any(path == item or path.startswith(item.rstrip("/") + "/") for item in listed)
+
+
+def command_of(stage: dict) -> tuple[str, list[str]]:
+    words = shlex.split(substitute(stage["cmd"]))
+    assert words[0] == "dghc", stage["cmd"]
+    return words[1], words[2:]
+
+
+@pytest.mark.parametrize("name", sorted(DVC["stages"]))
+def test_stage_depends_on_all_the_code_it_runs(name):
+    stage = DVC["stages"][name]
+    command, _ = command_of(stage)
+    module = COMMANDS[command].split(":")[0]
+    code = {str(p.relative_to(REPO)) for p in project_closure(module) | project_closure("cli")}
+    deps = paths_of(stage["deps"])
+    missing = sorted(path for path in code if not covered(path, deps))
+    assert not missing, f"stage {name} runs {missing} but dvc.yaml does not list them as deps"
+    stale = sorted(d for d in deps if d.split("/")[0] in ("pipeline", "stages", "cli.py") and not (REPO / d).exists())
+    assert not stale, f"stage {name} lists code that does not exist: {stale}"
+
+
+@pytest.mark.parametrize("name", sorted(DVC["stages"]))
+def test_command_names_every_file_its_stage_reads_or_writes(name):
+    stage = DVC["stages"][name]
+    command, args = command_of(stage)
+    config = parse_config(dghc.get_command(click.Context(dghc), command), args)
+    listed = paths_of(stage.get("deps")) | paths_of(stage.get("outs")) | paths_of(stage.get("metrics")) \
+        | paths_of(stage.get("plots"))
+    files = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, Path):
+                files.append(str(item))
+    print(f"{name}: {files}")
+    assert files, f"stage {name}: its config has no file at all"
+    unlisted = [f for f in files if not covered(f, listed)]
+    assert not unlisted, f"stage {name} reads or writes {unlisted}, which dvc.yaml does not list"
+    # and the converse: every data file dvc.yaml lists is given on the command line, not left to a default
+    data = {p for p in listed if p.split("/")[0] not in ("pipeline", "stages", "cli.py")}
+    unnamed = sorted(p for p in data if p not in args)
+    assert not unnamed, f"stage {name}: dvc.yaml lists {unnamed}, but its command leaves them to defaults"
