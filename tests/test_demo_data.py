@@ -266,6 +266,7 @@ def _probe_accuracy(train_x, train_y, valid_x, valid_y, torch) -> float:
         return float((probe(valid_x).argmax(1) == valid_y).float().mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output", ["projected", "pooled"])
 def test_linear_probe_on_untrained_clip_separates_visual_classes(clip_inputs, output):
     import torch
@@ -280,7 +281,9 @@ def test_linear_probe_on_untrained_clip_separates_visual_classes(clip_inputs, ou
     train_y = torch.tensor([classes.index(c) for c in train_classes])
     valid_y = torch.tensor([classes.index(c) for c in valid_classes])
     accuracy = _probe_accuracy(train_x, train_y, valid_x, valid_y, torch)
-    assert accuracy >= 0.9, accuracy
     # The probe can fail: with shuffled training labels it is near chance.
     shuffled = train_y[torch.randperm(len(train_y), generator=torch.Generator().manual_seed(0))]
-    assert _probe_accuracy(train_x, shuffled, valid_x, valid_y, torch) < 0.6
+    chance = _probe_accuracy(train_x, shuffled, valid_x, valid_y, torch)
+    print(f"{output}: probe accuracy on valid {accuracy:.3f}; with shuffled labels {chance:.3f}")
+    assert accuracy >= 0.9, accuracy
+    assert chance < 0.6, chance

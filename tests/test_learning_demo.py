@@ -5,6 +5,7 @@ train (packaged MiniLM) with and without the image, then both models tag the tes
 """
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
@@ -39,14 +40,19 @@ def demo_cache(tmp_path_factory) -> Path:
     return root
 
 
-def train_and_score(root: Path, name: str, **flags) -> float:
+SEEDS = (1, 2, 3)
+EPOCHS = 5
+
+
+def train_and_score(root: Path, name: str, seed: int, **flags) -> float:
+    """Share of the test split's image-dependent entities a model trained with ``flags`` types right."""
     torch.set_num_threads(2)
-    config = TrainConfig(train_file=str(root / "demo" / "train.txt"), dev_file=str(root / "demo" / "valid.txt"),
-                         features_file=str(root / "features.h5"), detections_file=str(root / "detections.h5"),
-                         output_dir=str(root / name), log_file=str(root / f"{name}.csv"), epochs=3,
-                         eval_begin_epoch=3, progress=False, **flags)
+    config = TrainConfig(train_file=root / "demo" / "train.txt", dev_file=root / "demo" / "valid.txt",
+                         features_file=root / "features.h5", detections_file=root / "detections.h5",
+                         output_dir=root / f"{name}-{seed}", log_file=None, epochs=EPOCHS,
+                         eval_begin_epoch=EPOCHS, seed=seed, progress=False, **flags)
     train(config)
-    checkpoint = load_checkpoint(root / name)
+    checkpoint = load_checkpoint(config.output_dir)
     posts, _ = read_conll(root / "demo" / "test.txt")
     predictions = predict(checkpoint.tagger, checkpoint.tokenizer, posts, FeatureStore(root / "features.h5"))
     return image_dependent_recall(root / "demo" / "demo.json", "test",
@@ -54,7 +60,13 @@ def train_and_score(root: Path, name: str, **flags) -> float:
 
 
 def test_full_model_beats_text_only_on_image_dependent_entities(demo_cache):
-    text_only = train_and_score(demo_cache, "text_only", use_image=False)
-    full = train_and_score(demo_cache, "full")
-    assert full >= 0.8, f"full model typed only {full:.2f} of the image-dependent entities"
-    assert full >= text_only + 0.25, f"full {full:.2f} vs text only {text_only:.2f}"
+    """The median of three seeds, with a wide margin: float results differ between CPUs, and one seed's run
+    can land anywhere in a range (measured on the 2-core development machine: full 0.94-1.00 over five seeds at
+    5 epochs, text only 0.41-0.44; at 3 epochs full ranged 0.56-0.81, too close to any threshold)."""
+    full = [train_and_score(demo_cache, "full", seed) for seed in SEEDS]
+    text_only = [train_and_score(demo_cache, "text_only", seed, use_image=False) for seed in SEEDS]
+    full_median, text_median = statistics.median(full), statistics.median(text_only)
+    print(f"image-dependent entities typed right, seeds {SEEDS}: full {full} (median {full_median:.3f}), "
+          f"text only {text_only} (median {text_median:.3f})")
+    assert full_median >= 0.75, f"full model typed only {full_median:.2f} of the image-dependent entities"
+    assert full_median >= text_median + 0.25, f"full {full_median:.2f} vs text only {text_median:.2f}"

@@ -1,1 +1,6 @@
-"""The DGHC tagger: relevance score, dynamic gates, visual prefix attention and a CRF over a BERT encoder."""
+"""The DGHC tagger: relevance score, dynamic gates, visual prefix attention and a CRF over a BERT encoder.
+
+Modules: ``encoder`` (loading the text encoder and tokenizer), ``relevance`` (eqs. 2-5), ``gates`` (eqs. 6-8),
+``visual_prefix`` (eqs. 10-13), ``prefix_attention`` (eq. 14), ``tagger`` (the whole model and its CRF); see
+docs/ARCHITECTURE.md for each equation.
+"""
