@@ -3,7 +3,7 @@
 Every file and folder dghc writes goes through here. A temporary sibling (same folder, so the rename stays on
 one file system) is written, given the permissions a new file gets from the umask (``mkstemp`` makes 0600),
 flushed to disk, and renamed over the target; a failure at any point removes it and leaves the previous output
-as it was.
+as it was. Our own because the package that did this (atomicwrites) is archived, and no kept one swaps folders.
 """
 from __future__ import annotations
 
