@@ -4,7 +4,8 @@ Two sources are merged: a generic detector (any ultralytics YOLO or RT-DETR weig
 grounding detector (ultralytics YOLOE or YOLO-World) prompted with phrases taken from the post. The top m
 regions of each image are written to an HDF5 file (see ``store`` for the layout).
 
-Modules: ``config`` (the stage's parameters), ``phrases`` (prompt phrases of a post), ``merge`` (class-agnostic NMS and top m), ``detectors``
-(ultralytics wrappers and weight resolution), ``store`` (HDF5 writer and reader), ``run`` (the stage with
-resume), ``draw`` (boxes drawn on an image for a person to look at: ``--show`` and the report).
+Modules: ``config`` (the stage's parameters), ``phrases`` (prompt phrases of a post), ``merge`` (class-agnostic
+NMS and top m), ``detectors`` (ultralytics wrappers and weight resolution), ``store`` (HDF5 writer and reader),
+``run`` (the stage with resume), ``draw`` (boxes drawn on an image for a person to look at: ``--show`` and the
+report).
 """
