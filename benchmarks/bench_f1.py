@@ -55,7 +55,8 @@ def main() -> None:
             config = TrainConfig(train_file=str(splits[0]), dev_file=str(splits[1]),
                                  features_file=str(root / "features.h5"),
                                  detections_file=str(root / "detections.h5"), output_dir=str(root / "model"),
-                                 log_file=str(root / "log.csv"), epochs=args.epochs, progress=False, **flags)
+                                 log_file=str(root / "log.csv"), state_dir=root / "state", epochs=args.epochs,
+                                 progress=False, **flags)
             train(config)
             train_seconds = time.perf_counter() - start
             result = evaluate(load_checkpoint(root / "model"), posts, features)

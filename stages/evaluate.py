@@ -19,6 +19,8 @@ def evaluate_command(config: EvaluateConfig) -> None:
     the same vision model). Scores are entity-level, in seqeval's default (conlleval) and strict modes.
     """
     from pipeline.artifacts.atomic import write_text_atomically
+    from pipeline.core.devices import resolve_device
+    from pipeline.core.precision import check_precision
     from pipeline.data.conll import read_conll
     from pipeline.data.tags import OTHER_AS_MISC, invalid_bio_positions
     from pipeline.training.checkpoint import load_checkpoint  # torch: imported only when the stage runs
@@ -26,12 +28,14 @@ def evaluate_command(config: EvaluateConfig) -> None:
     from pipeline.training.visual_features import open_for_model
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    check_precision(config.precision, resolve_device(config.device))
     checkpoint = load_checkpoint(config.model_dir)
     # Gold as written (stray I- kept): default mode reads it as conlleval does, strict mode as IOB2.
     posts, _ = read_conll(config.data_file, type_map=None if config.keep_other else OTHER_AS_MISC,
                           invalid_bio="keep")
     features = open_for_model(checkpoint, config.features_file)
-    result = evaluate(checkpoint, posts, features, config.batch_size, config.device, progress=True)
+    result = evaluate(checkpoint, posts, features, config.batch_size, config.device, progress=True,
+                      precision=config.precision)
     invalid = sum(len(invalid_bio_positions(p.labels)) for p in posts)
     metrics = {**result.metrics, "data": str(config.data_file), "model": str(config.model_dir),
                "gold_invalid_bio": invalid}

@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import click
+import yaml
 
+from pipeline.core.errors import DghcError
 from pipeline.training.config import TrainConfig
 from stages.options import configured
 
@@ -16,13 +23,23 @@ def train_command(config: TrainConfig) -> None:
     """Train on --train, score --dev every epoch from eval_begin_epoch, keep the best checkpoint in --out.
 
     Every parameter can also come from the `train` section of a params file (--params) or --set KEY=VALUE.
+    The run saves its state in --state every epoch (and every save_every_steps steps): after a crash, the same
+    command resumes where it stopped. --processes N trains with N data-parallel processes.
     """
+    if config.processes > 1 and "WORLD_SIZE" not in os.environ:
+        _launch_processes(config)
+        return
     from pipeline.artifacts.atomic import write_text_atomically
     from pipeline.training.trainer import train  # torch and transformers: imported only when the stage runs
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     result = train(config)
-    click.echo(f"best epoch: {result.best_epoch}; checkpoint: {result.output_dir}")
+    if not result.is_main_process:
+        return
+    if result.resumed_from is not None:
+        click.echo(f"resumed after epoch {result.resumed_from[0]}, step {result.resumed_from[1]} of the next")
+    click.echo(f"best epoch: {result.best_epoch}; checkpoint: {result.output_dir}; effective batch "
+               f"{result.effective_batch} posts per optimizer step")
     if result.best_dev:
         overall = result.best_dev["default"]["overall"]
         click.echo(f"dev P {overall['precision']:.4f} R {overall['recall']:.4f} F1 {overall['f1']:.4f} "
@@ -34,3 +51,23 @@ def train_command(config: TrainConfig) -> None:
                 for key in ("precision", "recall", "f1"):
                     summary[f"dev_{mode}_{key}"] = round(result.best_dev[mode]["overall"][key], 4)
         write_text_atomically(config.metrics_file, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def _launch_processes(config: TrainConfig) -> None:
+    """Run this command in ``processes`` processes with torch's launcher (torchrun): gloo on the CPU, one GPU each
+    with CUDA. The resolved config travels in a temporary params file, so every process trains the same run."""
+    values = {key: str(value) if isinstance(value, Path) else value for key, value in config.to_json().items()
+              if key != "expected_features"}
+    with tempfile.TemporaryDirectory(prefix="dghc-train-") as folder:
+        params = Path(folder) / "params.yaml"
+        params.write_text(yaml.safe_dump({"train": values}, sort_keys=True), encoding="utf-8")
+        env = dict(os.environ)
+        if config.device == "cpu" and "OMP_NUM_THREADS" not in env:  # the cores are shared by the processes
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // config.processes))
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={config.processes}", "--module", "cli", "train", "--params", str(params)]
+        click.echo(f"train: starting {config.processes} processes: {' '.join(command[2:])}", err=True)
+        done = subprocess.run(command, env=env, cwd=os.getcwd())
+    if done.returncode != 0:
+        raise DghcError(f"train: the {config.processes} training processes failed (exit {done.returncode}); their "
+                        "messages are above. Rerunning the same command resumes from the saved state.")

@@ -49,7 +49,7 @@ def train_and_score(root: Path, name: str, seed: int, **flags) -> float:
     torch.set_num_threads(2)
     config = TrainConfig(train_file=root / "demo" / "train.txt", dev_file=root / "demo" / "valid.txt",
                          features_file=root / "features.h5", detections_file=root / "detections.h5",
-                         output_dir=root / f"{name}-{seed}", log_file=None, epochs=EPOCHS,
+                         output_dir=root / f"{name}-{seed}", log_file=None, state_dir=root / "state", epochs=EPOCHS,
                          eval_begin_epoch=EPOCHS, seed=seed, progress=False, **flags)
     train(config)
     checkpoint = load_checkpoint(config.output_dir)

@@ -53,7 +53,7 @@ def trained(tmp_path_factory):
     common = dict(train_file=str(files[0]), dev_file=str(files[0]), features_file=str(root / "features.h5"),
                   detections_file=str(root / "detections.h5"), log_file="", encoder=str(bert), batch_size=8,
                   lr_encoder=2e-3, lr_head=5e-3, lr_crf=5e-2, warmup_ratio=0.0, dropout=0.0, prompt_dim=16,
-                  progress=False, seed=3)
+                  progress=False, seed=3, state_dir=root / "state")
     train(TrainConfig(output_dir=str(root / "model"), epochs=12, **common))
     train(TrainConfig(output_dir=str(root / "text_model"), epochs=2, use_image=False, **common))
     posts, _ = read_conll(files[0])

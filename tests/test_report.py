@@ -63,7 +63,8 @@ def setup(tmp_path_factory):
     bert = save_tiny_bert(root / "bert", hidden=32, layers=2, heads=2)
     common = dict(train_file=str(splits[0]), dev_file=str(splits[1]), features_file=str(features),
                   detections_file=str(detections), log_file="", encoder=str(bert), batch_size=8, lr_encoder=2e-3,
-                  lr_head=5e-3, lr_crf=5e-2, warmup_ratio=0.0, dropout=0.0, prompt_dim=16, progress=False, seed=3)
+                  lr_head=5e-3, lr_crf=5e-2, warmup_ratio=0.0, dropout=0.0, prompt_dim=16, progress=False, seed=3,
+                  state_dir=root / "state")
     train(TrainConfig(output_dir=str(root / "model"), epochs=12, **common))
     train(TrainConfig(output_dir=str(root / "text_model"), epochs=2, use_image=False, **common))
     # the test split plus posts the caches do not know: a missing image, an unreadable one, and markup in tokens

@@ -33,7 +33,7 @@ def pipeline_files(tmp_path_factory) -> dict[str, Path]:
                     "--out", str(root / "model"), "--metrics", str(root / "train_metrics.json"),
                     "--set", f"encoder={bert}", "--set", "epochs=2", "--set", "prompt_dim=16",
                     "--set", f"detections_file={root / 'detections.h5'}", "--set", f"log_file={root / 'log.csv'}",
-                    "--set", "progress=false")
+                    "--set", "progress=false", "--state", str(root / "state"))
     assert result.exit_code == 0, result.output
     return {"root": root, "train": files[0], "valid": files[1], "test": files[2], "model": root / "model",
             "features": root / "features.h5", "detections": root / "detections.h5", "bert": bert}
@@ -148,3 +148,16 @@ def test_unknown_types_and_long_posts_are_reported_and_every_word_is_tagged(pipe
 def test_unknown_parameter_lists_known_ones(pipeline_files):
     result = invoke("train", "--set", "epochz=3")
     assert_clean_error(result, "epochz", "epochs")
+
+
+def test_evaluate_under_the_precision_switch(pipeline_files, tmp_path):
+    args = ["evaluate", str(pipeline_files["model"]), str(pipeline_files["test"]), "--features",
+            str(pipeline_files["features"])]
+    assert_clean_error(invoke(*args, "--precision", "fp16"), "fp16 needs a CUDA GPU")
+    scores = {}
+    for precision in ("no", "bf16"):  # bf16 autocast runs on the CPU too
+        result = invoke(*args, "--precision", precision, "--summary", str(tmp_path / f"{precision}.json"))
+        assert result.exit_code == 0, result.output
+        scores[precision] = json.loads((tmp_path / f"{precision}.json").read_text())["default_f1"]
+    print(f"test F1 in float32 {scores['no']:.4f}, under bf16 autocast {scores['bf16']:.4f}")
+    assert abs(scores["no"] - scores["bf16"]) <= 0.1

@@ -56,6 +56,7 @@ def image_features():
 
 def tiny_config(tmp_path, folder, **overrides) -> TrainConfig:
     values = dict(encoder=str(folder), output_dir=str(tmp_path / "model"), log_file=str(tmp_path / "log.csv"),
+                  state_dir=tmp_path / "state",
                   epochs=40, batch_size=6, lr_encoder=2e-3, lr_head=5e-3, lr_crf=5e-2, warmup_ratio=0.0,
                   dropout=0.0, prompt_dim=16, eval_begin_epoch=1, progress=False, seed=3)
     values.update(overrides)

@@ -176,7 +176,8 @@ class DGHCTagger(nn.Module):
             hidden = self._run_encoder(batch, prefixes)
         index = batch.word_starts.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         word_hidden = torch.gather(hidden, 1, index)
-        emissions = self.emissions(self.dropout(word_hidden))
+        # float32 emissions whatever the autocast precision: the CRF's log-sum-exp overflows in float16
+        emissions = self.emissions(self.dropout(word_hidden)).float()
         return TaggerOutput(emissions, batch.word_mask, relevance, gates)
 
     def _run_with_prefix_from_embeddings(self, batch: Batch):
@@ -199,12 +200,13 @@ class DGHCTagger(nn.Module):
             handle.remove()
         return hidden, built["relevance"], built["gates"]
 
-    def loss(self, batch: Batch) -> torch.Tensor:
-        """Mean negative log-likelihood of the gold tags per post."""
+    def loss(self, batch: Batch, reduction: Literal["mean", "sum"] = "mean") -> torch.Tensor:
+        """Negative log-likelihood of the gold tags: the mean over the posts, or their sum."""
         if batch.labels is None:
             raise ValueError("the batch has no labels")
         output = self(batch)
-        return -self.crf(output.emissions, batch.labels, mask=batch.word_mask, reduction="mean")
+        with torch.autocast(output.emissions.device.type, enabled=False):
+            return -self.crf(output.emissions, batch.labels, mask=batch.word_mask, reduction=reduction)
 
     @torch.no_grad()
     def decode(self, batch: Batch) -> tuple[list[list[int]], TaggerOutput]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pipeline.core.params import check_params, param
 
@@ -20,6 +20,8 @@ class PredictConfig:
     out: Path | None = param(None, help="Write the JSONL here (atomically: all or nothing). Default: stdout.")
     batch_size: int = param(32, help="Posts per batch (detection, CLIP, tagging).", minimum=1)
     device: str = param("auto", help="auto (the GPU when there is one), cpu, cuda, cuda:N.")
+    precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of the tagging (autocast; fp16 "
+                                                     "needs a CUDA GPU).")
     skip_bad: bool = param(False, help="Skip bad input lines with a warning (default: stop at the first).")
     detector_weights: str | None = param(None, metavar="FILE", help="Where the detector weights the model records "
                                          "lie, if not found by name (sha256 is checked).")

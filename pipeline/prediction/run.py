@@ -27,6 +27,7 @@ from tqdm import tqdm
 from pipeline.artifacts.atomic import atomic_text
 from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError
+from pipeline.core.precision import check_precision
 from pipeline.data.conll import Post
 from pipeline.data.images import load_image
 from pipeline.data.tags import bio_spans
@@ -114,6 +115,7 @@ def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout:
             "(known: id, text, tokens, image)")
     posts = read.posts
     device = resolve_device(config.device)
+    check_precision(config.precision, device)
     checkpoint = load_checkpoint(config.model_dir)
     tagger = checkpoint.tagger.to(device)
     uses_image = tagger.config.use_image
@@ -142,7 +144,7 @@ def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout:
                 features = MemoryFeatures(tagger.config.vision_dim, tagger.config.num_regions)
             tag_posts = [Post(p.post_id, p.words, ["O"] * len(p.tokens), None, p.line) for p in chunk]
             predictions = predict(tagger, checkpoint.tokenizer, tag_posts, features,
-                                  batch_size=config.batch_size, device=str(device))
+                                  batch_size=config.batch_size, device=device, precision=config.precision)
             records = []
             for post, prediction in zip(chunk, predictions):
                 image = images[post.post_id]

@@ -12,7 +12,9 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.artifacts.atomic import write_text_atomically
+from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError
+from pipeline.core.precision import check_precision
 from pipeline.data.conll import read_conll
 from pipeline.data.images import ImageStatus, load_image
 from pipeline.data.tags import OTHER_AS_MISC
@@ -51,6 +53,7 @@ def build_report(config: ReportConfig) -> ReportResult:
     """Tag DATA with and without the image, choose the posts to show, write OUT/index.html atomically."""
     if Path(config.out).exists() and not Path(config.out).is_dir():
         raise DghcError(f"--out {config.out} is a file: give a folder (the page is written as FOLDER/index.html)")
+    check_precision(config.precision, resolve_device(config.device))
     checkpoint = load_checkpoint(config.model)
     posts, _ = read_conll(config.data, config.images, type_map=None if config.keep_other else OTHER_AS_MISC)
     if not posts:
@@ -68,12 +71,12 @@ def build_report(config: ReportConfig) -> ReportResult:
                      "random function of the pixels, not learned visual features.")
 
     with_image = evaluate(checkpoint, posts, features, config.batch_size, config.device, config.progress,
-                          allow_missing_features=True)
+                          allow_missing_features=True, precision=config.precision)
     scores = {"with image" if features is not None else "text-only model": with_image.metrics["default"]}
     text_only: list[PostPrediction | None] = [None] * len(posts)
     if features is not None:
         masked = evaluate(checkpoint, posts, MaskedFeatures(features), config.batch_size, config.device,
-                          config.progress, allow_missing_features=True)
+                          config.progress, allow_missing_features=True, precision=config.precision)
         text_only = list(masked.predictions)
         scores["image masked (text-only path)"] = masked.metrics["default"]
     effects = [image_effect(post.labels, prediction.labels, alone.labels if alone else None)

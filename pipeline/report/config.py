@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pipeline.core.params import check_params, param
 
@@ -30,6 +30,8 @@ class ReportConfig:
     batch_size: int = param(32, help="Posts per batch.", minimum=1)
     keep_other: bool = param(False, help="Keep OTHER as its own type instead of MISC.")
     device: str = param("cpu", help="Torch device: cpu, cuda, cuda:N.")
+    precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of the tagging (autocast; fp16 "
+                                                     "needs a CUDA GPU).")
     progress: bool = param(True, help="Show a progress bar.")
 
     def __post_init__(self) -> None:

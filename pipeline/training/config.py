@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from pipeline.core.errors import DghcError
 from pipeline.core.params import check_params, param
 from pipeline.model.encoder import PACKAGED_MINILM
 
@@ -34,6 +35,9 @@ class TrainConfig:
                                   "`dvc plots`.", option="--log")
     metrics_file: Path | None = param(None, help="Write the best epoch and its dev P/R/F1 (flat JSON, for "
                                       "`dvc metrics show`).", option="--metrics")
+    state_dir: Path = param(Path("cache/train_state"), help="Folder of the resumable training state and the best "
+                            "checkpoint so far: rerunning the same command after a crash resumes from it.",
+                            option="--state")
     # the model (see ModelConfig)
     encoder: str = param(PACKAGED_MINILM, help="Text encoder: a hub name (bert-base-cased), a local folder, or "
                          f"{PACKAGED_MINILM} (offline default).")
@@ -50,7 +54,10 @@ class TrainConfig:
     max_length: int = param(128, help="Sub-tokens per post (two special tokens included).", minimum=3)
     # optimisation
     epochs: int = param(30, help="Training epochs.", minimum=1)
-    batch_size: int = param(16, help="Posts per step.", minimum=1)
+    batch_size: int = param(16, help="Posts per forward/backward pass, split across the processes (an optimizer "
+                            "step takes grad_accum_steps of them).", minimum=1)
+    grad_accum_steps: int = param(1, help="Passes whose gradients are summed before each optimizer step.",
+                                  minimum=1)
     lr_encoder: float = param(3e-5, help="AdamW learning rate of the encoder.", minimum=0.0)
     lr_head: float = param(1e-3, help="Learning rate of the new layers (relevance, gates, prefix, emissions).",
                            minimum=0.0)
@@ -64,13 +71,23 @@ class TrainConfig:
                                      minimum=0)
     eval_mode: Literal["default", "strict"] = param("default", help="seqeval mode whose F1 picks the best epoch.")
     merge_other: bool = param(True, help="Read Twitter-2015's OTHER as MISC.")
-    device: str = param("cpu", help="Torch device: cpu, cuda, cuda:N.")
+    device: str = param("cpu", help="Torch device: cpu, cuda, auto (the GPU when there is one).")
+    precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of training and dev scoring "
+                                                     "(fp16 needs a CUDA GPU; bf16 a GPU or CPU that has it).")
+    processes: int = param(1, help="Data-parallel processes: `dghc train --processes N` starts N (gloo on the "
+                           "CPU, one GPU each with CUDA); rank 0 alone writes files.", minimum=1)
+    save_every_steps: int = param(0, help="Also save the resumable state every N optimizer steps (0: at the end "
+                                  "of every epoch only).", minimum=0)
+    restart: bool = param(False, help="Ignore a saved training state and start over.")
     progress: bool = param(True, help="Show a progress bar.")
     # set by code: fingerprint keys the features file must have
     expected_features: dict = param(default_factory=dict, help="", internal=True)
 
     def __post_init__(self) -> None:
         check_params(self)
+        if self.processes > self.batch_size:
+            raise DghcError(f"train: {self.processes} processes but {self.batch_size} posts in a batch: every process "
+                            "needs at least one post of each pass (raise batch_size or lower processes)")
 
     def model_config(self, labels: list[str], vision_dim: int, num_regions: int) -> ModelConfig:
         """The model's parameters: the fields this config shares with ModelConfig, plus what the data gives."""
@@ -105,6 +122,8 @@ class EvaluateConfig:
     batch_size: int = param(32, help="Posts per batch.", minimum=1)
     keep_other: bool = param(False, help="Keep OTHER as its own type instead of MISC.")
     device: str = param("cpu", help="Torch device: cpu, cuda, cuda:N.")
+    precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of the tagging (autocast; fp16 "
+                                                     "needs a CUDA GPU).")
 
     def __post_init__(self) -> None:
         check_params(self)

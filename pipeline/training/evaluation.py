@@ -40,7 +40,7 @@ def summarise_visual(predictions: Sequence[PostPrediction]) -> dict:
 
 def evaluate(checkpoint: Checkpoint, posts: Sequence[Post], features: VisualFeatures | None,
              batch_size: int = 32, device: str = "cpu", progress: bool = False,
-             allow_missing_features: bool = False) -> Evaluation:
+             allow_missing_features: bool = False, precision: str = "no") -> Evaluation:
     """Tag and score ``posts``. Posts absent from the features file are refused unless
     ``allow_missing_features`` (the HTML report shows them, marked as read from the text alone)."""
     if not posts:
@@ -53,7 +53,8 @@ def evaluate(checkpoint: Checkpoint, posts: Sequence[Post], features: VisualFeat
                        "those entities count as missed", unknown, sorted(model_types))
     if features is not None and not allow_missing_features:
         require_coverage(features, posts, "the data to evaluate")
-    predictions = predict(checkpoint.tagger, checkpoint.tokenizer, posts, features, batch_size, device, progress)
+    predictions = predict(checkpoint.tagger, checkpoint.tokenizer, posts, features, batch_size, device, progress,
+                          precision)
     metrics = all_modes([p.labels for p in posts], [p.labels for p in predictions])
     metrics.update(summarise_visual(predictions))
     metrics["posts"] = len(posts)

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import torch
 
+from pipeline.core.precision import autocast
 from pipeline.data.conll import Post
 from pipeline.data.tags import OUTSIDE, bioes_to_bio
 from pipeline.model.tagger import DGHCTagger
@@ -24,9 +25,12 @@ class PostPrediction:
 
 
 def predict(tagger: DGHCTagger, tokenizer, posts: Sequence[Post], features: VisualFeatures | None,
-            batch_size: int = 32, device: str = "cpu", progress: bool = False) -> list[PostPrediction]:
-    """Tag posts in batches of similar length (results come back in the input order)."""
-    tagger.eval()
+            batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False,
+            precision: str = "no") -> list[PostPrediction]:
+    """Tag posts in batches of similar length (results come back in the input order), on ``device`` under the
+    ``precision`` switch (autocast for fp16/bf16)."""
+    device = torch.device(device)
+    tagger.eval().to(device)
     examples = make_examples(posts, tokenizer, tagger.max_length)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].encoded.input_ids))
     results: dict[int, PostPrediction] = {}
@@ -37,7 +41,7 @@ def predict(tagger: DGHCTagger, tokenizer, posts: Sequence[Post], features: Visu
         from tqdm import tqdm
         iterator = tqdm(iterator, total=(len(order) + batch_size - 1) // batch_size, desc="tagging", unit="batch")
     position = 0
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision, device):
         for chunk, batch in iterator:
             tag_ids, output = tagger.decode(batch.to(device))
             for row, (example, ids) in enumerate(zip(chunk, tag_ids)):

@@ -1,35 +1,65 @@
-"""Training the DGHC tagger on cached visual features: AdamW groups, warmup, clipping, best dev checkpoint."""
+"""Training the DGHC tagger on cached visual features, with Hugging Face Accelerate.
+
+Accelerate places the model, wraps it for data parallelism over several processes (gloo on the CPU, one GPU each
+with CUDA) and runs mixed precision (``precision``: autocast, and a gradient scaler for fp16). The loop itself is
+ours, because resuming must be exact:
+
+- each epoch's order of the training posts is a seeded shuffle (the same on every process); the posts of a pass
+  (``batch_size`` of them) are split across the processes, and each process's loss is weighted so that the
+  averaged gradient equals the one-process gradient of the whole pass;
+- ``grad_accum_steps`` passes make one optimizer step; AdamW with transformers' warmup schedule;
+- dev scoring splits the dev posts across the processes and gathers the predictions: every post exactly once;
+- the state (weights, optimizer, scheduler, scaler, every process's RNGs, progress) is saved at the end of every
+  epoch and every ``save_every_steps`` steps (``state``); rerunning the same command resumes from it, and on the
+  CPU the final weights equal those of an uninterrupted run, tensor for tensor.
+
+Rank 0 alone writes the best checkpoint, the log and the state.
+"""
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import logging
 import math
 import random
-from dataclasses import dataclass
+import shutil
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
+from torch import nn
 from tqdm import tqdm
 from transformers import set_seed
 
-from pipeline.artifacts.atomic import write_text_atomically
+import pipeline
+from pipeline.artifacts.atomic import atomic_folder, write_text_atomically
+from pipeline.artifacts.fingerprint import sha256_json
+from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError
+from pipeline.core.precision import autocast, check_precision
 from pipeline.data.conll import Post, read_conll
 from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set, entity_types
 from pipeline.detection.store import read_fingerprint
 from pipeline.model.encoder import load_encoder_and_tokenizer
-from pipeline.model.tagger import DGHCTagger
-from pipeline.training.batching import batches, make_examples
+from pipeline.model.tagger import Batch, DGHCTagger
+from pipeline.training.batching import collate, make_examples
 from pipeline.training.checkpoint import Checkpoint, save_checkpoint
 from pipeline.training.config import TrainConfig
 from pipeline.training.inference import predict
 from pipeline.training.metrics import all_modes
 from pipeline.training.optim import make_optimizer, make_scheduler
+from pipeline.training.state import Progress, StateFolder, capture_rng, restore_rng
 from pipeline.training.visual_features import VisualFeatures, open_for_training, require_coverage
 
 logger = logging.getLogger(__name__)
+
+# Parameters that do not change what training computes: a state saved under other values still resumes.
+NOT_IN_RESUME_KEY = frozenset({"train_file", "dev_file", "features_file", "detections_file", "output_dir", "log_file",
+                               "metrics_file", "state_dir", "save_every_steps", "restart", "progress",
+                               "expected_features"})
 
 
 @dataclass
@@ -47,9 +77,23 @@ class TrainResult:
     best_dev: dict | None  # scores of the best epoch in both modes
     history: list[EpochRecord]
     output_dir: Path
+    effective_batch: int  # posts per optimizer step: per-process share x processes x accumulation
+    resumed_from: tuple[int, int] | None  # (epochs done, steps into the next) of the state resumed, if any
+    is_main_process: bool = True
 
 
-def read_split(path: str, merge_other: bool, what: str) -> list[Post]:
+class TrainingStep(nn.Module):
+    """The tagger's loss as a module's forward: what the data-parallel wrapper synchronises."""
+
+    def __init__(self, tagger: DGHCTagger) -> None:
+        super().__init__()
+        self.tagger = tagger
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.tagger.loss(batch, reduction="sum")
+
+
+def read_split(path: str | Path, merge_other: bool, what: str) -> list[Post]:
     posts, report = read_conll(path, type_map=OTHER_AS_MISC if merge_other else None)
     if not posts:
         raise DghcError(f"{path}: the {what} split has no posts")
@@ -58,90 +102,242 @@ def read_split(path: str, merge_other: bool, what: str) -> list[Post]:
     return posts
 
 
-def evaluate_posts(tagger: DGHCTagger, tokenizer, posts: Sequence[Post], features: VisualFeatures | None,
-                   batch_size: int, device: str) -> dict:
-    predictions = predict(tagger, tokenizer, posts, features, batch_size=batch_size, device=device)
-    return all_modes([p.labels for p in posts], [p.labels for p in predictions])
+def make_accelerator(config: TrainConfig) -> Any:
+    """The Accelerator of this process: its device, the precision, and the processes it runs with."""
+    import os
+
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    if "WORLD_SIZE" not in os.environ:
+        # Accelerate keeps one state per process and refuses another precision later in the same process (tests,
+        # notebooks train several models): start from a fresh one; a launched multi-process run keeps its own.
+        AcceleratorState._reset_state(reset_partial_state=True)
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=config.precision)
+    if accelerator.num_processes != config.processes:
+        raise DghcError(f"train: processes is {config.processes} but this run has {accelerator.num_processes}: start "
+                        f"several with `dghc train --processes {config.processes}` (or torchrun/accelerate launch)")
+    return accelerator
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
+    """The order of the training posts in ``epoch`` (1-based): the epoch-th shuffle of a generator seeded once,
+    replayed so that a resumed run gets the very same order."""
+    generator = random.Random(seed)
+    order: list[int] = []
+    for _ in range(epoch):
+        order = list(range(count))
+        generator.shuffle(order)
+    return order
+
+
+def epoch_steps(order: list[int], config: TrainConfig) -> list[list[list[int]]]:
+    """The epoch as optimizer steps, each a list of passes (post indices). With several processes a last pass
+    shorter than the number of processes is filled up from the epoch's start, so that no process is idle."""
+    passes = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    if config.processes > 1 and len(passes[-1]) < config.processes:
+        passes[-1] = passes[-1] + order[:config.processes - len(passes[-1])]
+    return [passes[i:i + config.grad_accum_steps] for i in range(0, len(passes), config.grad_accum_steps)]
+
+
+def share(indices: list[int], rank: int, processes: int) -> list[int]:
+    """This process's contiguous share of a pass (sizes differ by at most one)."""
+    size, extra = divmod(len(indices), processes)
+    start = rank * size + min(rank, extra)
+    return indices[start:start + size + (1 if rank < extra else 0)]
+
+
+def resume_key(config: TrainConfig, train_posts: Sequence[Post], dev_posts: Sequence[Post],
+               features: VisualFeatures | None, device: torch.device) -> dict[str, Any]:
+    """What a saved state must have been made with to be resumed: parameters, data, features, code, processes."""
+    params = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in NOT_IN_RESUME_KEY}
+    source = hashlib.sha256()
+    root = Path(pipeline.__file__).parent
+    for path in sorted((root / "model").glob("*.py")) + sorted((root / "training").glob("*.py")):
+        source.update(path.read_bytes())
+    return {
+        "params": {k: str(v) if isinstance(v, Path) else v for k, v in params.items()},
+        "train_data": sha256_json([[p.post_id, p.tokens, p.labels] for p in train_posts]),
+        "dev_data": sha256_json([[p.post_id, p.tokens, p.labels] for p in dev_posts]),
+        "features": getattr(features, "fingerprint_sha256", None),
+        "code": f"dghc {pipeline.__version__}, model+training sources sha256 {source.hexdigest()[:16]}",
+        "device_type": device.type,
+    }
+
+
+def score_dev(accelerator: Any, tagger: DGHCTagger, tokenizer: Any, dev_posts: Sequence[Post],
+              features: VisualFeatures | None, config: TrainConfig) -> dict:
+    """Dev P/R/F1 in both modes: each process tags its share of the posts, the predictions are gathered (every
+    post exactly once, no padding), and every process computes the same scores."""
+    from accelerate.utils import gather_object
+
+    rank, processes = accelerator.process_index, accelerator.num_processes
+    mine = list(range(rank, len(dev_posts), processes))
+    with autocast(config.precision, accelerator.device):
+        predicted = predict(tagger, tokenizer, [dev_posts[i] for i in mine], features,
+                            batch_size=config.batch_size * 2, device=accelerator.device)
+    gathered = gather_object([(i, p.labels) for i, p in zip(mine, predicted)]) if processes > 1 else \
+        [(i, p.labels) for i, p in zip(mine, predicted)]
+    labels = dict(gathered)
+    if sorted(labels) != list(range(len(dev_posts))):
+        raise RuntimeError("dev scoring lost or doubled posts across processes")
+    tagger.train()
+    return all_modes([p.labels for p in dev_posts], [labels[i] for i in range(len(dev_posts))])
 
 
 def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
           dev_posts: Sequence[Post] | None = None, features: VisualFeatures | None = None) -> TrainResult:
-    """Train, evaluate on dev from ``eval_begin_epoch``, keep the best dev checkpoint in ``output_dir``.
+    """Train, score dev from ``eval_begin_epoch``, keep the best dev checkpoint in ``output_dir``; resume from the
+    state in ``state_dir`` when there is one for this run.
 
     Posts and features may be given directly (tests); otherwise they are read from the configured files.
     """
+    accelerator = make_accelerator(config)
+    rank, processes, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     set_seed(config.seed)
-    train_posts = list(train_posts) if train_posts is not None else read_split(config.train_file, config.merge_other, "train")
+    train_posts = list(train_posts) if train_posts is not None else read_split(config.train_file, config.merge_other,
+                                                                               "train")
     dev_posts = list(dev_posts) if dev_posts is not None else read_split(config.dev_file, config.merge_other, "dev")
-    if not train_posts:
-        raise DghcError("the train split has no posts")
     if features is None:
         features = open_for_training(config)
     if features is not None:
-        require_coverage(features, train_posts, config.train_file)
-        require_coverage(features, dev_posts, config.dev_file)
+        require_coverage(features, train_posts, str(config.train_file))
+        require_coverage(features, dev_posts, str(config.dev_file))
     labels = bioes_label_set(entity_types([p.labels for p in train_posts]))
     vision_dim = features.dim if features is not None else 0
     num_regions = features.m if features is not None else 3
     encoder, tokenizer = load_encoder_and_tokenizer(config.encoder)
-    tagger = DGHCTagger(config.model_config(labels, vision_dim, num_regions), encoder).to(config.device)
-    label_to_id = {label: i for i, label in enumerate(labels)}
-    examples = make_examples(train_posts, tokenizer, tagger.max_length, label_to_id)
+    tagger = DGHCTagger(config.model_config(labels, vision_dim, num_regions), encoder)
+    examples = make_examples(train_posts, tokenizer, tagger.max_length, {label: i for i, label in enumerate(labels)})
 
-    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    steps_per_epoch = len(epoch_steps(list(range(len(examples))), config))
     optimizer = make_optimizer(tagger, config)
-    scheduler = make_scheduler(optimizer, config, total_steps)
-    fingerprint = getattr(features, "fingerprint", None)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
+    state_folder = StateFolder(config.state_dir)
+    key = resume_key(config, train_posts, dev_posts, features, accelerator.device)
+    if config.restart:
+        if main:
+            state_folder.clear()
+        accelerator.wait_for_everyone()
+    state = None if config.restart else state_folder.load(key)
+    progress = state.progress if state is not None else Progress()
+    if state is not None:
+        tagger.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+    step_module, optimizer = accelerator.prepare(TrainingStep(tagger.to(accelerator.device)), optimizer)
+    if state is not None:
+        if accelerator.scaler is not None and state.scaler is not None:
+            accelerator.scaler.load_state_dict(state.scaler)
+        restore_rng(state.rng[rank])
+        logger.info("resuming from %s: %d epoch(s) done, %d step(s) into the next", state.folder, progress.epoch,
+                    progress.step_in_epoch)
+    effective_batch = config.batch_size * config.grad_accum_steps
+    if main:
+        logger.info("effective batch: %d posts per optimizer step (%d per pass split over %d process(es) = ~%d "
+                    "each, x %d accumulation)", effective_batch, config.batch_size, processes,
+                    math.ceil(config.batch_size / processes), config.grad_accum_steps)
+    features_fingerprint = getattr(features, "fingerprint", None)
     detections_fingerprint = read_fingerprint(config.detections_file) if config.use_image else None
 
-    history: list[EpochRecord] = []
-    best_f1, best_epoch, best_dev, stale = -1.0, None, None, 0
-    generator = random.Random(config.seed)
-    log_path = Path(config.log_file) if config.log_file else None
-    for epoch in range(1, config.epochs + 1):
-        tagger.train()
-        order = list(range(len(examples)))
-        generator.shuffle(order)
-        iterator = batches(examples, config.batch_size, tokenizer.pad_token_id, features, order)
-        if config.progress:
-            iterator = tqdm(iterator, total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="batch")
-        total_loss = 0.0
-        for _, batch in iterator:
-            loss = tagger.loss(batch.to(config.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(tagger.parameters(), config.max_grad_norm)
+    def checkpoint_info(best_epoch: int | None, scores: dict | None) -> dict:
+        return {"best_epoch": best_epoch, "dev_scores": scores, "encoder": config.encoder,
+                "train_config": config.to_json(), "effective_batch": effective_batch, "processes": processes,
+                "grad_accum_steps": config.grad_accum_steps, "precision": config.precision}
+
+    def save_progress() -> None:
+        """Every process's RNG states go to rank 0, which writes the whole state."""
+        from accelerate.utils import gather_object
+
+        rng = gather_object([capture_rng()]) if processes > 1 else [capture_rng()]
+        if main:
+            scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
+            state_folder.save(model=accelerator.unwrap_model(step_module).tagger.state_dict(),
+                              optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler,
+                              rng=rng, progress=progress, resume_key=key)
+        accelerator.wait_for_everyone()
+
+    resumed_from = (progress.epoch, progress.step_in_epoch) if state is not None else None
+    pad_id = tokenizer.pad_token_id
+    for epoch in range(progress.epoch + 1, config.epochs + 1):
+        step_module.train()
+        steps = epoch_steps(epoch_order(len(examples), config.seed, epoch), config)
+        bar = tqdm(total=len(steps), initial=progress.step_in_epoch, desc=f"epoch {epoch}/{config.epochs}",
+                   unit="step", disable=not (config.progress and main))
+        for step in steps[progress.step_in_epoch:]:
+            step_loss = torch.zeros((), device=accelerator.device)
+            for number, indices in enumerate(step):
+                mine = [examples[i] for i in share(indices, rank, processes)]
+                batch = collate(mine, pad_id, features).to(accelerator.device)
+                # sum of this share's NLL / posts of the pass: the average over processes (what data parallelism
+                # does to gradients) times processes is the pass's mean NLL, as one process would compute it
+                weight = processes / (len(indices) * len(step))
+                last = number == len(step) - 1
+                sync = contextlib.nullcontext() if last else accelerator.no_sync(step_module)
+                with sync, accelerator.autocast():
+                    loss = step_module(batch) * weight
+                accelerator.backward(loss)
+                step_loss += loss.detach() / processes
+            if processes > 1:
+                step_loss = accelerator.reduce(step_loss, reduction="sum")
+            accelerator.clip_grad_norm_(step_module.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            total_loss += loss.item()
-            if config.progress:
-                iterator.set_postfix(loss=f"{loss.item():.3f}")
-        record = EpochRecord(epoch, total_loss / steps_per_epoch)
+            optimizer.zero_grad(set_to_none=True)
+            progress.step_in_epoch += 1
+            progress.global_step += 1
+            progress.loss_sum += float(step_loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(step_loss):.3f}")
+            if config.save_every_steps and progress.global_step % config.save_every_steps == 0 \
+                    and progress.step_in_epoch < len(steps):
+                save_progress()
+        bar.close()
+        record = EpochRecord(epoch, progress.loss_sum / len(steps))
         if epoch >= config.eval_begin_epoch and dev_posts:
-            scores = evaluate_posts(tagger, tokenizer, dev_posts, features, config.batch_size * 2, config.device)
+            tagger_now = accelerator.unwrap_model(step_module).tagger
+            scores = score_dev(accelerator, tagger_now, tokenizer, dev_posts, features, config)
             overall = scores[config.eval_mode]["overall"]
-            record.dev_precision, record.dev_recall, record.dev_f1 = (
-                overall["precision"], overall["recall"], overall["f1"])
-            logger.info("epoch %d: loss %.4f dev F1 %.4f", epoch, record.loss, overall["f1"])
-            if overall["f1"] > best_f1:
-                best_f1, best_epoch, best_dev, stale = overall["f1"], epoch, scores, 0
-                info = {"best_epoch": epoch, "dev_scores": scores, "encoder": config.encoder,
-                        "train_config": config.to_json()}
-                save_checkpoint(config.output_dir,
-                                Checkpoint(tagger, tokenizer, fingerprint, detections_fingerprint, info))
+            record.dev_precision, record.dev_recall, record.dev_f1 = (overall["precision"], overall["recall"],
+                                                                      overall["f1"])
+            if main:
+                logger.info("epoch %d: loss %.4f dev F1 %.4f", epoch, record.loss, overall["f1"])
+            if overall["f1"] > progress.best_score:
+                progress.best_score, progress.best_epoch, progress.best_dev = overall["f1"], epoch, scores
+                progress.stale = 0
+                if main:
+                    save_checkpoint(state_folder.best, Checkpoint(tagger_now, tokenizer, features_fingerprint,
+                                                                  detections_fingerprint,
+                                                                  checkpoint_info(epoch, scores)))
             else:
-                stale += 1
-        history.append(record)
-        if log_path:
-            write_log(log_path, history)
-        if config.early_stop_patience and stale >= config.early_stop_patience:
-            logger.info("no dev improvement in %d epochs: stopping early", stale)
+                progress.stale += 1
+        progress.history.append(asdict(record))
+        progress.epoch, progress.step_in_epoch, progress.loss_sum = epoch, 0, 0.0
+        if main and config.log_file:
+            write_log(Path(config.log_file), [EpochRecord(**r) for r in progress.history])
+        stop = bool(config.early_stop_patience and progress.stale >= config.early_stop_patience)
+        if epoch < config.epochs and not stop:
+            save_progress()
+        if stop:
+            if main:
+                logger.info("no dev improvement in %d epochs: stopping early", progress.stale)
             break
-    if best_epoch is None:  # no dev evaluation happened: keep the last model
-        info = {"best_epoch": None, "dev_scores": None, "encoder": config.encoder, "train_config": config.to_json()}
-        save_checkpoint(config.output_dir, Checkpoint(tagger, tokenizer, fingerprint, detections_fingerprint, info))
-    return TrainResult(best_epoch, best_dev, history, Path(config.output_dir))
+
+    if main:
+        if progress.best_epoch is None:  # no dev scoring happened: keep the last model
+            save_checkpoint(config.output_dir, Checkpoint(accelerator.unwrap_model(step_module).tagger, tokenizer,
+                                                          features_fingerprint, detections_fingerprint,
+                                                          checkpoint_info(None, None)))
+        else:
+            with atomic_folder(config.output_dir) as staging:
+                shutil.copytree(state_folder.best, staging, dirs_exist_ok=True)
+        state_folder.clear()  # a finished run leaves nothing to resume
+    accelerator.wait_for_everyone()
+    history = [EpochRecord(**r) for r in progress.history]
+    return TrainResult(progress.best_epoch, progress.best_dev, history, Path(config.output_dir), effective_batch,
+                       resumed_from, main)
 
 
 def write_log(path: Path, history: Sequence[EpochRecord]) -> None:
