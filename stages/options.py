@@ -104,6 +104,8 @@ def convert(p: Param, parameter: click.Parameter, value: Any, where: str, ctx: c
         if p.optional or p.is_list:
             return [] if p.is_list else None
         raise DghcError(f"{where}: a value is needed (null given)")
+    if isinstance(value, bool) and p.choices and ("no" if value is False else "yes") in p.choices:
+        value = "no" if value is False else "yes"  # YAML 1.1 reads an unquoted `no` (precision: no) as false
     items = list(value) if p.is_list and isinstance(value, (list, tuple)) else [value]
     if p.kind is not bool and any(isinstance(item, bool) for item in items):
         raise DghcError(f"{where}: expected {parameter.type.name}, got a boolean ({str(value).lower()})")

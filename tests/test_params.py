@@ -40,9 +40,11 @@ def test_every_section_builds_its_stage_config(path: Path):
 def test_values_are_typed_by_the_declaration(tmp_path):
     params = tmp_path / "params.yaml"
     # YAML 1.1 reads 3e-5 (no dot) as a string and a quoted "false" as a string: both are converted
-    params.write_text('train:\n  lr_encoder: 3e-5\n  use_image: "false"\n  epochs: "3"\n  log_file: null\n')
+    params.write_text('train:\n  lr_encoder: 3e-5\n  use_image: "false"\n  epochs: "3"\n  log_file: null\n'
+                      '  precision: no\n')  # an unquoted `no` (as `dvc exp run -S` writes it) is YAML 1.1's false
     config = parse_config(command("train"), ["--params", str(params)])
     assert (config.lr_encoder, config.use_image, config.epochs, config.log_file) == (3e-5, False, 3, None)
+    assert config.precision == "no"
     print(f"from {params.read_text()!r}: lr_encoder={config.lr_encoder!r} use_image={config.use_image!r}")
 
 
