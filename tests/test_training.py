@@ -153,3 +153,17 @@ def test_features_that_miss_posts_are_refused(tmp_path, tiny_bert):
 
     with pytest.raises(DghcError, match="no row for 1 of the 6 posts"):
         train(tiny_config(tmp_path, tiny_bert, epochs=1), POSTS, POSTS, PartialFeatures({}))
+
+
+def test_a_pass_is_shared_by_the_processes_without_losing_or_doubling_posts():
+    from pipeline.training.trainer import epoch_order, epoch_steps, share
+
+    for size in range(1, 12):
+        for processes in range(1, 5):
+            shares = [share(list(range(size)), rank, processes) for rank in range(processes)]
+            assert sum(shares, []) == list(range(size))  # every post once, in order
+            assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    config = TrainConfig(batch_size=4, grad_accum_steps=2, processes=3, state_dir="unused")
+    steps = epoch_steps(list(range(10)), config)  # passes of 4, 4, 2 (+1 from the start: every process gets one)
+    assert steps == [[[0, 1, 2, 3], [4, 5, 6, 7]], [[8, 9, 0]]]
+    assert epoch_order(30, seed=5, epoch=3) == epoch_order(30, seed=5, epoch=3) != epoch_order(30, seed=5, epoch=2)
