@@ -11,7 +11,9 @@ import sys
 import click
 
 from pipeline import __version__
+from pipeline.artifacts.atomic import failure_cause
 from pipeline.core.errors import DghcError
+from pipeline.core.signals import Interrupted
 
 # name -> "module:attribute" of a click command. Add a stage here to make it a subcommand.
 COMMANDS: dict[str, str] = {
@@ -42,9 +44,16 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except Interrupted as err:
+            # SIGINT or SIGTERM: the stage stopped at a safe point and says what it kept; 128 + the signal.
+            click.echo(str(err), err=True)
+            ctx.exit(err.exit_code)
         except DghcError as err:
-            # Errors about the user's input: a message, never a traceback.
+            # Errors about the user's input or the machine: a message, never a traceback.
             raise click.ClickException(str(err)) from None
+        except OSError as err:  # a file system failure no stage expected: still one line, naming the file
+            where = f"{err.filename}: " if err.filename else ""
+            raise click.ClickException(f"{where}{failure_cause(err)}") from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -18,6 +18,17 @@ def evaluate_command(config: EvaluateConfig) -> None:
     Works on any split, also of another dataset than the one trained on (its features file must come from
     the same vision model). Scores are entity-level, in seqeval's default (conlleval) and strict modes.
     """
+    from pipeline.artifacts.lock import output_lock
+    from pipeline.core.signals import stop_signals
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    outputs = [path for path in (config.metrics_file, config.summary_file, config.predictions_file) if path]
+    with stop_signals("evaluate", at_once=True), \
+            output_lock(*outputs, note=lambda message: click.echo(message, err=True)):
+        _evaluate(config)
+
+
+def _evaluate(config: EvaluateConfig) -> None:
     from pipeline.artifacts.atomic import write_text_atomically
     from pipeline.core.devices import resolve_device
     from pipeline.core.precision import check_precision
@@ -27,7 +38,6 @@ def evaluate_command(config: EvaluateConfig) -> None:
     from pipeline.training.evaluation import evaluate, predictions_conll
     from pipeline.training.visual_features import open_for_model
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     check_precision(config.precision, resolve_device(config.device))
     checkpoint = load_checkpoint(config.model_dir)
     # Gold as written (stray I- kept): default mode reads it as conlleval does, strict mode as IOB2.

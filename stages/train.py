@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -55,19 +57,34 @@ def train_command(config: TrainConfig) -> None:
 
 def _launch_processes(config: TrainConfig) -> None:
     """Run this command in ``processes`` processes with torch's launcher (torchrun): gloo on the CPU, one GPU each
-    with CUDA. The resolved config travels in a temporary params file, so every process trains the same run."""
+    with CUDA. The resolved config travels in a temporary params file, so every process trains the same run; this
+    process holds the run's locks, and passes a SIGINT or SIGTERM on to the processes, which stop together after
+    their current step with the state saved."""
+    from pipeline.artifacts.lock import HELD_BY_PARENT, output_lock
+    from pipeline.core.signals import Interrupted, stop_signals
+
     values = {key: str(value) if isinstance(value, Path) else value for key, value in config.to_json().items()
               if key != "expected_features"}
-    with tempfile.TemporaryDirectory(prefix="dghc-train-") as folder:
+    with tempfile.TemporaryDirectory(prefix="dghc-train-") as folder, stop_signals("train") as stop, \
+            output_lock(config.output_dir, config.state_dir, note=lambda message: click.echo(message, err=True)):
         params = Path(folder) / "params.yaml"
         params.write_text(yaml.safe_dump({"train": values}, sort_keys=True), encoding="utf-8")
-        env = dict(os.environ)
+        env = {**os.environ, HELD_BY_PARENT: "1"}
         if config.device == "cpu" and "OMP_NUM_THREADS" not in env:  # the cores are shared by the processes
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // config.processes))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={config.processes}", "--module", "cli", "train", "--params", str(params)]
         click.echo(f"train: starting {config.processes} processes: {' '.join(command[2:])}", err=True)
-        done = subprocess.run(command, env=env, cwd=os.getcwd())
-    if done.returncode != 0:
-        raise DghcError(f"train: the {config.processes} training processes failed (exit {done.returncode}); their "
-                        "messages are above. Rerunning the same command resumes from the saved state.")
+        process = subprocess.Popen(command, env=env, cwd=os.getcwd())
+        forwarded = False
+        while process.poll() is None:
+            if stop.requested and not forwarded:
+                process.send_signal(signal.SIGTERM)
+                forwarded = True
+            time.sleep(0.1)
+    if stop.requested:
+        raise Interrupted(f"train: stopped by {stop.name}; the processes saved the state in {config.state_dir}: "
+                          "rerun the same command to resume", stop.signum or signal.SIGTERM)
+    if process.returncode != 0:
+        raise DghcError(f"train: the {config.processes} training processes failed (exit {process.returncode}); "
+                        "their messages are above. Rerunning the same command resumes from the saved state.")

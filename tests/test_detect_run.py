@@ -9,7 +9,9 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import shutil
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -22,6 +24,7 @@ from PIL import Image
 
 from cli import dghc
 from pipeline.core.errors import DghcError
+from pipeline.core.signals import Interrupted
 from pipeline.data.images import STATUS_NAMES, ImageStatus
 from pipeline.detection.config import PACKAGED_DETECTOR, DetectConfig
 from pipeline.detection.detectors import PredictSettings, load_sources
@@ -229,16 +232,16 @@ def test_interrupted_run_resumes_without_redoing_and_matches_an_uninterrupted_on
 
     out = tmp_path / "cache" / "d.h5"
 
-    def crash_after_first_two_batches(rows_done, total):
+    def ctrl_c_after_two_batches(rows_done, total):
         if rows_done == 4:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # the stage stops at its next safe point: after this batch
 
     messages: list[str] = []
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted) as caught:
         run_detect(config([conll], out, batch_size=2), loaded=detector, log=messages.append,
-                   on_batch_done=crash_after_first_two_batches)
+                   on_batch_done=ctrl_c_after_two_batches)
     assert not out.exists() and out.with_name("d.h5.partial").exists()
-    assert "interrupted after 4 of 6" in messages[-1]
+    assert "stopped by SIGINT; 4 of 6 images are done" in str(caught.value) and caught.value.exit_code == 130
 
     calls = count_detected(monkeypatch, detector)
     summary = run_detect(config([conll], out, batch_size=2), loaded=detector, log=messages.append)

@@ -14,6 +14,27 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, TextIO
 
+from pipeline.core.errors import DghcError
+
+
+def failure_cause(err: BaseException) -> str:
+    """What went wrong in a write, in a few words ("No space left on device", "Permission denied")."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+
+
+@contextlib.contextmanager
+def writing(path: str | Path, kept: str) -> Iterator[None]:
+    """Turn a failed write (full disk, missing or read-only folder, a file that vanished) into one line naming
+    ``path``, the cause, and what was ``kept``."""
+    try:
+        yield
+    except DghcError:
+        raise
+    except (OSError, RuntimeError) as err:  # h5py reports some write failures as RuntimeError
+        raise DghcError(f"cannot write {path}: {failure_cause(err)}; {kept}") from None
+
 
 def current_umask() -> int:
     mask = os.umask(0)
@@ -53,13 +74,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     ``atomic_text`` cover the common cases.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    untouched = f"the previous {path.name}, if any, is untouched"
+    with writing(path, untouched):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        publish(tmp, path)
+        with writing(path, untouched):
+            yield tmp
+            publish(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -90,23 +114,30 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
     ``.<name>.old`` beside no ``<name>``.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    with writing(folder, f"the previous {folder.name}, if any, is untouched"):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        yield staging
-        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700
-        for item in staging.rglob("*"):
-            if item.is_file():
-                _fsync_path(item)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-            staging.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.rename(folder)
-        _fsync_path(folder.parent)
+        with writing(folder, f"the previous {folder.name}, if any, is untouched"):
+            yield staging
+            _swap_in(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """Replace ``folder`` by the finished ``staging`` folder (both in the same parent)."""
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700
+    for item in staging.rglob("*"):
+        if item.is_file():
+            _fsync_path(item)
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+        staging.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(folder)
+    _fsync_path(folder.parent)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from pipeline.artifacts.atomic import publish, write_text_atomically
 from pipeline.artifacts.fingerprint import normalise
+from pipeline.core.errors import DghcError
 
 RECORD_FORMAT = "dghc-partial/1"
 
@@ -27,11 +28,13 @@ class PartialOutput:
         self.record = self.out.with_name(self.out.name + ".partial.json")
         self.resume_key = normalise(dict(resume_key))
 
-    def resume_point(self, check: Callable[[Path, int], None] | None = None) -> tuple[int, str]:
+    def resume_point(self, check: Callable[[Path, int], None] | None = None, *,
+                     restart: bool = True) -> tuple[int, str]:
         """Rows done by an interrupted run with the same resume key, and a note for the user.
 
         ``check(work_file, rows_done)`` may raise (any exception) to say the work file cannot be trusted. When
-        nothing can be resumed, the stale work file and record are removed and 0 is returned.
+        nothing can be resumed, the stale work file and record are removed and 0 is returned; with ``restart``
+        False that is refused instead (``--no-restart``), and the files are left as they are.
         """
         if not self.path.exists():
             self.record.unlink(missing_ok=True)
@@ -50,6 +53,9 @@ class PartialOutput:
             note = f"the unfinished file {self.path.name} has no progress record; starting over"
         except Exception as err:  # a damaged record or work file: never trusted, whatever the error type
             note = f"the unfinished file {self.path.name} is damaged ({type(err).__name__}); starting over"
+        if not restart and note:
+            raise DghcError(f"{self.path}: {note.replace('; starting over', '')}, and --no-restart was given: "
+                            "delete it, or rerun without --no-restart to start over")
         self.discard()
         return 0, note
 

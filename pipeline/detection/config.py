@@ -42,6 +42,8 @@ class DetectConfig:
     device: str = param("cpu", help="Torch device: cpu, cuda, cuda:0, ...")
     strict: bool = param(False, help="Any image that is not present is an error.")
     force: bool = param(False, help="Recompute even when the output is up to date.")
+    no_restart: bool = param(False, help="Refuse to start over when an unfinished run's files cannot be resumed "
+                             "(damaged, or made with other settings) instead of replacing them.")
     progress: bool = param(True, help="Show a progress bar.", option="--progress/--no-progress")
 
     def __post_init__(self) -> None:

@@ -13,9 +13,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from pipeline.artifacts.atomic import writing
 from pipeline.artifacts.fingerprint import sha256_file, sha256_json
+from pipeline.artifacts.lock import output_lock
 from pipeline.artifacts.partial import PartialOutput
 from pipeline.core.errors import DghcError
+from pipeline.core.signals import StopRequest, stop_signals
 from pipeline.data.conll import check_image_id, image_path_for, read_conll
 from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
 from pipeline.detection.config import DetectConfig
@@ -183,13 +186,22 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
                on_batch_done: Callable[[int, int], None] | None = None) -> DetectSummary:
     """Run the stage. ``loaded`` gives ready sources (tests, benchmarks); else they are loaded from the config.
 
-    ``on_batch_done(rows_done, total)`` is called after each batch is safely written (tests use it to
-    simulate a crash). Raises DghcError when no source can run, or under ``strict`` when an image is not present.
+    One run per output (a second one is refused at once); SIGINT/SIGTERM stop it after the batch being written.
+    ``on_batch_done(rows_done, total)`` is called after each batch is safely written (tests use it to simulate a
+    crash). Raises DghcError when no source can run, or under ``strict`` when an image is not present.
     """
+    config.check_inputs()
+    out = config.out_file
+    with stop_signals("detect") as stop, output_lock(out, note=log):
+        return _run_detect(config, out, loaded, text_encoder, log, on_batch_done, stop)
+
+
+def _run_detect(config: DetectConfig, out: Path, loaded: LoadedSources | None, text_encoder: TextEncoder | None,
+                log: Callable[[str], None], on_batch_done: Callable[[int, int], None] | None,
+                stop: StopRequest) -> DetectSummary:
     import h5py
     from tqdm import tqdm
 
-    config.check_inputs()
     items = collect_items(config.files, config.images, config.max_phrases)
     if loaded is None:
         check_device(config.device)
@@ -203,7 +215,6 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
 
     fingerprint = build_fingerprint(config, items, loaded)
     fingerprint_sha = sha256_json(fingerprint)
-    out = config.out_file
     if not config.force and out.is_file() and read_fingerprint_sha256(out) == fingerprint_sha:
         existing = load_detections(out)
         summary = _summary(out, existing.status, existing.reason, existing.image_ids, existing.sources,
@@ -215,41 +226,43 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
     ids = [item.image_id for item in items]
     # The rows depend on the settings and images (the fingerprint) and on the ids: together, the resume key.
     partial = PartialOutput(out, {"fingerprint_sha256": fingerprint_sha, "ids_sha256": sha256_json(ids)})
-    start, note = partial.resume_point(lambda path, rows: check_work_file(path, ids, config.m, rows))
+    start, note = partial.resume_point(lambda path, rows: check_work_file(path, ids, config.m, rows),
+                                       restart=not config.no_restart)
     if note:
         log(f"detect: {note}")
-    if start == 0:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        create_work_file(partial.path, ids, config.m)
-        partial.mark_done(0)
+    kept = f"the finished images are kept in {partial.path}: rerun the same command to resume"
     rows_done = start
-    try:
-        with h5py.File(partial.path, "r+") as handle, \
-                tqdm(total=len(items), initial=start, unit="img", desc="detect", file=sys.stderr,
-                     disable=not config.progress, dynamic_ncols=True) as bar:
-            for begin, end in iter_batches(len(items), config.batch_size, start):
-                try:
-                    rows = detect_batch(items[begin:end], loaded.sources, config.m, config.iou)
-                except SourceUnavailable as err:  # e.g. a text encoder that fails on first use
-                    raise DghcError(f"detect: a source failed: {err}. Fix it or leave the source out "
-                                    "(--grounding none); a rerun resumes after the finished images") from None
+    with writing(partial.path, f"{start} finished images are kept there" if start else "nothing was kept"):
+        if start == 0:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            create_work_file(partial.path, ids, config.m)
+            partial.mark_done(0)
+    with h5py.File(partial.path, "r+") as handle, \
+            tqdm(total=len(items), initial=start, unit="img", desc="detect", file=sys.stderr,
+                 disable=not config.progress, dynamic_ncols=True) as bar:
+        for begin, end in iter_batches(len(items), config.batch_size, start):
+            try:
+                rows = detect_batch(items[begin:end], loaded.sources, config.m, config.iou)
+            except SourceUnavailable as err:  # e.g. a text encoder that fails on first use
+                raise DghcError(f"detect: a source failed: {err}. Fix it or leave the source out "
+                                "(--grounding none); a rerun resumes after the finished images") from None
+            with writing(partial.path, f"{rows_done} of {len(items)} finished images are kept there: rerun "
+                                       "the same command to resume"):
                 write_rows(handle, begin, rows)
                 partial.mark_done(end)
-                rows_done = end
-                bar.update(end - begin)
-                if on_batch_done is not None:
-                    on_batch_done(rows_done, len(items))
-            arrays = read_arrays(handle)
-    except KeyboardInterrupt:
-        log(f"detect: interrupted after {rows_done} of {len(items)} images; "
-            f"rerun the same command to resume from {partial.path}")
-        raise
+            rows_done = end
+            bar.update(end - begin)
+            if on_batch_done is not None:
+                on_batch_done(rows_done, len(items))
+            stop.check(f"{rows_done} of {len(items)} images are done; {kept}")
+        arrays = read_arrays(handle)
     summary = _summary(out, arrays["status"], arrays["reason"], arrays["image_ids"], arrays["sources"],
                        arrays["valid"], loaded.report)
     summary.resumed_from = start
     summary.messages = list(loaded.messages)
     _check_strict(config, summary)  # under --strict the output is not published; the work file stays
-    write_detections(out, arrays, config.m, fingerprint, loaded.report)
+    with writing(out, f"the previous {out.name}, if any, is untouched; {kept}"):
+        write_detections(out, arrays, config.m, fingerprint, loaded.report)
     partial.discard()
     return summary
 

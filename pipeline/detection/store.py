@@ -185,9 +185,33 @@ def load_detections(path: str | Path) -> Detections:
     except OSError as err:
         raise DghcError(f"{path}: cannot read the detections file ({err}); delete it and rerun `dghc detect`") from None
 
-    def text(value: Any) -> str:
-        return value.decode() if isinstance(value, bytes) else str(value)
+    try:
+        return _detections_from(arrays, attrs)
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as err:
+        raise DghcError(f"{path}: a damaged detections file ({type(err).__name__}: {str(err)[:150]}); rerun "
+                        "`dghc detect`") from None
 
+
+def _detections_from(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> Detections:
+    """The arrays and attributes of a file, each checked for its kind and shape (or an exception)."""
+    def text(value: Any) -> str:
+        if isinstance(value, bytes):
+            return value.decode("utf-8")
+        if not isinstance(value, str):
+            raise TypeError(f"expected text, found {type(value).__name__}")
+        return value
+
+    m = int(attrs["m"])
+    n = len(arrays["image_ids"])
+    shapes = {"status": (n,), "reason": (n,), "image_size": (n, 2), "boxes": (n, m, 4), "scores": (n, m),
+              "valid": (n, m), "class_names": (n, m), "sources": (n, m)}
+    for name, shape in shapes.items():
+        if tuple(arrays[name].shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(arrays[name].shape)}, not {shape}")
+    fingerprint = json.loads(text(attrs["fingerprint"]))
+    sources_run = json.loads(text(attrs.get("sources_run", "{}")))
+    if not isinstance(fingerprint, dict) or not isinstance(sources_run, dict):
+        raise ValueError("the fingerprint and sources_run must be JSON objects")
     return Detections(
         image_ids=[str(v) for v in arrays["image_ids"].tolist()],
         status=arrays["status"].astype(np.uint8),
@@ -198,10 +222,10 @@ def load_detections(path: str | Path) -> Detections:
         valid=arrays["valid"].astype(bool),
         class_names=arrays["class_names"],
         sources=arrays["sources"],
-        m=int(attrs["m"]),
-        fingerprint=json.loads(text(attrs["fingerprint"])),
+        m=m,
+        fingerprint=fingerprint,
         fingerprint_sha256=text(attrs["fingerprint_sha256"]),
-        sources_run=json.loads(text(attrs.get("sources_run", "{}"))),
+        sources_run=sources_run,
     )
 
 

@@ -17,9 +17,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from pipeline.artifacts.atomic import writing
 from pipeline.artifacts.fingerprint import sha256_json
+from pipeline.artifacts.lock import output_lock
 from pipeline.artifacts.partial import PartialOutput
 from pipeline.core.errors import DghcError
+from pipeline.core.signals import StopRequest, stop_signals
 from pipeline.data.conll import read_conll
 from pipeline.data.images import STATUS_NAMES, ImageStatus
 from pipeline.detection.store import load_detections
@@ -102,7 +105,21 @@ def load_detection_rows(path: Path, ids: Sequence[str], data: Sequence[Path]) ->
 
 def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = None,
                      on_batch: Callable[[int], None] | None = None) -> ExtractResult:
-    """Run the extract stage; ``on_batch(rows_done)`` is called after each batch is safely written."""
+    """Run the extract stage; ``on_batch(rows_done)`` is called after each batch is safely written.
+
+    One run per output (a second one is refused at once); SIGINT/SIGTERM stop it after the batch being written.
+    """
+    out = Path(config.out)
+    with stop_signals("extract") as stop, output_lock(out, note=_log):
+        return _extract(config, out, encoder, on_batch, stop)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_batch: Callable[[int], None] | None,
+             stop: StopRequest) -> ExtractResult:
     import h5py
     from tqdm import tqdm
 
@@ -114,7 +131,6 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
     fingerprint = build_fingerprint(encoder.identity(), dtype=config.dtype, crop_padding=config.crop_padding,
                                     min_crop_size=config.min_crop_size, max_aspect=config.max_aspect, m=m,
                                     detections_fingerprint_sha256=detections.fingerprint_sha256)
-    out = Path(config.out)
     fingerprint_sha = sha256_json(fingerprint)
     # Batches are the unit of work: a resumed run must cut the same batches on the same kind of device to
     # compute bit-identical vectors.
@@ -124,13 +140,16 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
         return _summarise(out, rows_resumed=0, empty_boxes=0, untrained=encoder.untrained, fingerprint=fingerprint,
                           up_to_date=True)
     partial = PartialOutput(out, resume_key)
-    start, note = partial.resume_point(lambda path, rows: _check_work_file(path, fingerprint_sha, n, rows))
+    start, note = partial.resume_point(lambda path, rows: _check_work_file(path, fingerprint_sha, n, rows),
+                                       restart=not config.no_restart)
     if note:
-        print(f"extract: {note}", file=sys.stderr)
+        _log(f"extract: {note}")
+    kept = f"the finished rows are kept in {partial.path}: rerun the same command to resume"
     if start == 0:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        layout.create_features_file(partial.path, images.ids, m, dim, config.dtype, fingerprint)
-        partial.mark_done(0)
+        with writing(partial.path, "nothing was kept"):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            layout.create_features_file(partial.path, images.ids, m, dim, config.dtype, fingerprint)
+            partial.mark_done(0)
     counts = {"empty_boxes": 0}
     dataset = CropDataset(range(start, n), images.paths[start:], detections.boxes[start:], detections.valid[start:],
                           encoder.preprocessor, encoder.image_size, config.crop_padding, config.min_crop_size,
@@ -138,9 +157,9 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
     num_workers = default_num_workers(encoder.device) if config.num_workers is None else config.num_workers
     loader = make_loader(dataset, config.batch_size, num_workers, pin_memory=encoder.device.type == "cuda")
     np_dtype = np.dtype(config.dtype)
+    rows_done = start
     with h5py.File(partial.path, "r+") as handle, \
             tqdm(total=n, initial=start, unit="img", desc="extract", file=sys.stderr, disable=not config.progress) as bar:
-        rows_done = start
         for batch in loader:
             first, last = batch["rows"][0], batch["rows"][-1] + 1
             assert first == rows_done and last - first == len(batch["rows"]), "batches must be contiguous"
@@ -151,19 +170,26 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
             if not np.isfinite(stored).all():
                 raise DghcError(f"CLIP vectors overflow {config.dtype} (values up to "
                                 f"{vectors.abs().max().item():.3g}); use --dtype float32")
-            handle[layout.STATUS][first:last] = batch["status"].numpy()
-            handle[layout.IMAGE_VECTORS][first:last] = stored[:, 0]
-            handle[layout.REGION_VECTORS][first:last] = stored[:, 1:]
-            handle[layout.IMAGE_MASK][first:last] = batch["slots"][:, 0].numpy()
-            handle[layout.REGION_MASK][first:last] = batch["slots"][:, 1:].numpy()
-            handle.flush()
+            with writing(partial.path, f"{rows_done} of {n} finished rows are kept there: rerun the same command "
+                                       "to resume"):
+                handle[layout.STATUS][first:last] = batch["status"].numpy()
+                handle[layout.IMAGE_VECTORS][first:last] = stored[:, 0]
+                handle[layout.REGION_VECTORS][first:last] = stored[:, 1:]
+                handle[layout.IMAGE_MASK][first:last] = batch["slots"][:, 0].numpy()
+                handle[layout.REGION_MASK][first:last] = batch["slots"][:, 1:].numpy()
+                handle.flush()
+                partial.mark_done(last)
             rows_done = last
-            partial.mark_done(rows_done)
             counts["empty_boxes"] += batch["empty_boxes"]
             bar.update(last - first)
             if on_batch is not None:
                 on_batch(rows_done)
-    partial.publish()
+            stop.check(f"{rows_done} of {n} images are done; {kept}")
+    if not partial.path.is_file():
+        raise DghcError(f"extract: the work file {partial.path} vanished during the run (deleted by someone else?); "
+                        "rerun the same command to start over")
+    with writing(out, f"the previous {out.name}, if any, is untouched; {kept}"):
+        partial.publish()
     return _summarise(out, rows_resumed=start, empty_boxes=counts["empty_boxes"], untrained=encoder.untrained,
                       fingerprint=fingerprint)
 

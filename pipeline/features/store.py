@@ -30,6 +30,33 @@ UNTRAINED_NOTE = ("UNTRAINED CLIP: the vision model has random weights (built fr
                   "so these vectors are a fixed random function of the pixels, not learned visual features")
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, found {type(value).__name__}")
+    return value
+
+
+def _checked_attributes(handle: Any) -> tuple[int, int, dict[str, Any], str]:
+    """dim, m, fingerprint and its sha256 from a file's attributes, each of the right kind (or an exception)."""
+    dim, m = int(handle.attrs["dim"]), int(handle.attrs["m"])
+    if dim < 1 or m < 0:
+        raise ValueError(f"dim {dim} and m {m} cannot be")
+    fingerprint = json.loads(_text(handle.attrs["fingerprint"]))
+    if not isinstance(fingerprint, dict):
+        raise ValueError("the fingerprint is not a JSON object")
+    return dim, m, fingerprint, _text(handle.attrs["fingerprint_sha256"])
+
+
+def _check_shapes(handle: Any, n: int, m: int, dim: int) -> None:
+    expected = {STATUS: (n,), IMAGE_VECTORS: (n, dim), REGION_VECTORS: (n, m, dim), IMAGE_MASK: (n,),
+                REGION_MASK: (n, m)}
+    for name, shape in expected.items():
+        if tuple(handle[name].shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(handle[name].shape)}, not {shape}")
+
+
 class FeatureStore:
     """Vectors and masks of the images of a features file, by image id.
 
@@ -53,11 +80,14 @@ class FeatureStore:
             handle.close()
             what = ", ".join(missing) if missing else "the fingerprint attribute"
             raise DghcError(f"{self.path}: not a dghc features file (lacks {what}); rerun `dghc extract`")
-        self.dim = int(handle.attrs["dim"])
-        self.m = int(handle.attrs["m"])
-        self.fingerprint: dict[str, Any] = json.loads(handle.attrs["fingerprint"])
-        self.fingerprint_sha256 = str(handle.attrs["fingerprint_sha256"])
-        self.image_ids: list[str] = handle[IMAGE_IDS].asstr()[()].tolist()
+        try:
+            self.dim, self.m, self.fingerprint, self.fingerprint_sha256 = _checked_attributes(handle)
+            self.image_ids: list[str] = handle[IMAGE_IDS].asstr()[()].tolist()
+            _check_shapes(handle, len(self.image_ids), self.m, self.dim)
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError, OSError) as err:
+            handle.close()
+            raise DghcError(f"{self.path}: a damaged features file ({type(err).__name__}: {str(err)[:150]}); "
+                            "rerun `dghc extract`") from None
         self.index: dict[str, int] = {image_id: row for row, image_id in enumerate(self.image_ids)}
         self.status = handle[STATUS][()]
         if in_memory is None:

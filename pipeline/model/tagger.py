@@ -11,7 +11,7 @@ Data flow for a batch (docs/ARCHITECTURE.md, "The model"):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 import torch
@@ -48,10 +48,24 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(values) - known
+        """A config read back from JSON, each value checked against the kind of its default (ValueError)."""
+        if not isinstance(values, dict):
+            raise ValueError("the model parameters are not a JSON object")
+        unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown model parameters: {sorted(unknown)}")
+        labels = values.get("labels")
+        if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+            raise ValueError("labels must be a non-empty list of strings")
+        for spec in fields(cls):
+            if spec.name == "labels" or spec.name not in values:
+                continue
+            value, kind = values[spec.name], type(spec.default)
+            accepted = (int, float) if kind is float else kind
+            if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
+                raise ValueError(f"{spec.name} must be a {kind.__name__}, not {value!r}")
+            if kind is int and value < (0 if spec.name == "vision_dim" else 1):
+                raise ValueError(f"{spec.name} cannot be {value}")
         return cls(**values)
 
     @property

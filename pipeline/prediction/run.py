@@ -25,9 +25,11 @@ from typing import Any, BinaryIO, Callable, Iterator, Sequence, TextIO
 from tqdm import tqdm
 
 from pipeline.artifacts.atomic import atomic_text
+from pipeline.artifacts.lock import output_lock
 from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError
 from pipeline.core.precision import check_precision
+from pipeline.core.signals import stop_signals
 from pipeline.data.conll import Post
 from pipeline.data.images import load_image
 from pipeline.data.tags import bio_spans
@@ -99,7 +101,16 @@ def _output_stream(out: Path | None, stdout: TextIO) -> Iterator[TextIO]:
 
 def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout: TextIO | None = None,
                 log: Callable[[str], None] = _log) -> PredictSummary:
-    """Read and check every input line, then tag chunk by chunk and write the JSONL output."""
+    """Read and check every input line, then tag chunk by chunk and write the JSONL output (one run per ``--out``;
+    SIGINT/SIGTERM stop it at once, with ``--out`` unwritten)."""
+    kept = f"{config.out} was not written" if config.out else "the posts tagged so far were written to stdout"
+    with stop_signals("predict", at_once=True, kept=kept), \
+            output_lock(*([config.out] if config.out is not None else []), note=log):
+        return _predict(config, stdin, stdout, log)
+
+
+def _predict(config: PredictConfig, stdin: BinaryIO | None, stdout: TextIO | None,
+             log: Callable[[str], None]) -> PredictSummary:
     if config.out is not None and config.input is not None and str(config.input) != "-" \
             and Path(config.out).resolve() == Path(config.input).resolve():
         raise DghcError(f"--out {config.out} is the input file: write the output elsewhere")

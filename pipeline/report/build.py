@@ -12,9 +12,11 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.artifacts.atomic import write_text_atomically
+from pipeline.artifacts.lock import output_lock
 from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError
 from pipeline.core.precision import check_precision
+from pipeline.core.signals import stop_signals
 from pipeline.data.conll import read_conll
 from pipeline.data.images import ImageStatus, load_image
 from pipeline.data.tags import OTHER_AS_MISC
@@ -50,7 +52,13 @@ def _regions_for(post_id: str, detections: Detections | None,
 
 
 def build_report(config: ReportConfig) -> ReportResult:
-    """Tag DATA with and without the image, choose the posts to show, write OUT/index.html atomically."""
+    """Tag DATA with and without the image, choose the posts to show, write OUT/index.html atomically (one run per
+    OUT; SIGINT/SIGTERM stop it at once, with the page unwritten)."""
+    with stop_signals("report", at_once=True), output_lock(config.out):
+        return _build_report(config)
+
+
+def _build_report(config: ReportConfig) -> ReportResult:
     if Path(config.out).exists() and not Path(config.out).is_dir():
         raise DghcError(f"--out {config.out} is a file: give a folder (the page is written as FOLDER/index.html)")
     check_precision(config.precision, resolve_device(config.device))

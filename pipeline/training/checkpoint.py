@@ -58,12 +58,17 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     if not meta_path.is_file():
         raise DghcError(f"{folder} is not a dghc model folder (no {META}); give the folder `dghc train` wrote")
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
         if meta.get("format_version") != FORMAT_VERSION:
             raise DghcError(f"{meta_path}: format version {meta.get('format_version')} is not supported "
                             f"(this dghc reads version {FORMAT_VERSION})")
         config = ModelConfig.from_dict(meta["model"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        for key in ("features_fingerprint", "detections_fingerprint", "info"):
+            if not isinstance(meta.get(key), (dict, type(None))):
+                raise ValueError(f"{key} is not a JSON object")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
         raise DghcError(f"{meta_path} is damaged ({err}); retrain or restore the model folder") from None
     try:
         encoder_config = AutoConfig.from_pretrained(folder / ENCODER_DIR)
@@ -72,8 +77,12 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     except (OSError, ValueError) as err:
         raise DghcError(f"{folder / ENCODER_DIR}: cannot rebuild the encoder ({err}); "
                         "retrain or restore the model folder") from None
-    tagger = DGHCTagger(config, encoder)
-    state = load_file(str(folder / WEIGHTS))
+    try:
+        tagger = DGHCTagger(config, encoder)
+        state = load_file(str(folder / WEIGHTS))
+    except (ValueError, TypeError, OSError, RuntimeError) as err:  # parameters the model cannot be built from
+        raise DghcError(f"{folder}: cannot rebuild the model ({type(err).__name__}: {str(err)[:150]}); retrain or "
+                        "restore the model folder") from None
     try:
         missing, unexpected = tagger.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shapes differ: another label set, encoder or vision size than the weights
@@ -85,4 +94,4 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
                         f"unexpected {unexpected[:3]}); retrain or restore the folder")
     tagger.eval()
     return Checkpoint(tagger, tokenizer, meta.get("features_fingerprint"), meta.get("detections_fingerprint"),
-                      meta.get("info", {}))
+                      meta.get("info") or {})

@@ -79,6 +79,8 @@ class TrainConfig:
     save_every_steps: int = param(0, help="Also save the resumable state every N optimizer steps (0: at the end "
                                   "of every epoch only).", minimum=0)
     restart: bool = param(False, help="Ignore a saved training state and start over.")
+    no_restart: bool = param(False, help="Refuse to start over when the saved training state is damaged, instead "
+                             "of replacing it.")
     progress: bool = param(True, help="Show a progress bar.")
     # set by code: fingerprint keys the features file must have
     expected_features: dict = param(default_factory=dict, help="", internal=True)

@@ -12,8 +12,9 @@ The state folder (``state_dir``, default ``cache/train_state/``) holds
 steps, so a kill at any moment leaves the previous state; a kill between the two renames of the swap leaves it as
 ``.current.old``, which is read too. ``best/`` lives here, not in the output folder, because DVC deletes a stage's
 outputs before it runs it: the output folder is written from ``best/`` when training ends. A state made for other
-data, parameters or code is refused, naming each key that differs; ``--restart`` ignores it. A finished run
-empties the folder (DVC keeps the folder itself: it is a ``persist`` output).
+data, parameters or code is refused, naming each key that differs; ``--restart`` ignores it. A damaged one
+(checksums in ``state.json``) is never trusted: training starts over with a note, or refuses with
+``--no-restart``. A finished run empties the folder (DVC keeps the folder itself: it is a ``persist`` output).
 """
 from __future__ import annotations
 
@@ -22,13 +23,13 @@ import random
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from pipeline.artifacts.atomic import atomic_folder
-from pipeline.artifacts.fingerprint import differences, normalise
+from pipeline.artifacts.fingerprint import differences, normalise, sha256_file
 from pipeline.core.errors import DghcError
 
 STATE_FORMAT = "dghc-train-state/1"
@@ -106,7 +107,9 @@ class StateFolder:
             save_file({k: v.detach().contiguous().cpu() for k, v in model.items()}, str(staging / MODEL_FILE))
             torch.save({"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "rng": rng},
                        staging / TRAINING_FILE)
-            meta = {"format": STATE_FORMAT, "resume_key": normalise(resume_key), "progress": asdict(progress)}
+            files = {name: sha256_file(staging / name) for name in (MODEL_FILE, TRAINING_FILE)}
+            meta = {"format": STATE_FORMAT, "resume_key": normalise(resume_key), "progress": asdict(progress),
+                    "sha256": files}
             (staging / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
     def saved(self) -> Path | None:
@@ -117,8 +120,14 @@ class StateFolder:
             return self._previous
         return None
 
-    def load(self, resume_key: dict[str, Any]) -> TrainingState | None:
-        """The saved state, or None when there is none. A state of another run, or a damaged one, is refused."""
+    def load(self, resume_key: dict[str, Any], *, restart_damaged: bool = True, clear: bool = True,
+             note: Callable[[str], None] = lambda message: None) -> TrainingState | None:
+        """The saved state, or None when there is none.
+
+        A state of another run (its resume key differs) is refused, naming each differing key. A damaged one
+        (unreadable, another format, files that do not match their checksums) is never trusted: it is removed
+        and training starts over with a note, or, without ``restart_damaged`` (``--no-restart``), refused.
+        """
         from safetensors.torch import load_file
 
         found = self.saved()
@@ -128,21 +137,28 @@ class StateFolder:
         try:
             meta = json.loads((found / META_FILE).read_text(encoding="utf-8"))
             if meta.get("format") != STATE_FORMAT:
-                raise DghcError(f"{found}: a training state of format {meta.get('format')!r}, not {STATE_FORMAT}; "
-                                f"{fix}")
+                raise ValueError(f"format {meta.get('format')!r}, not {STATE_FORMAT}")
             changed = differences(meta.get("resume_key", {}), normalise(resume_key))
             if changed:
                 said = [line.replace("expected", "saved for").replace("found", "now") for line in changed]
                 raise DghcError(f"{found}: the saved training state belongs to another run ({'; '.join(said)}); "
                                 f"{fix}")
+            for name, digest in meta["sha256"].items():
+                if sha256_file(found / name) != digest:
+                    raise ValueError(f"{name} does not match its checksum")
             progress = Progress(**meta["progress"])
             training = torch.load(found / TRAINING_FILE, map_location="cpu", weights_only=True)
             model = load_file(str(found / MODEL_FILE))
         except DghcError:
             raise
-        except Exception as err:  # a damaged file of any kind: never trusted
-            raise DghcError(f"{found}: the training state is damaged ({type(err).__name__}: {str(err)[:200]}); "
-                            f"{fix}") from None
+        except Exception as err:  # a damaged state of any kind: never trusted
+            problem = f"{found}: the training state is damaged ({type(err).__name__}: {str(err)[:200]})"
+            if not restart_damaged:
+                raise DghcError(f"{problem}, and --no-restart was given; {fix}") from None
+            note(f"{problem}; starting over")
+            if clear:  # one process of a data-parallel run clears it
+                self.clear()
+            return None
         return TrainingState(found, model, training["optimizer"], training["scheduler"], training["scaler"],
                              training["rng"], progress)
 

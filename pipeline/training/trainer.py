@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import shutil
+import signal
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,9 +38,11 @@ from transformers import set_seed
 import pipeline
 from pipeline.artifacts.atomic import atomic_folder, write_text_atomically
 from pipeline.artifacts.fingerprint import sha256_json
+from pipeline.artifacts.lock import output_lock
 from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError
 from pipeline.core.precision import autocast, check_precision
+from pipeline.core.signals import Interrupted, StopRequest, stop_signals
 from pipeline.data.conll import Post, read_conll
 from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set, entity_types
 from pipeline.detection.store import read_fingerprint
@@ -58,7 +61,7 @@ logger = logging.getLogger(__name__)
 
 # Parameters that do not change what training computes: a state saved under other values still resumes.
 NOT_IN_RESUME_KEY = frozenset({"train_file", "dev_file", "features_file", "detections_file", "output_dir", "log_file",
-                               "metrics_file", "state_dir", "save_every_steps", "restart", "progress",
+                               "metrics_file", "state_dir", "save_every_steps", "restart", "no_restart", "progress",
                                "expected_features"})
 
 
@@ -192,9 +195,27 @@ def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
     """Train, score dev from ``eval_begin_epoch``, keep the best dev checkpoint in ``output_dir``; resume from the
     state in ``state_dir`` when there is one for this run.
 
-    Posts and features may be given directly (tests); otherwise they are read from the configured files.
+    One run per output folder and state (a second one is refused at once); SIGINT/SIGTERM stop it after the
+    current optimizer step, with the state saved. Posts and features may be given directly (tests); otherwise
+    they are read from the configured files.
     """
     accelerator = make_accelerator(config)
+    lock = output_lock(config.output_dir, config.state_dir, note=logger.warning) if accelerator.is_main_process \
+        else contextlib.nullcontext()
+    with stop_signals("train") as stop, lock:
+        return _train(config, accelerator, stop, train_posts, dev_posts, features)
+
+
+def _stop_agreed(stop: StopRequest, accelerator: Any) -> int | None:
+    """The signal that stops training now, agreed by every process (they must stop at the same step)."""
+    if accelerator.num_processes == 1:
+        return stop.signum
+    signums = accelerator.gather(torch.tensor([stop.signum or 0], device=accelerator.device))
+    return int(signums.max()) or None
+
+
+def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts: Sequence[Post] | None,
+           dev_posts: Sequence[Post] | None, features: VisualFeatures | None) -> TrainResult:
     rank, processes, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     set_seed(config.seed)
     train_posts = list(train_posts) if train_posts is not None else read_split(config.train_file, config.merge_other,
@@ -221,7 +242,9 @@ def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
         if main:
             state_folder.clear()
         accelerator.wait_for_everyone()
-    state = None if config.restart else state_folder.load(key)
+    state = None if config.restart else state_folder.load(key, restart_damaged=not config.no_restart, clear=main,
+                                                          note=logger.warning if main else lambda _: None)
+    accelerator.wait_for_everyone()
     progress = state.progress if state is not None else Progress()
     if state is not None:
         tagger.load_state_dict(state.model)
@@ -291,6 +314,12 @@ def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
             progress.loss_sum += float(step_loss)
             bar.update(1)
             bar.set_postfix(loss=f"{float(step_loss):.3f}")
+            signum = _stop_agreed(stop, accelerator)
+            if signum is not None:
+                save_progress()
+                raise Interrupted(f"train: stopped by {signal.Signals(signum).name} at epoch {epoch}, step "
+                                  f"{progress.step_in_epoch} of {len(steps)}; the state is saved in "
+                                  f"{config.state_dir}: rerun the same command to resume", signum)
             if config.save_every_steps and progress.global_step % config.save_every_steps == 0 \
                     and progress.step_in_epoch < len(steps):
                 save_progress()
@@ -317,10 +346,10 @@ def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
         progress.epoch, progress.step_in_epoch, progress.loss_sum = epoch, 0, 0.0
         if main and config.log_file:
             write_log(Path(config.log_file), [EpochRecord(**r) for r in progress.history])
-        stop = bool(config.early_stop_patience and progress.stale >= config.early_stop_patience)
-        if epoch < config.epochs and not stop:
+        early_stop = bool(config.early_stop_patience and progress.stale >= config.early_stop_patience)
+        if epoch < config.epochs and not early_stop:
             save_progress()
-        if stop:
+        if early_stop:
             if main:
                 logger.info("no dev improvement in %d epochs: stopping early", progress.stale)
             break
