@@ -72,7 +72,9 @@ def _one_lock(output: Path, note: Callable[[str], None]) -> Iterator[None]:
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise DghcError(f"cannot create the folder of {output}: {err.strerror}") from None
+        blocker = next((parent for parent in output.parents if parent.exists() and not parent.is_dir()), None)
+        cause = f"{blocker} is a file, not a folder" if blocker is not None else err.strerror
+        raise DghcError(f"cannot create the folder of {output}: {cause}") from None
     lock = FileLock(str(lock_path), timeout=0)
     try:
         lock.acquire()

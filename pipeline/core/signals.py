@@ -13,13 +13,14 @@ import signal
 import threading
 from typing import Iterator
 
-from pipeline.core.errors import DghcError
-
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Interrupted(DghcError):
-    """A stage stopped on a signal; ``exit_code`` is 128 + the signal's number."""
+class Interrupted(BaseException):
+    """A stage stopped on a signal; ``exit_code`` is 128 + the signal's number.
+
+    A BaseException, like KeyboardInterrupt, so that no library's ``except Exception`` swallows it when the signal
+    arrives in the middle of its code."""
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
