@@ -25,6 +25,9 @@ COMMANDS: dict[str, str] = {
     "evaluate": "stages.evaluate:evaluate_command",
     "predict": "stages.predict:predict_command",
     "report": "stages.report:report_command",
+    "experiments": "stages.experiments:experiments_group",
+    "table": "stages.table:table_command",
+    "compare": "stages.compare:compare_command",
 }
 
 
@@ -69,6 +72,12 @@ def dghc() -> None:
       dghc evaluate  score a model on a split                    -> metrics JSON
       dghc predict   tag new posts (JSONL in, JSONL out)
       dghc report    an HTML page of where the image helped or hurt -> DIR/index.html
+
+    \b
+    The paper's tables, over seeds:
+      dghc experiments run   variants x seeds through DVC's experiment queue
+      dghc table             mean ± std, significance, the paper's figures -> DIR/table.html
+      dghc compare           paired bootstrap of two prediction files
 
     
     Start with `dghc demo-data` (a synthetic set) and `dghc data stats FILE` (check a CoNLL file).

@@ -1,0 +1,43 @@
+"""The experiment grid of a table: every variant of the table x seeds, queued and run through DVC's own
+experiment queue (``dvc exp run --queue -S ...``, then ``dvc exp run --run-all``), so that every run is a DVC
+experiment: its parameters, metrics and outputs kept, ``dvc exp show`` lists it, ``dghc table`` reads it."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from pipeline.core.errors import DghcError
+from pipeline.experiments.runs import FLAGS, VARIANTS
+from pipeline.experiments.table import TABLES
+
+
+def grid(table: str, seeds: int, overrides: list[str]) -> list[list[str]]:
+    """The ``-S`` arguments of every run: each variant's four switches spelled out, the seed, the overrides."""
+    if table not in TABLES:
+        raise DghcError(f"unknown table {table!r} (use one of: {', '.join(TABLES)})")
+    runs = []
+    for variant in TABLES[table]:
+        switches = {flag: VARIANTS[variant].get(flag, True) for flag in FLAGS}
+        for seed in range(1, seeds + 1):
+            arguments = [f"train.{flag}={str(value).lower()}" for flag, value in switches.items()]
+            runs.append([*arguments, f"train.seed={seed}", *overrides])
+    return runs
+
+
+def run_grid(table: str, seeds: int, overrides: list[str], jobs: int, repo: Path,
+             log: Callable[[str], None]) -> int:
+    """Queue the grid, run it, and return how many experiments ran."""
+    runs = grid(table, seeds, overrides)
+    for arguments in runs:
+        command = ["dvc", "exp", "run", "--queue", *[part for a in arguments for part in ("-S", a)]]
+        done = subprocess.run(command, cwd=repo, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise DghcError(f"`{' '.join(command)}` failed: {done.stderr.strip()[-800:]}")
+    log(f"experiments: {len(runs)} runs queued ({len(TABLES[table])} variants x {seeds} seeds); running them with "
+        f"`dvc exp run --run-all --jobs {jobs}`")
+    done = subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], cwd=repo)
+    if done.returncode != 0:
+        raise DghcError("some experiments failed (their output is above); `dvc exp show` lists those that ran, and "
+                        "`dvc queue logs NAME` shows a failed one's")
+    return len(runs)
