@@ -12,6 +12,8 @@ export TRANSFORMERS_OFFLINE := 1
 export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/.yolo
 export DVC_NO_ANALYTICS := 1
+# DVC's site cache inside the project, by an absolute path (experiments run in temporary copies of the repository).
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 export MPLCONFIGDIR := $(CURDIR)/.mplconfig
 # dvc.yaml's commands call `dghc`: take it from the virtual environment.
 export PATH := $(CURDIR)/$(BIN):$(PATH)

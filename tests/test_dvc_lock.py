@@ -26,7 +26,8 @@ def test_committed_dvc_lock_matches_the_code_and_params(tmp_path):
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, tmp_path / name)
     env = {key: value for key, value in os.environ.items() if not key.startswith("DVC_")}
-    env.update(DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+    env.update(DVC_NO_ANALYTICS="1", DVC_SITE_CACHE_DIR=str(tmp_path / ".dvc" / "tmp" / "site-cache"),
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
                GIT_COMMITTER_EMAIL="t@t")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=env)
     result = subprocess.run([str(BIN / "dvc"), "status", "--json"], cwd=tmp_path, capture_output=True, text=True,

@@ -45,10 +45,11 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     params["extract"].update(num_workers=0)
     params["train"].update(encoder=str(encoder), epochs=1, prompt_dim=16, progress=False)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # The subprocesses get a controlled environment: a user's DVC_* settings (e.g. DVC_SITE_CACHE_DIR) must not
-    # move DVC's state out of the project, which this test checks.
+    # The subprocesses get a controlled environment: a user's DVC_* settings are dropped, and DVC's site cache is
+    # put inside the project by an absolute path, as the Makefile does.
     inherited = {key: value for key, value in os.environ.items() if not key.startswith("DVC_")}
     env = {**inherited, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "DVC_SITE_CACHE_DIR": str(root / ".dvc" / "tmp" / "site-cache"),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
            "YOLO_CONFIG_DIR": str(root / ".yolo"), "OMP_NUM_THREADS": "2"}
     env["PYTHONPATH"] = str(root)  # run the copy's code, not the editable install's

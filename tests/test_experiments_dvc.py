@@ -45,6 +45,7 @@ def experiments(tmp_path_factory) -> tuple[Path, dict]:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     inherited = {key: value for key, value in os.environ.items() if not key.startswith("DVC_")}
     env = {**inherited, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "DVC_SITE_CACHE_DIR": str(root / ".dvc" / "tmp" / "site-cache"),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
            "YOLO_CONFIG_DIR": str(root / ".yolo"), "OMP_NUM_THREADS": "2", "PYTHONPATH": str(root)}
     run(["git", "init", "-q"], root, env)

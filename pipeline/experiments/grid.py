@@ -36,8 +36,10 @@ def run_grid(table: str, seeds: int, overrides: list[str], jobs: int, repo: Path
             raise DghcError(f"`{' '.join(command)}` failed: {done.stderr.strip()[-800:]}")
     log(f"experiments: {len(runs)} runs queued ({len(TABLES[table])} variants x {seeds} seeds); running them with "
         f"`dvc exp run --run-all --jobs {jobs}`")
-    done = subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], cwd=repo)
-    if done.returncode != 0:
-        raise DghcError("some experiments failed (their output is above); `dvc exp show` lists those that ran, and "
-                        "`dvc queue logs NAME` shows a failed one's")
+    subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], cwd=repo)
+    status = subprocess.run(["dvc", "queue", "status"], cwd=repo, capture_output=True, text=True).stdout
+    failed = [line.split()[1] for line in status.splitlines() if line.split()[-1:] == ["Failed"]]
+    if failed:
+        raise DghcError(f"{len(failed)} of {len(runs)} experiments failed ({', '.join(failed)}); "
+                        f"`dvc queue logs {failed[0]}` shows why")
     return len(runs)
