@@ -138,23 +138,16 @@ def dvc_experiments(repo: Path) -> list[tuple[str, str, dict[str, Any]]]:
                           text=True)
     if done.returncode != 0:
         raise DghcError(f"`dvc exp show` failed in {repo}: {done.stderr.strip()[-500:]}")
-    found: dict[str, tuple[str, str, dict[str, Any]]] = {}
-
-    def visit(node: Any) -> None:
-        if isinstance(node, list):
-            for item in node:
-                visit(item)
-        elif isinstance(node, dict):
-            data, rev = node.get("data"), node.get("rev")
-            if isinstance(data, dict) and rev and rev != "workspace" and node.get("name"):
+    found = []
+    for commit in json.loads(done.stdout or "[]"):  # the workspace and each commit, with its experiments
+        for experiment in (commit.get("experiments") or []) if isinstance(commit, dict) else []:
+            for node in experiment.get("revs") or []:
+                data = node.get("data") or {}
                 params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-                if params:
-                    found[rev] = (str(node["name"]), str(rev), params)
-            for value in node.values():
-                visit(value)
-
-    visit(json.loads(done.stdout or "[]"))
-    return list(found.values())
+                if node.get("error") or not params:  # a failed experiment: nothing to read
+                    continue
+                found.append((str(node.get("name") or node["rev"][:7]), str(node["rev"]), params))
+    return found
 
 
 def runs_from_dvc(repo: Path) -> list[Run]:
