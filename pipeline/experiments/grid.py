@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.core.errors import DghcError
-from pipeline.experiments.runs import FLAGS, VARIANTS
+from pipeline.experiments.runs import FLAGS, VARIANTS, dvc_executable
 from pipeline.experiments.table import TABLES
 
 
@@ -30,14 +30,14 @@ def run_grid(table: str, seeds: int, overrides: list[str], jobs: int, repo: Path
     """Queue the grid, run it, and return how many experiments ran."""
     runs = grid(table, seeds, overrides)
     for arguments in runs:
-        command = ["dvc", "exp", "run", "--queue", *[part for a in arguments for part in ("-S", a)]]
+        command = [dvc_executable(), "exp", "run", "--queue", *[part for a in arguments for part in ("-S", a)]]
         done = subprocess.run(command, cwd=repo, capture_output=True, text=True)
         if done.returncode != 0:
             raise DghcError(f"`{' '.join(command)}` failed: {done.stderr.strip()[-800:]}")
     log(f"experiments: {len(runs)} runs queued ({len(TABLES[table])} variants x {seeds} seeds); running them with "
         f"`dvc exp run --run-all --jobs {jobs}`")
-    subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], cwd=repo)
-    status = subprocess.run(["dvc", "queue", "status"], cwd=repo, capture_output=True, text=True).stdout
+    subprocess.run([dvc_executable(), "exp", "run", "--run-all", "--jobs", str(jobs)], cwd=repo)
+    status = subprocess.run([dvc_executable(), "queue", "status"], cwd=repo, capture_output=True, text=True).stdout
     failed = [line.split()[1] for line in status.splitlines() if line.split()[-1:] == ["Failed"]]
     if failed:
         raise DghcError(f"{len(failed)} of {len(runs)} experiments failed ({', '.join(failed)}); "

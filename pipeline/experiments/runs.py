@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -40,7 +41,7 @@ class Run:
     seed: int | None
     data: dict[str, str]  # train, dev, test: what the run was trained and scored on
     metrics: dict[str, Any]  # dghc evaluate --metrics
-    dev_f1: list[float] = field(default_factory=list)  # per epoch (empty: not scored that epoch)
+    dev_f1: list[tuple[int, float]] = field(default_factory=list)  # (epoch, dev F1) of the epochs scored
     predictions: list[tuple[str, list[str], list[str]]] | None = None  # (post id, gold, predicted) per post
 
 
@@ -70,8 +71,10 @@ def check_metrics(metrics: Any, where: str) -> dict[str, Any]:
     return metrics
 
 
-def read_log(text: str) -> list[float]:
-    return [float(row["dev_f1"]) for row in csv.DictReader(io.StringIO(text)) if row.get("dev_f1")]
+def read_log(text: str) -> list[tuple[int, float]]:
+    """(epoch, dev F1) of the epochs the training log scored."""
+    return [(int(row["epoch"]), float(row["dev_f1"])) for row in csv.DictReader(io.StringIO(text))
+            if row.get("dev_f1")]
 
 
 def read_predictions(text: str, where: str) -> list[tuple[str, list[str], list[str]]]:
@@ -132,10 +135,16 @@ def runs_from_folders(folders: list[Path]) -> list[Run]:
     return runs
 
 
+def dvc_executable() -> str:
+    """The dvc installed beside this Python (a virtual environment need not be on PATH), else dvc on PATH."""
+    beside = Path(sys.executable).with_name("dvc")
+    return str(beside) if beside.is_file() else "dvc"
+
+
 def dvc_experiments(repo: Path) -> list[tuple[str, str, dict[str, Any]]]:
     """(name, revision, params.yaml) of every experiment of the repository's commits (not the workspace)."""
-    done = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], cwd=repo, capture_output=True,
-                          text=True)
+    done = subprocess.run([dvc_executable(), "exp", "show", "--json", "--all-commits"], cwd=repo,
+                          capture_output=True, text=True)
     if done.returncode != 0:
         raise DghcError(f"`dvc exp show` failed in {repo}: {done.stderr.strip()[-500:]}")
     found = []

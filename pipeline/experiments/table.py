@@ -156,9 +156,11 @@ def figures(table: Table) -> dict[str, bytes]:
     for index, row in enumerate(table.rows):
         for number, run in enumerate(row.runs):
             if run.dev_f1:
-                axes.plot(range(1, len(run.dev_f1) + 1), [100 * f for f in run.dev_f1], color=colours(index),
-                          alpha=0.8, marker="o", markersize=3, label=row.variant if number == 0 else None)
+                axes.plot([epoch for epoch, _ in run.dev_f1], [100 * f1 for _, f1 in run.dev_f1],
+                          color=colours(index), alpha=0.8, marker="o", markersize=3,
+                          label=row.variant if number == 0 else None)
     axes.set_xlabel("epoch")
+    axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_ylabel("dev F1 (%)")
     axes.set_title("Dev F1 per epoch, every run")
     if axes.lines:
