@@ -17,6 +17,20 @@ from tests.imports import project_closure
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+# A `foreach` stage is checked with one made-up entry (params.yaml's `cross` is empty by default).
+SAMPLE = {"key": "other", "item": {"test": "data/other/test.txt", "images": "data/other/images"}}
+
+
+def expand(name: str, stage: dict) -> dict:
+    if "foreach" not in stage:
+        return stage
+    text = yaml.safe_dump(stage["do"])
+    text = text.replace("${key}", SAMPLE["key"])
+    text = re.sub(r"\$\{item\.(\w+)\}", lambda m: SAMPLE["item"][m.group(1)], text)
+    return yaml.safe_load(text)
+
+
+STAGES = {name: expand(name, stage) for name, stage in DVC["stages"].items()}
 
 
 def substitute(text: str) -> str:
@@ -33,18 +47,21 @@ def covered(path: str, listed: set[str]) -> bool:
     return any(path == item or path.startswith(item.rstrip("/") + "/") for item in listed)
 
 
-def command_of(stage: dict) -> tuple[str, list[str]]:
-    words = shlex.split(substitute(stage["cmd"]))
-    assert words[0] == "dghc", stage["cmd"]
-    return words[1], words[2:]
+def commands_of(stage: dict) -> list[tuple[str, list[str]]]:
+    """(dghc subcommand, its arguments) of every command of a stage (commands joined by &&)."""
+    found = []
+    for part in substitute(stage["cmd"]).split("&&"):
+        words = shlex.split(part)
+        assert words[0] == "dghc", stage["cmd"]
+        found.append((words[1], words[2:]))
+    return found
 
 
-@pytest.mark.parametrize("name", sorted(DVC["stages"]))
+@pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_depends_on_all_the_code_it_runs(name):
-    stage = DVC["stages"][name]
-    command, _ = command_of(stage)
-    module = COMMANDS[command].split(":")[0]
-    code = {str(p.relative_to(REPO)) for p in project_closure(module) | project_closure("cli")}
+    stage = STAGES[name]
+    code = {str(p.relative_to(REPO)) for command, _ in commands_of(stage)
+            for p in project_closure(COMMANDS[command].split(":")[0]) | project_closure("cli")}
     deps = paths_of(stage["deps"])
     missing = sorted(path for path in code if not covered(path, deps))
     assert not missing, f"stage {name} runs {missing} but dvc.yaml does not list them as deps"
@@ -52,24 +69,25 @@ def test_stage_depends_on_all_the_code_it_runs(name):
     assert not stale, f"stage {name} lists code that does not exist: {stale}"
 
 
-@pytest.mark.parametrize("name", sorted(DVC["stages"]))
+@pytest.mark.parametrize("name", sorted(STAGES))
 def test_command_names_every_file_its_stage_reads_or_writes(name):
-    stage = DVC["stages"][name]
-    command, args = command_of(stage)
-    config = parse_config(dghc.get_command(click.Context(dghc), command), args)
+    stage = STAGES[name]
     listed = paths_of(stage.get("deps")) | paths_of(stage.get("outs")) | paths_of(stage.get("metrics")) \
         | paths_of(stage.get("plots"))
-    files = []
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, Path):
-                files.append(str(item))
+    files, all_args = [], []
+    for command, args in commands_of(stage):
+        config = parse_config(dghc.get_command(click.Context(dghc), command), args)
+        all_args += args
+        for field in dataclasses.fields(config):
+            value = getattr(config, field.name)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, Path):
+                    files.append(str(item))
     print(f"{name}: {files}")
     assert files, f"stage {name}: its config has no file at all"
     unlisted = [f for f in files if not covered(f, listed)]
     assert not unlisted, f"stage {name} reads or writes {unlisted}, which dvc.yaml does not list"
     # and the converse: every data file dvc.yaml lists is given on the command line, not left to a default
     data = {p for p in listed if p.split("/")[0] not in ("pipeline", "stages", "cli.py")}
-    unnamed = sorted(p for p in data if p not in args)
+    unnamed = sorted(p for p in data if p not in all_args)
     assert not unnamed, f"stage {name}: dvc.yaml lists {unnamed}, but its command leaves them to defaults"

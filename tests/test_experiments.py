@@ -96,3 +96,22 @@ def test_bad_runs_are_refused_naming_them(tmp_path):
         runs_from_folders([b])
     with pytest.raises(DghcError, match="needs runs of text only"):
         build_table(runs_from_folders([a]), "main")
+
+
+def test_cross_table_shows_the_other_data_sets(tmp_path):
+    runs = []
+    for seed, f1 in ((1, 0.8), (2, 0.6)):
+        folder = write_run(tmp_path / f"full-{seed}", seed=seed, f1=0.9)
+        params = yaml.safe_load((folder / "params.yaml").read_text())
+        params["cross"] = {"twitter2017": {"test": "t17.txt", "images": "i17"}}
+        (folder / "params.yaml").write_text(yaml.safe_dump(params))
+        (folder / "cache" / "cross" / "twitter2017").mkdir(parents=True)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["default"]["overall"]["f1"] = f1
+        (folder / "cache" / "cross" / "twitter2017" / "metrics.json").write_text(json.dumps(metrics))
+        runs.append(folder)
+    text = markdown(build_table(runs_from_folders(runs), "cross"))
+    print(text)
+    assert "F1 on twitter2017" in text and "70.00 ± 14.14" in text
+    with pytest.raises(DghcError, match="no run was scored on another data set"):
+        build_table(runs_from_folders([write_run(tmp_path / "plain", seed=1, f1=0.5)]), "cross")

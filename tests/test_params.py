@@ -28,7 +28,9 @@ def command(name: str) -> click.Command:
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
 def test_every_section_builds_its_stage_config(path: Path):
     params = yaml.safe_load(path.read_text())
-    assert set(params) == {"data", *SECTIONS}
+    assert set(params) == {"data", "cross", *SECTIONS}
+    for entry in (params["cross"] or {}).values():  # other data sets to score the trained model on
+        assert set(entry) == {"test", "images"}
     assert set(params["data"]) == {"train", "dev", "test", "images"}
     extra = {"evaluate": ["model", "data.txt"]}  # required arguments the pipeline gives on its command line
     for section, name in SECTIONS.items():
@@ -98,12 +100,13 @@ def test_configs_made_in_code_are_checked_too():
 
 def test_readme_tables_are_the_declarations():
     """README's parameter tables are generated (`python -m stages.readme_tables`): they must be current."""
+    from stages.readme_tables import configured_commands, rewrite
+
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for name in SECTIONS.values():
-        config_class = command(name).callback.config_class
-        table = params_table(config_class)
-        assert table in readme, f"README's table for {name} is stale: run `python -m stages.readme_tables`"
-        assert len(table.splitlines()) == 2 + len(params_of(config_class))
+    assert rewrite(readme) == readme, "README's parameter tables are stale: run `python -m stages.readme_tables`"
+    for config_class in configured_commands().values():
+        assert params_table(config_class) in readme
+        assert len(params_table(config_class).splitlines()) == 2 + len(params_of(config_class))
 
 
 def test_help_loads_no_heavy_library():

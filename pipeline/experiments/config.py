@@ -36,8 +36,9 @@ class TableConfig:
     runs: list[Path] = param(default_factory=list, argument=True, metavar="[RUN_DIR]...",
                              help="Run folders (a run's params.yaml and cache files); none: the DVC experiments of "
                                   "--repo.")
-    table: Literal["main", "ablations", "all"] = param("all", help="The paper's table to lay out (main: Table 3, "
-                                                       "ablations: Table 5), or every variant found.")
+    table: Literal["main", "ablations", "cross", "all"] = param(
+        "all", help="The paper's table to lay out (main: Table 3, ablations: Table 5, cross: Table 6, every variant "
+                    "with its F1 on the other data sets of params.yaml's `cross`), or every variant found.")
     repo: Path = param(Path("."), help="The DVC repository whose experiments to read.")
     out: Path = param(Path("reports/table"), help="Folder for table.html and the figures (PNG).")
     samples: int = param(1000, help="Bootstrap resamples for the comparison with the full model.", minimum=1)

@@ -43,6 +43,7 @@ class Run:
     metrics: dict[str, Any]  # dghc evaluate --metrics
     dev_f1: list[tuple[int, float]] = field(default_factory=list)  # (epoch, dev F1) of the epochs scored
     predictions: list[tuple[str, list[str], list[str]]] | None = None  # (post id, gold, predicted) per post
+    cross: dict[str, dict[str, Any]] = field(default_factory=dict)  # other data set -> its metrics (Table 6)
 
 
 def variant_of(train: dict[str, Any]) -> str:
@@ -107,10 +108,19 @@ def run_from_files(name: str, read: Callable[[str], str | None], params: dict[st
     check_metrics(metrics, f"{name}: {METRICS}")
     train = params.get("train", {}) or {}
     log_text, predictions_text = read(LOG), read(PREDICTIONS)
+    cross = {}
+    for key in (params.get("cross") or {}):  # the stage cross_evaluate of dvc.yaml, one per other data set
+        text = read(f"cache/cross/{key}/metrics.json")
+        if text is not None:
+            try:
+                cross[str(key)] = check_metrics(json.loads(text), f"{name}: cache/cross/{key}/metrics.json")
+            except json.JSONDecodeError as err:
+                raise DghcError(f"{name}: cache/cross/{key}/metrics.json is not JSON ({err})") from None
     return Run(name=name, variant=variant_of(train), seed=train.get("seed"),
                data={k: str(v) for k, v in (params.get("data") or {}).items() if k in ("train", "dev", "test")},
                metrics=metrics, dev_f1=read_log(log_text) if log_text else [],
-               predictions=read_predictions(predictions_text, f"{name}: {PREDICTIONS}") if predictions_text else None)
+               predictions=read_predictions(predictions_text, f"{name}: {PREDICTIONS}") if predictions_text else None,
+               cross=cross)
 
 
 def runs_from_folders(folders: list[Path]) -> list[Run]:

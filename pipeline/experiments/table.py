@@ -21,7 +21,7 @@ PAPER = json.loads((Path(__file__).with_name("paper.json")).read_text(encoding="
 TABLES: dict[str, list[str]] = {
     "main": ["text only (BERT-CRF)", FULL],  # the paper's Table 3
     "ablations": ["w/o RE score", "w/o gating", "w/o augmentation", FULL],  # Table 5
-}
+}  # and "cross" (Table 6): every variant found, with its F1 on the other data sets of params.yaml's `cross`
 _ENVIRONMENT = jinja2.Environment(loader=jinja2.PackageLoader("pipeline.experiments", "templates"),
                                   autoescape=True, trim_blocks=True, lstrip_blocks=True,
                                   undefined=jinja2.StrictUndefined)
@@ -37,6 +37,7 @@ class Row:
     per_type: dict[str, Spread]
     versus_full: Comparison | None
     paper: dict[str, Any] | None
+    cross: dict[str, Spread]  # other data set -> F1 of the model on it (the paper's Table 6)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Table:
     rows: list[Row]
     types: list[str]
     samples: int
+    cross: list[str]  # the other data sets some run was scored on
 
 
 def dataset_of(data: dict[str, str]) -> str | None:
@@ -92,6 +94,10 @@ def build_table(runs: Sequence[Run], name: str = "all", samples: int = 1000, see
     by_variant: dict[str, list[Run]] = {}
     for run in runs:
         by_variant.setdefault(run.variant, []).append(run)
+    cross = sorted({key for run in runs for key in run.cross})
+    if name == "cross" and not cross:
+        raise DghcError("no run was scored on another data set: name them in params.yaml's `cross` section, whose "
+                        "cross_evaluate stage scores the trained model on them (the paper's Table 6)")
     order = TABLES.get(name) or [v for v in VARIANTS if v in by_variant] + \
         sorted(v for v in by_variant if v not in VARIANTS)
     missing = [variant for variant in order if variant not in by_variant]
@@ -109,10 +115,12 @@ def build_table(runs: Sequence[Run], name: str = "all", samples: int = 1000, see
                     for t in types if any(t in _scores(run)["per_type"] for run in group)}
         versus = None if variant == FULL or FULL not in by_variant else \
             _versus_full(group, by_variant[FULL], samples, seed)
+        other = {key: spread([run.cross[key]["default"]["overall"]["f1"] for run in group if key in run.cross])
+                 for key in cross if any(key in run.cross for run in group)}
         rows.append(Row(variant, group, spread([o["precision"] for o in overall]),
                         spread([o["recall"] for o in overall]), spread([o["f1"] for o in overall]), per_type, versus,
-                        (PAPER.get(dataset) or {}).get(variant) if dataset else None))
-    return Table(name, data, dataset, rows, types, samples)
+                        (PAPER.get(dataset) or {}).get(variant) if dataset else None, other))
+    return Table(name, data, dataset, rows, types, samples, cross)
 
 
 def _versus_text(row: Row) -> str:
@@ -125,18 +133,20 @@ def _versus_text(row: Row) -> str:
 def markdown(table: Table) -> str:
     """The table as Markdown: scores in %, mean ± std over the runs."""
     header = ["variant", "runs", "P", "R", "F1", *[f"F1 {t}" for t in table.types], "vs full: ΔF1 [95% CI], p",
-              "paper F1"]
+              "paper F1", *[f"F1 on {key}" for key in table.cross]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.rows:
         paper = f"{row.paper['f1']:.2f} ({row.paper['where']})" if row.paper else "—"
         cells = [row.variant, str(len(row.runs)), row.precision.format(), row.recall.format(), row.f1.format(),
                  *[row.per_type[t].format() if t in row.per_type else "—" for t in table.types], _versus_text(row),
-                 paper]
+                 paper, *[row.cross[key].format() if key in row.cross else "—" for key in table.cross]]
         lines.append("| " + " | ".join(cells) + " |")
     data = ", ".join(f"{k} {v}" for k, v in sorted(table.data.items())) or "unknown"
     lines += ["", f"Test split scores in % (seqeval default mode), mean ± sample std over the runs of each variant "
                   f"(n/a: one run); data: {data}. ΔF1 against the full model: paired bootstrap over the test posts of "
-                  f"the seeds both ran, {table.samples} resamples."]
+                  f"the seeds both ran, {table.samples} resamples."
+                  + (" F1 on another data set: the same models scored on it (the paper's Table 6)." if table.cross
+                     else "")]
     if table.dataset is None:
         lines.append("The paper's figures are for Twitter-2015/2017 and are not shown for this data.")
     return "\n".join(lines) + "\n"
@@ -194,7 +204,9 @@ def html(table: Table, pictures: dict[str, bytes]) -> str:
              "precision": row.precision.format(), "recall": row.recall.format(), "f1": row.f1.format(),
              "per_type": [row.per_type[t].format() if t in row.per_type else "—" for t in table.types],
              "versus": _versus_text(row),
-             "paper": f"{row.paper['f1']:.2f} ({row.paper['where']})" if row.paper else "—"} for row in table.rows]
+             "paper": f"{row.paper['f1']:.2f} ({row.paper['where']})" if row.paper else "—",
+             "cross": [row.cross[key].format() if key in row.cross else "—" for key in table.cross]}
+            for row in table.rows]
     images = {name: "data:image/png;base64," + base64.b64encode(data).decode("ascii")
               for name, data in pictures.items()}
     return _ENVIRONMENT.get_template("table.html.j2").render(
