@@ -56,18 +56,20 @@ def experiments(tmp_path_factory) -> tuple[Path, dict]:
     return root, env
 
 
-def test_table_of_two_variants_of_two_runs_full_ahead_on_what_only_the_image_tells(experiments):
+def test_table_of_two_variants_of_two_runs_full_ahead_on_what_only_the_image_tells(experiments, capsys):
     root, env = experiments
     markdown = run([str(BIN / "dghc"), "table", "--table", "main", "--out", str(root / "page"), "--samples", "300"],
                    root, env)
-    print(markdown)
+    with capsys.disabled():  # the table goes to the log of every run, passed or not
+        print(f"\n{markdown}")
     assert "| text only (BERT-CRF) | 2 |" in markdown and "| full (DGHC) | 2 |" in markdown
     recalls: dict[str, list[float]] = {}
     for run_ in runs_from_dvc(root):
         predicted = {post_id: labels for post_id, _, labels in run_.predictions}
         recalls.setdefault(run_.variant, []).append(
             image_dependent_recall(root / "data" / "demo" / "demo.json", "test", predicted))
-    print(f"image-dependent entities typed right: {recalls}")
+    with capsys.disabled():
+        print(f"image-dependent entities typed right: {recalls}")
     assert sorted(map(len, recalls.values())) == [2, 2]
     assert statistics.fmean(recalls["full (DGHC)"]) > statistics.fmean(recalls["text only (BERT-CRF)"])
     assert (root / "page" / "dev_f1.png").stat().st_size > 1000
