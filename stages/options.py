@@ -104,8 +104,11 @@ def convert(p: Param, parameter: click.Parameter, value: Any, where: str, ctx: c
         if p.optional or p.is_list:
             return [] if p.is_list else None
         raise DghcError(f"{where}: a value is needed (null given)")
-    if isinstance(value, bool) and p.choices and ("no" if value is False else "yes") in p.choices:
-        value = "no" if value is False else "yes"  # YAML 1.1 reads an unquoted `no` (precision: no) as false
+    if isinstance(value, bool) and p.choices:  # a choice that YAML 1.1 reads as a boolean
+        for spelling in (("no", "yes"), ("false", "true")):  # precision: no; word_shape: true
+            if spelling[value] in p.choices:
+                value = spelling[value]
+                break
     items = list(value) if p.is_list and isinstance(value, (list, tuple)) else [value]
     if p.kind is not bool and any(isinstance(item, bool) for item in items):
         raise DghcError(f"{where}: expected {parameter.type.name}, got a boolean ({str(value).lower()})")

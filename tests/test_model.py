@@ -108,7 +108,7 @@ def test_gate_module_alone_softmax_over_present_blocks():
 
 def test_prefix_head_split_keeps_heads_contiguous():
     heads, head_size, prompt_len, blocks = 3, 4, 2, 2
-    prefix = VisualPrefix(vision_dim=6, hidden_size=heads * head_size, num_heads=heads, prompt_len=prompt_len,
+    prefix = VisualPrefix(vision_dim=6, hidden_size=heads * head_size, num_heads=heads, num_layers=1, prompt_len=prompt_len,
                           prompt_dim=5, dropout=0.0)
     vectors = torch.randn(1, blocks, 6)
     gates = torch.tensor([[[0.25, 0.75]]])  # one layer
@@ -120,15 +120,15 @@ def test_prefix_head_split_keeps_heads_contiguous():
             slot = block * prompt_len + token
             for head in range(heads):
                 dims = slice(head * head_size, (head + 1) * head_size)
-                expected_key = gates[0, 0, block] * projected[0, block, token, 0, dims]
-                expected_value = gates[0, 0, block] * projected[0, block, token, 1, dims]
-                assert torch.allclose(layer.keys[0, head, slot], expected_key, atol=1e-6)
-                assert torch.allclose(layer.values[0, head, slot], expected_value, atol=1e-6)
+                assert torch.allclose(layer.keys[0, head, slot], projected[0, block, token, 0, dims], atol=1e-6)
+                assert torch.allclose(layer.values[0, head, slot], projected[0, block, token, 1, dims], atol=1e-6)
+                assert layer.weight[0, slot] == gates[0, 0, block]  # the gate of the slot's block
 
 
 def test_prefix_attention_matches_the_formula(tiny_bert):
-    """softmax(Q [phi_k ; K]^T / sqrt(d_h) + mask) [phi_v ; V], written out by hand for one layer."""
-    tagger = make_tagger(tiny_bert)
+    """softmax(Q [phi_k ; K]^T / sqrt(d_h) + mask) [phi_v ; V], written out by hand for one layer (the paper's
+    free-length prefix; tests/test_fusion_options.py covers every option)."""
+    tagger = make_tagger(tiny_bert, prefix_norm="free")
     batch = make_batch(tiny_bert, [[True, True, False, False], [True] * 4])
     prefixes, _, _ = tagger.visual_prefixes(batch)
     attention = tagger.encoder.encoder.layer[0].attention.self
@@ -142,8 +142,9 @@ def test_prefix_attention_matches_the_formula(tiny_bert):
         return x.view(2, -1, 4, 8).transpose(1, 2)
 
     q, k, v = split(attention.query(hidden)), split(attention.key(hidden)), split(attention.value(hidden))
-    keys = torch.cat([prefixes[0].keys, k], dim=2)
-    values = torch.cat([prefixes[0].values, v], dim=2)
+    gate = prefixes[0].weight[:, None, :, None]  # each slot's gate
+    keys = torch.cat([gate * prefixes[0].keys, k], dim=2)
+    values = torch.cat([gate * prefixes[0].values, v], dim=2)
     allowed = torch.cat([prefixes[0].mask, batch.attention_mask], dim=1)[:, None, None, :]
     scores = (q @ keys.transpose(-1, -2)) / 8 ** 0.5
     weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)

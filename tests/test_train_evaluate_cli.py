@@ -161,3 +161,54 @@ def test_evaluate_under_the_precision_switch(pipeline_files, tmp_path):
         scores[precision] = json.loads((tmp_path / f"{precision}.json").read_text())["default_f1"]
     print(f"test F1 in float32 {scores['no']:.4f}, under bf16 autocast {scores['bf16']:.4f}")
     assert abs(scores["no"] - scores["bf16"]) <= 0.1
+
+
+def test_dev_scores_read_the_gold_as_written_like_evaluate(pipeline_files, tmp_path, caplog):
+    """A stray I- in dev stays as written during training (strict mode: no entity there), as in `dghc evaluate`,
+    so the strict dev scores of both agree; the train split is repaired (the model learns B- there)."""
+    from pipeline.training.trainer import read_split
+
+    lines = pipeline_files["valid"].read_text().splitlines()
+    # the first B- that opens an entity after O or at the start of a post: as I- it is a stray one
+    at = next(i for i, line in enumerate(lines) if "\tB-" in line
+              and (lines[i - 1].startswith("IMGID") or lines[i - 1].endswith("\tO")))
+    token, label = lines[at].split("\t")
+    lines[at] = f"{token}\tI-{label[2:]}"
+    stray_dev = tmp_path / "valid_stray.txt"
+    stray_dev.write_text("\n".join(lines) + "\n")
+    kept = [label for post in read_split(stray_dev, True, "dev") for label in post.labels]
+    repaired = [label for post in read_split(stray_dev, True, "train") for label in post.labels]
+    assert f"I-{label[2:]}" in kept and kept.count(label) == repaired.count(label) - 1
+
+    result = invoke("train", "--train", str(pipeline_files["train"]), "--dev", str(stray_dev), "--features",
+                    str(pipeline_files["features"]), "--out", str(tmp_path / "model"), "--metrics",
+                    str(tmp_path / "train_metrics.json"), "--set", f"encoder={pipeline_files['bert']}",
+                    "--set", "epochs=1", "--set", "prompt_dim=16", "--set", "log_file=", "--set", "progress=false",
+                    "--set", f"detections_file={pipeline_files['detections']}", "--state", str(tmp_path / "state"))
+    assert result.exit_code == 0, result.output
+    assert "1 stray I- tags kept as written" in caplog.text
+    result = invoke("evaluate", str(tmp_path / "model"), str(stray_dev), "--features", str(pipeline_files["features"]),
+                    "--metrics", str(tmp_path / "m.json"))
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads((tmp_path / "m.json").read_text())
+    assert evaluated["strict"]["overall"]["support"] == evaluated["default"]["overall"]["support"] - 1
+    trained = json.loads((tmp_path / "train_metrics.json").read_text())
+    for measure in ("precision", "recall", "f1"):
+        assert trained[f"dev_strict_{measure}"] == pytest.approx(evaluated["strict"]["overall"][measure], abs=1e-4)
+
+
+def test_a_model_that_saw_few_images_says_so(pipeline_files, tmp_path, caplog):
+    """The share of training posts with an image is recorded; a model whose share is small warns when used."""
+    meta = json.loads((pipeline_files["model"] / "dghc.json").read_text())
+    share = meta["info"]["train_image_share"]
+    assert 0.5 < share <= 1.0  # the demo's posts mostly have an image
+    rare = tmp_path / "rare_model"
+    shutil.copytree(pipeline_files["model"], rare)
+    meta["info"]["train_image_share"] = 0.01
+    (rare / "dghc.json").write_text(json.dumps(meta))
+    for model, warned in ((pipeline_files["model"], False), (rare, True)):
+        caplog.clear()
+        result = invoke("evaluate", str(model), str(pipeline_files["test"]), "--features",
+                        str(pipeline_files["features"]))
+        assert result.exit_code == 0, result.output
+        assert ("only 1.0% of the training posts had an image" in caplog.text) == warned, caplog.text

@@ -23,3 +23,74 @@ def save_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, heads: int =
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+SAMPLE_TEXT = ["Kevin Durant signs with the Golden State Warriors #NBA",
+               "RT @daily_pics : All about Mumbai this weekend 😍 https://t.co/x1",
+               "NASA says the launch is at 10 am", "Heavy snow expected in Reykjavik tonight",
+               "Shares of Bayern Munich fell 3 % on Monday", "iPhone sales up , says Apple"]
+
+
+def save_wordpiece_tokenizer(folder: Path, lowercase: bool) -> Path:
+    """A small WordPiece tokenizer trained with `tokenizers` on sample tweets (cased or uncased), saved like a
+    hub tokenizer."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    trained = BertWordPieceTokenizer(lowercase=lowercase, strip_accents=False)
+    trained.train_from_iterator(SAMPLE_TEXT * 5, vocab_size=300, min_frequency=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    trained.save(str(folder / "tokenizer.json"))
+    PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), unk_token="[UNK]", pad_token="[PAD]",
+                            cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+    return folder
+
+
+SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+
+def save_tiny_encoder(folder: Path, family: str, hidden: int = 32, layers: int = 2, heads: int = 4) -> Path:
+    """A randomly initialised encoder of ``family`` (bert, roberta, xlm-roberta, electra, deberta-v2) with a
+    tokenizer of the family's kind trained with `tokenizers` on sample tweets, saved like a hub model."""
+    from tokenizers import ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
+    from transformers import (
+        BertConfig,
+        BertModel,
+        DebertaV2Config,
+        DebertaV2Model,
+        ElectraConfig,
+        ElectraModel,
+        RobertaConfig,
+        RobertaModel,
+        RobertaTokenizerFast,
+        XLMRobertaConfig,
+        XLMRobertaModel,
+        XLMRobertaTokenizerFast,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if family in ("bert", "electra"):  # WordPiece, cased
+        save_wordpiece_tokenizer(folder, lowercase=False)
+    elif family == "roberta":  # byte-level BPE
+        trained = ByteLevelBPETokenizer(add_prefix_space=True)
+        trained.train_from_iterator(SAMPLE_TEXT * 5, vocab_size=400, min_frequency=1, special_tokens=SPECIAL_TOKENS)
+        trained.save_model(str(folder))
+        RobertaTokenizerFast.from_pretrained(str(folder)).save_pretrained(folder)
+    else:  # xlm-roberta, deberta-v2: a SentencePiece unigram model
+        trained = SentencePieceUnigramTokenizer()
+        trained.train_from_iterator(SAMPLE_TEXT * 5, vocab_size=200, special_tokens=SPECIAL_TOKENS, unk_token="<unk>")
+        trained.save(str(folder / "tokenizer.json"))
+        XLMRobertaTokenizerFast(tokenizer_file=str(folder / "tokenizer.json")).save_pretrained(folder)
+    shape = dict(vocab_size=400, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                 intermediate_size=hidden * 2, max_position_embeddings=80)
+    config_class, model_class = {"bert": (BertConfig, BertModel), "roberta": (RobertaConfig, RobertaModel),
+                                 "xlm-roberta": (XLMRobertaConfig, XLMRobertaModel),
+                                 "electra": (ElectraConfig, ElectraModel),
+                                 "deberta-v2": (DebertaV2Config, DebertaV2Model)}[family]
+    if family == "electra":
+        shape["embedding_size"] = hidden // 2  # ELECTRA's narrower embeddings, projected up to the layers
+    if family in ("roberta", "xlm-roberta"):
+        shape.update(pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    torch.manual_seed(0)
+    model_class(config_class(**shape)).save_pretrained(folder)
+    return folder

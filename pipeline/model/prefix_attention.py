@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.core.errors import DghcError
+from pipeline.model.encoder import SUPPORTED_FAMILIES
 
 
 class UnsupportedEncoder(DghcError, TypeError):
@@ -34,11 +35,27 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x.view(batch, length, num_heads, width // num_heads).transpose(1, 2)
 
 
+def mean_length(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, length, d_h), mask (batch, length) -> the mean vector length over the real tokens (batch,
+    heads, 1, 1), without gradient: a yardstick, not something to learn through."""
+    weights = mask[:, None, :, None].to(vectors.dtype)
+    lengths = vectors.detach().norm(dim=-1, keepdim=True)
+    return (lengths * weights).sum(dim=2, keepdim=True) / weights.sum(dim=2, keepdim=True).clamp(min=1.0)
+
+
 @dataclass
 class LayerPrefix:
     keys: torch.Tensor  # (batch, heads, prefix_len, head_size)
     values: torch.Tensor  # (batch, heads, prefix_len, head_size)
     mask: torch.Tensor  # (batch, prefix_len) bool, True = attend
+    # (batch, prefix_len) factor of each slot's key and value (its block's gate), or None: applied after match_norm
+    weight: torch.Tensor | None = None
+    # (batch, prefix_len) float added to the prefix slots' attention logits, or None. log(s * g) here scales
+    # each slot's share of attention by the relevance score and gate: s -> 0 removes the prefix exactly.
+    bias: torch.Tensor | None = None
+    # True: each prefix key and value is rescaled to the mean length of the layer's text keys and values (per post
+    # and head), so that the prefix can steer attention by its direction but never outweigh the text by its size.
+    match_norm: bool = False
 
 
 @dataclass
@@ -61,7 +78,7 @@ class PrefixSelfAttention(nn.Module):
         for name in ("query", "key", "value"):
             if not isinstance(getattr(original, name, None), nn.Linear):
                 raise UnsupportedEncoder(f"self-attention module {type(original).__name__} has no '{name}' projection: "
-                                "only BERT-style encoders (query/key/value linears) are supported")
+                                         f"the visual prefix supports {SUPPORTED_FAMILIES}")
         self.query = original.query
         self.key = original.key
         self.value = original.value
@@ -85,9 +102,21 @@ class PrefixSelfAttention(nn.Module):
         key_mask = text_mask
         prefix = self.state.layers[self.layer_index] if self.state.layers else None
         if prefix is not None:
-            key = torch.cat([prefix.keys.to(key.dtype), key], dim=2)
-            value = torch.cat([prefix.values.to(value.dtype), value], dim=2)
+            prefix_keys, prefix_values = prefix.keys.to(key.dtype), prefix.values.to(value.dtype)
+            if prefix.match_norm:
+                prefix_keys = F.normalize(prefix_keys, dim=-1) * mean_length(key, text_mask)
+                prefix_values = F.normalize(prefix_values, dim=-1) * mean_length(value, text_mask)
+            if prefix.weight is not None:
+                weight = prefix.weight[:, None, :, None].to(key.dtype)
+                prefix_keys, prefix_values = weight * prefix_keys, weight * prefix_values
+            key = torch.cat([prefix_keys, key], dim=2)
+            value = torch.cat([prefix_values, value], dim=2)
             key_mask = torch.cat([prefix.mask, text_mask], dim=1)
+            if prefix.bias is not None:  # a float mask: 0 / -inf for the text, the bias (or -inf) for the prefix
+                blocked = torch.finfo(query.dtype).min
+                prefix_logits = prefix.bias.to(query.dtype).masked_fill(~prefix.mask, blocked)
+                text_logits = torch.zeros(text_mask.shape, dtype=query.dtype, device=query.device)
+                key_mask = torch.cat([prefix_logits, text_logits.masked_fill(~text_mask, blocked)], dim=1)
         attended = F.scaled_dot_product_attention(
             query, key, value, attn_mask=key_mask[:, None, None, :],
             dropout_p=self.dropout_p if self.training else 0.0,
@@ -103,7 +132,8 @@ def install_prefix_attention(encoder: nn.Module) -> PrefixState:
     """
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
     if layers is None:
-        raise UnsupportedEncoder(f"{type(encoder).__name__} has no encoder.layer list: only BERT-style encoders are supported")
+        raise UnsupportedEncoder(f"{type(encoder).__name__} has no encoder.layer list: the visual prefix supports "
+                                 f"{SUPPORTED_FAMILIES}")
     state = PrefixState()
     for index, layer in enumerate(layers):
         attention = layer.attention

@@ -12,18 +12,29 @@ Data flow for a batch (docs/ARCHITECTURE.md, "The model"):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
-from torchcrf import CRF
 
+from pipeline.data.word_shape import SHAPES
+from pipeline.model.crf import ConstrainedCRF
 from pipeline.model.gates import DynamicGates
 from pipeline.model.prefix_attention import install_prefix_attention
 from pipeline.model.relevance import RelevanceScore
-from pipeline.model.visual_prefix import VisualPrefix
+from pipeline.model.visual_prefix import PrefixNorm, PrefixProjection, PrefixScaling, VisualPrefix
 
 TextVectorSource = Literal["encoder", "embeddings"]
+WORD_SHAPE_DIM = 16  # a handful of shapes: a small embedding
+
+
+# The allowed values of the fields that name a choice.
+CHOICES = {"text_vector": get_args(TextVectorSource), "prefix_projection": get_args(PrefixProjection),
+           "prefix_scaling": get_args(PrefixScaling), "prefix_norm": get_args(PrefixNorm)}
+# Checkpoints saved before these options existed lack their keys: an absent key means this, not the default.
+OLDER_CHECKPOINT_VALUES = {"prefix_projection": "shared", "prefix_scaling": "values", "prefix_norm": "free",
+                           "visual_norm": False, "image_dropout": 0.0, "constrained_crf": False,
+                           "word_shape": False}
 
 
 @dataclass
@@ -42,6 +53,13 @@ class ModelConfig:
     prompt_dim: int = 800
     dropout: float = 0.1
     max_length: int = 128
+    prefix_projection: PrefixProjection = "shared"  # "per_layer": one projection output per layer (eq. 13)
+    prefix_scaling: PrefixScaling = "values"  # "attention": s and the gates scale the prefix's share of attention
+    prefix_norm: PrefixNorm = "text"  # prefix keys/values as long as the layer's text ones ("free": the paper)
+    visual_norm: bool = False  # LayerNorm on each visual vector before the score, gates and prefix
+    image_dropout: float = 0.0  # share of the training posts whose image is hidden (both paths get trained)
+    constrained_crf: bool = True  # the CRF scores and decodes legal BIOES sequences only
+    word_shape: bool = False  # an embedding of each word's shape joins the emission layer's input
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,7 +84,9 @@ class ModelConfig:
                 raise ValueError(f"{spec.name} must be a {kind.__name__}, not {value!r}")
             if kind is int and value < (0 if spec.name == "vision_dim" else 1):
                 raise ValueError(f"{spec.name} cannot be {value}")
-        return cls(**values)
+            if spec.name in CHOICES and value not in CHOICES[spec.name]:
+                raise ValueError(f"{spec.name} must be one of {CHOICES[spec.name]}, not {value!r}")
+        return cls(**{**OLDER_CHECKPOINT_VALUES, **values})
 
     @property
     def num_blocks(self) -> int:
@@ -84,6 +104,7 @@ class Batch:
     labels: torch.Tensor | None = None  # (batch, words) long, CRF tag ids
     visual: torch.Tensor | None = None  # (batch, 1 + m, d_v) float
     visual_mask: torch.Tensor | None = None  # (batch, 1 + m) bool
+    word_shapes: torch.Tensor | None = None  # (batch, words) long: ids of pipeline.data.word_shape.SHAPES
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
@@ -111,15 +132,20 @@ class DGHCTagger(nn.Module):
         self.relevance: RelevanceScore | None = None
         self.gates: DynamicGates | None = None
         self.visual_prefix: VisualPrefix | None = None
+        self.visual_norm: nn.LayerNorm | None = None
         if config.use_image:
             self.relevance = RelevanceScore(hidden, config.vision_dim) if config.use_relevance else None
             self.gates = (DynamicGates(config.vision_dim, config.num_blocks, self.num_layers)
                           if config.use_gates else None)
             self.visual_prefix = VisualPrefix(config.vision_dim, hidden, text_config.num_attention_heads,
-                                              config.prompt_len, config.prompt_dim, config.dropout)
+                                              self.num_layers, config.prompt_len, config.prompt_dim, config.dropout,
+                                              config.prefix_projection, config.prefix_scaling,
+                                              config.prefix_norm == "text")
+            self.visual_norm = nn.LayerNorm(config.vision_dim) if config.visual_norm else None
         self.dropout = nn.Dropout(config.dropout)
-        self.emissions = nn.Linear(hidden, len(config.labels))
-        self.crf = CRF(len(config.labels), batch_first=True)
+        self.word_shape = nn.Embedding(len(SHAPES), WORD_SHAPE_DIM) if config.word_shape else None
+        self.emissions = nn.Linear(hidden + (WORD_SHAPE_DIM if config.word_shape else 0), len(config.labels))
+        self.crf = ConstrainedCRF(config.labels, constrained=config.constrained_crf)
 
     @property
     def max_length(self) -> int:
@@ -156,6 +182,9 @@ class DGHCTagger(nn.Module):
             return cls.clone()  # a normal tensor again, usable by the layers that learn from it
         if embedded is None:
             embedded = self.encoder.embeddings(input_ids=batch.input_ids)
+        project = getattr(self.encoder, "embeddings_project", None)  # ELECTRA: embeddings narrower than layers
+        if project is not None and embedded.shape[-1] != self.encoder.config.hidden_size:
+            embedded = project(embedded)
         weights = batch.attention_mask.to(embedded.dtype).unsqueeze(-1)
         return (embedded * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
@@ -168,6 +197,11 @@ class DGHCTagger(nn.Module):
         block_mask = batch.visual_mask[:, : self.config.num_blocks].clone()
         block_mask[:, 1:] &= block_mask[:, :1]  # no image, no regions
         batch_size = blocks.shape[0]
+        if self.training and self.config.image_dropout > 0:  # modality dropout: hide whole images, not slots
+            hidden_image = torch.rand(batch_size, device=blocks.device) < self.config.image_dropout
+            block_mask &= ~hidden_image[:, None]
+        if self.visual_norm is not None:
+            blocks = self.visual_norm(blocks)
         if self.relevance is not None:
             relevance = self.relevance(self.text_vector(batch, embedded), blocks[:, 0])
         else:
@@ -177,6 +211,8 @@ class DGHCTagger(nn.Module):
             gates = self.gates(scaled, block_mask)
         else:
             gates = blocks.new_ones(batch_size, self.num_layers, self.config.num_blocks)
+        if self.config.prefix_scaling == "attention":  # s weighs the attention, not the vectors
+            return self.visual_prefix(blocks, block_mask, gates, relevance), relevance, gates
         return self.visual_prefix(scaled, block_mask, gates), relevance, gates
 
     # -- tagging ---------------------------------------------------------------------------------
@@ -190,6 +226,10 @@ class DGHCTagger(nn.Module):
             hidden = self._run_encoder(batch, prefixes)
         index = batch.word_starts.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         word_hidden = torch.gather(hidden, 1, index)
+        if self.word_shape is not None:
+            if batch.word_shapes is None:
+                raise ValueError("this model reads word shapes: the batch needs word_shapes")
+            word_hidden = torch.cat([word_hidden, self.word_shape(batch.word_shapes).to(word_hidden.dtype)], dim=-1)
         # float32 emissions whatever the autocast precision: the CRF's log-sum-exp overflows in float16
         emissions = self.emissions(self.dropout(word_hidden)).float()
         return TaggerOutput(emissions, batch.word_mask, relevance, gates)

@@ -9,6 +9,7 @@ import torch
 from pipeline.data.alignment import EncodedPost, encode_posts
 from pipeline.data.conll import Post
 from pipeline.data.tags import bio_to_bioes
+from pipeline.data.word_shape import word_shape_ids
 from pipeline.model.tagger import Batch
 from pipeline.training.visual_features import VisualFeatures
 
@@ -47,6 +48,7 @@ def collate(examples: Sequence[Example], pad_token_id: int, features: VisualFeat
     attention_mask = torch.zeros(size, seq_len, dtype=torch.bool)
     word_starts = torch.zeros(size, n_words, dtype=torch.long)
     word_mask = torch.zeros(size, n_words, dtype=torch.bool)
+    word_shapes = torch.zeros(size, n_words, dtype=torch.long)
     has_labels = all(e.tag_ids is not None for e in examples)
     labels = torch.zeros(size, n_words, dtype=torch.long) if has_labels else None
     for i, example in enumerate(examples):
@@ -56,12 +58,13 @@ def collate(examples: Sequence[Example], pad_token_id: int, features: VisualFeat
         starts = example.encoded.word_starts
         word_starts[i, : len(starts)] = torch.tensor(starts, dtype=torch.long)
         word_mask[i, : len(starts)] = True
+        word_shapes[i, : len(starts)] = torch.tensor(word_shape_ids(example.post.tokens[: len(starts)]))
         if labels is not None:
             labels[i, : len(starts)] = torch.tensor(example.tag_ids, dtype=torch.long)
     visual = visual_mask = None
     if features is not None:
         visual, visual_mask = features.batch([e.post.post_id for e in examples])
-    return Batch(input_ids, attention_mask, word_starts, word_mask, labels, visual, visual_mask)
+    return Batch(input_ids, attention_mask, word_starts, word_mask, labels, visual, visual_mask, word_shapes)
 
 
 def batches(examples: Sequence[Example], batch_size: int, pad_token_id: int,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipeline.artifacts.atomic import atomic_folder
 from pipeline.core.errors import DghcError
+from pipeline.model.encoder import build_encoder, load_tokenizer
 from pipeline.model.tagger import DGHCTagger, ModelConfig
 
 WEIGHTS = "model.safetensors"
@@ -51,7 +52,7 @@ def save_checkpoint(folder: str | Path, checkpoint: Checkpoint) -> None:
 
 def load_checkpoint(folder: str | Path) -> Checkpoint:
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig
 
     folder = Path(folder)
     meta_path = folder / META
@@ -72,8 +73,8 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
         raise DghcError(f"{meta_path} is damaged ({err}); retrain or restore the model folder") from None
     try:
         encoder_config = AutoConfig.from_pretrained(folder / ENCODER_DIR)
-        encoder = AutoModel.from_config(encoder_config, add_pooling_layer=False)
-        tokenizer = AutoTokenizer.from_pretrained(folder / ENCODER_DIR)
+        encoder = build_encoder(config=encoder_config)
+        tokenizer = load_tokenizer(folder / ENCODER_DIR)
     except (OSError, ValueError) as err:
         raise DghcError(f"{folder / ENCODER_DIR}: cannot rebuild the encoder ({err}); "
                         "retrain or restore the model folder") from None

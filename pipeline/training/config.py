@@ -52,6 +52,23 @@ class TrainConfig:
     prompt_dim: int = param(800, help="Hidden size of the prefix projection.", minimum=1)
     dropout: float = param(0.1, help="Dropout of the prefix and the emissions.", minimum=0.0, maximum=1.0)
     max_length: int = param(128, help="Sub-tokens per post (two special tokens included).", minimum=3)
+    prefix_projection: Literal["shared", "per_layer"] = param(
+        "shared", help="One prefix projection for all layers, or one output per layer (the paper's eq. 13).")
+    prefix_scaling: Literal["values", "attention"] = param(
+        "values", help="How the relevance score and gates weigh the prefix: scaling its vectors (the paper), or "
+                       "its share of attention (log(s g) on its logits: s -> 0 removes the image).")
+    prefix_norm: Literal["free", "text"] = param(
+        "text", help="Length of the prefix keys and values: as projected (the paper), or rescaled to the mean length "
+                     "of the layer's text keys and values (the image steers attention, never outweighs the text).")
+    visual_norm: bool = param(False, help="LayerNorm on each image and region vector before the score, gates and "
+                              "prefix.")
+    constrained_crf: bool = param(True, help="The CRF can only score and decode legal BIOES sequences (false: "
+                                  "any sequence, repaired after decoding).")
+    word_shape: Literal["auto", "true", "false"] = param(
+        "auto", help="Embed each word's shape (capitalised, all caps, digits, hashtag, mention, URL, emoji...) into "
+                     "the emission layer's input; auto: when the encoder's tokenizer lowercases (uncased).")
+    image_dropout: float = param(0.0, help="Share of training posts whose image is hidden at each step (modality "
+                                 "dropout: the text path learns to work alone).", minimum=0.0, maximum=1.0)
     # optimisation
     epochs: int = param(30, help="Training epochs.", minimum=1)
     batch_size: int = param(16, help="Posts per forward/backward pass, split across the processes (an optimizer "
@@ -91,11 +108,14 @@ class TrainConfig:
             raise DghcError(f"train: {self.processes} processes but {self.batch_size} posts in a batch: every process "
                             "needs at least one post of each pass (raise batch_size or lower processes)")
 
-    def model_config(self, labels: list[str], vision_dim: int, num_regions: int) -> ModelConfig:
-        """The model's parameters: the fields this config shares with ModelConfig, plus what the data gives."""
+    def model_config(self, labels: list[str], vision_dim: int, num_regions: int,
+                     lowercasing_tokenizer: bool = False) -> ModelConfig:
+        """The model's parameters: the fields this config shares with ModelConfig, plus what the data and the
+        tokenizer give."""
         from pipeline.model.tagger import ModelConfig  # torch: not needed to read parameters
 
-        given = {"labels": labels, "vision_dim": vision_dim, "num_regions": num_regions}
+        word_shape = lowercasing_tokenizer if self.word_shape == "auto" else self.word_shape == "true"
+        given = {"labels": labels, "vision_dim": vision_dim, "num_regions": num_regions, "word_shape": word_shape}
         shared = {f.name: getattr(self, f.name) for f in fields(ModelConfig) if f.name not in given}
         return ModelConfig(**given, **shared)
 

@@ -19,7 +19,7 @@ def parameter_groups(tagger: DGHCTagger, config: TrainConfig) -> list[dict]:
         if not parameter.requires_grad:
             continue
         part = "encoder" if name.startswith("encoder.") else "crf" if name.startswith("crf.") else "head"
-        no_decay = name.endswith(".bias") or "LayerNorm" in name or "layer_norm" in name or part == "crf"
+        no_decay = parameter.ndim < 2 or part == "crf"  # biases and norm weights are the 1-d parameters
         groups.setdefault((part, no_decay), []).append(parameter)
     result = [{"params": params, "lr": rates[part], "weight_decay": 0.0 if no_decay else config.weight_decay,
                "name": f"{part}{'/no_decay' if no_decay else ''}"} for (part, no_decay), params in groups.items()]

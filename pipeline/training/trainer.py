@@ -44,7 +44,8 @@ from pipeline.core.errors import DghcError
 from pipeline.core.precision import autocast, check_precision
 from pipeline.core.signals import Interrupted, StopRequest, stop_signals
 from pipeline.data.conll import Post, read_conll
-from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set, entity_types
+from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set, entity_types, invalid_bio_positions
+from pipeline.data.word_shape import tokenizer_lowercases
 from pipeline.detection.store import read_fingerprint
 from pipeline.model.encoder import load_encoder_and_tokenizer
 from pipeline.model.tagger import Batch, DGHCTagger
@@ -55,7 +56,13 @@ from pipeline.training.inference import predict
 from pipeline.training.metrics import all_modes
 from pipeline.training.optim import make_optimizer, make_scheduler
 from pipeline.training.state import Progress, StateFolder, capture_rng, restore_rng
-from pipeline.training.visual_features import VisualFeatures, open_for_training, require_coverage
+from pipeline.training.visual_features import (
+    VisualFeatures,
+    image_share,
+    open_for_training,
+    require_coverage,
+    warn_if_images_rare,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,11 +104,18 @@ class TrainingStep(nn.Module):
 
 
 def read_split(path: str | Path, merge_other: bool, what: str) -> list[Post]:
-    posts, report = read_conll(path, type_map=OTHER_AS_MISC if merge_other else None)
+    """Train: stray I- tags repaired into B- (what the model learns). Dev: gold as written, like `dghc evaluate`,
+    so that its strict-mode scores are comparable (the default mode reads a stray I- as B- either way)."""
+    train = what == "train"
+    posts, report = read_conll(path, type_map=OTHER_AS_MISC if merge_other else None,
+                               invalid_bio="repair" if train else "keep")
     if not posts:
         raise DghcError(f"{path}: the {what} split has no posts")
     if report.bio_repairs:
         logger.warning("%s: repaired %d invalid BIO tags (stray I- read as B-)", path, report.bio_repairs)
+    stray = 0 if train else sum(len(invalid_bio_positions(p.labels)) for p in posts)
+    if stray:
+        logger.warning("%s: %d stray I- tags kept as written (strict mode counts no entity there)", path, stray)
     return posts
 
 
@@ -230,7 +244,7 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
     vision_dim = features.dim if features is not None else 0
     num_regions = features.m if features is not None else 3
     encoder, tokenizer = load_encoder_and_tokenizer(config.encoder)
-    tagger = DGHCTagger(config.model_config(labels, vision_dim, num_regions), encoder)
+    tagger = DGHCTagger(config.model_config(labels, vision_dim, num_regions, tokenizer_lowercases(tokenizer)), encoder)
     examples = make_examples(train_posts, tokenizer, tagger.max_length, {label: i for i, label in enumerate(labels)})
 
     steps_per_epoch = len(epoch_steps(list(range(len(examples))), config))
@@ -263,12 +277,16 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
                     "each, x %d accumulation)", effective_batch, config.batch_size, processes,
                     math.ceil(config.batch_size / processes), config.grad_accum_steps)
     features_fingerprint = getattr(features, "fingerprint", None)
+    train_image_share = image_share(features, train_posts) if features is not None else None
+    if main:
+        warn_if_images_rare(train_image_share, str(config.train_file))
     detections_fingerprint = read_fingerprint(config.detections_file) if config.use_image else None
 
     def checkpoint_info(best_epoch: int | None, scores: dict | None) -> dict:
         return {"best_epoch": best_epoch, "dev_scores": scores, "encoder": config.encoder,
                 "train_config": config.to_json(), "effective_batch": effective_batch, "processes": processes,
-                "grad_accum_steps": config.grad_accum_steps, "precision": config.precision}
+                "grad_accum_steps": config.grad_accum_steps, "precision": config.precision,
+                "train_image_share": train_image_share}
 
     def save_progress() -> None:
         """Every process's RNG states go to rank 0, which writes the whole state."""

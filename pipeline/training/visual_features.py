@@ -6,6 +6,7 @@ those it was trained with.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Sequence
 
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 # is applied to: which images were detected (another split or dataset), the stored precision, and how the
 # model was named (a folder may be given by another path; ``weights_sha256`` identifies the weights).
 IGNORED_KEYS = frozenset({"detections_fingerprint_sha256", "dtype", "model"})
+# Below this share of training posts with an image, the image path has seen too few examples to be trusted.
+RARE_IMAGE_SHARE = 0.05
+
+logger = logging.getLogger(__name__)
 
 
 class VisualFeatures(Protocol):
@@ -48,6 +53,22 @@ def require_coverage(features: VisualFeatures, posts: Sequence[Post], what: str)
         raise DghcError(f"{path} has no row for {len(unknown)} of the {len(posts)} posts of {what} "
                         f"(e.g. {', '.join(unknown[:3])}): run `dghc detect` and `dghc extract` on this data "
                         "and pass that features file")
+
+
+def image_share(features: VisualFeatures, posts: Sequence[Post]) -> float:
+    """Share of ``posts`` whose image vector is present."""
+    if not posts:
+        return 0.0
+    _, mask = features.batch([p.post_id for p in posts])
+    return float(mask[:, 0].float().mean())
+
+
+def warn_if_images_rare(share: float | None, what: str) -> None:
+    """One warning when a model learned its image path from too few posts (None: not recorded, older models)."""
+    if share is not None and share < RARE_IMAGE_SHARE:
+        logger.warning("%s: only %.1f%% of the training posts had an image (under %.0f%%): the image path learned "
+                       "from few examples; compare with a text-only model (use_image false) before trusting it",
+                       what, 100 * share, 100 * RARE_IMAGE_SHARE)
 
 
 def model_defining_keys(fingerprint: dict) -> dict:
@@ -79,6 +100,7 @@ def open_for_model(checkpoint: Checkpoint, features_file: str | Path | None) -> 
     store = FeatureStore(features_file)
     if checkpoint.features_fingerprint:
         store.require(model_defining_keys(checkpoint.features_fingerprint))
+    warn_if_images_rare(checkpoint.info.get("train_image_share"), "this model")
     if store.dim != checkpoint.tagger.config.vision_dim:
         raise DghcError(f"{features_file} holds {store.dim}-d vectors but the model expects "
                         f"{checkpoint.tagger.config.vision_dim}-d ones")

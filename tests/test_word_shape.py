@@ -1,0 +1,59 @@
+"""Word shapes: the capitalisation an uncased encoder loses, as a small embedding beside the encoder's output."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from pipeline.data.conll import Post
+from pipeline.data.tags import bioes_label_set
+from pipeline.data.word_shape import tokenizer_lowercases, word_shape
+from pipeline.model.tagger import DGHCTagger, ModelConfig
+from pipeline.training.batching import collate, make_examples
+from pipeline.training.config import TrainConfig
+from tests.tiny_models import minilm_path, save_tiny_bert, save_wordpiece_tokenizer
+
+
+@pytest.mark.parametrize("word,shape", [
+    ("paris", "lower"), ("Paris", "capitalised"), ("NASA", "all_caps"), ("I", "capitalised"), ("iPhone", "mixed_case"),
+    ("McDonald", "mixed_case"), ("2017", "digits"), ("3.5%", "digits"), ("#NBA", "hashtag"), ("@daily_pics", "mention"),
+    ("https://t.co/x1", "url"), ("www.bbc.co.uk", "url"), ("😍", "emoji"), ("❤️", "emoji"), (",", "punctuation"),
+    ("...", "punctuation"), ("#", "punctuation"), ("+", "other"), ("Zürich", "capitalised"), ("ÉCOLE", "all_caps"),
+])
+def test_shapes_of_tweet_words(word, shape):
+    assert word_shape(word) == shape
+
+
+def test_lowercasing_tokenizers_are_recognised(tmp_path):
+    assert tokenizer_lowercases(AutoTokenizer.from_pretrained(minilm_path()))  # MiniLM is uncased
+    cased = AutoTokenizer.from_pretrained(save_wordpiece_tokenizer(tmp_path / "cased", lowercase=False))
+    uncased = AutoTokenizer.from_pretrained(save_wordpiece_tokenizer(tmp_path / "uncased", lowercase=True))
+    assert not tokenizer_lowercases(cased) and tokenizer_lowercases(uncased)
+
+
+def test_auto_turns_word_shape_on_for_uncased_tokenizers_only():
+    labels = bioes_label_set(["PER"])
+    for setting, lowercasing, expected in (("auto", True, True), ("auto", False, False), ("true", False, True),
+                                           ("false", True, False)):
+        config = TrainConfig(word_shape=setting)
+        assert config.model_config(labels, 8, 3, lowercasing).word_shape is expected, (setting, lowercasing)
+
+
+def test_an_uncased_tagger_tells_capitalised_words_apart_only_with_word_shape(tmp_path):
+    """'Paris' and 'paris' are the same sub-tokens for an uncased encoder: only the shape embedding separates
+    their emissions."""
+    folder = save_tiny_bert(tmp_path / "bert")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    labels = bioes_label_set(["LOC"])
+    posts = [Post("a", ["visit", "Paris", "now"], ["O", "B-LOC", "O"]), Post("b", ["visit", "paris", "now"], ["O"] * 3)]
+    batch = collate(make_examples(posts, tokenizer, 32, {label: i for i, label in enumerate(labels)}),
+                    tokenizer.pad_token_id)
+    assert batch.word_shapes[:, 1].tolist() == [2, 1]  # capitalised, lower
+    for with_shape in (False, True):
+        torch.manual_seed(0)
+        tagger = DGHCTagger(ModelConfig(labels=labels, use_image=False, word_shape=with_shape),
+                            AutoModel.from_pretrained(folder)).eval()
+        emissions = tagger(batch).emissions
+        same = torch.allclose(emissions[0, 1], emissions[1, 1], atol=1e-6)
+        assert same != with_shape, f"word_shape={with_shape}"
+        assert torch.isfinite(tagger.loss(batch))
