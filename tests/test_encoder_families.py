@@ -36,9 +36,11 @@ def family(request, tmp_path_factory):
 
 
 def tagger_of(folder, **options) -> tuple[DGHCTagger, object]:
+    """An untrained tagger whose relevance score starts at 0.5 (the paper), so that an image changes its output."""
     encoder, tokenizer = load_encoder_and_tokenizer(str(folder))
     torch.manual_seed(1)
-    return DGHCTagger(ModelConfig(labels=LABELS, vision_dim=16, prompt_dim=16, **options), encoder).eval(), tokenizer
+    return DGHCTagger(ModelConfig(labels=LABELS, vision_dim=16, prompt_dim=16,
+                                  **{"relevance_start": 0.5, **options}), encoder).eval(), tokenizer
 
 
 def test_every_slot_masked_equals_the_plain_encoder(family):

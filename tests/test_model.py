@@ -27,7 +27,8 @@ def tiny_bert(tmp_path_factory):
 def make_tagger(folder, **overrides) -> DGHCTagger:
     torch.manual_seed(1)
     encoder = AutoModel.from_pretrained(folder)
-    config = ModelConfig(labels=LABELS, vision_dim=VISION_DIM, **overrides)
+    # s starts at 0.5 (the paper), not near 0: these tests need an untrained image to change the output
+    config = ModelConfig(labels=LABELS, vision_dim=VISION_DIM, **{"relevance_start": 0.5, **overrides})
     return DGHCTagger(config, encoder).eval()
 
 
@@ -128,7 +129,7 @@ def test_prefix_head_split_keeps_heads_contiguous():
 def test_prefix_attention_matches_the_formula(tiny_bert):
     """softmax(Q [phi_k ; K]^T / sqrt(d_h) + mask) [phi_v ; V], written out by hand for one layer (the paper's
     free-length prefix; tests/test_fusion_options.py covers every option)."""
-    tagger = make_tagger(tiny_bert, prefix_norm="free")
+    tagger = make_tagger(tiny_bert, prefix_norm="free", prefix_scaling="values")
     batch = make_batch(tiny_bert, [[True, True, False, False], [True] * 4])
     prefixes, _, _ = tagger.visual_prefixes(batch)
     attention = tagger.encoder.encoder.layer[0].attention.self

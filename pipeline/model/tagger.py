@@ -34,7 +34,8 @@ CHOICES = {"text_vector": get_args(TextVectorSource), "prefix_projection": get_a
 # Checkpoints saved before these options existed lack their keys: an absent key means this, not the default.
 OLDER_CHECKPOINT_VALUES = {"prefix_projection": "shared", "prefix_scaling": "values", "prefix_norm": "free",
                            "visual_norm": False, "image_dropout": 0.0, "constrained_crf": False,
-                           "word_shape": False}
+                           "word_shape": False,
+                           "relevance_start": 0.5}
 
 
 @dataclass
@@ -54,12 +55,13 @@ class ModelConfig:
     dropout: float = 0.1
     max_length: int = 128
     prefix_projection: PrefixProjection = "shared"  # "per_layer": one projection output per layer (eq. 13)
-    prefix_scaling: PrefixScaling = "values"  # "attention": s and the gates scale the prefix's share of attention
+    prefix_scaling: PrefixScaling = "attention"  # s and the gates scale the prefix's share of attention ("values": the paper)
     prefix_norm: PrefixNorm = "text"  # prefix keys/values as long as the layer's text ones ("free": the paper)
     visual_norm: bool = False  # LayerNorm on each visual vector before the score, gates and prefix
     image_dropout: float = 0.0  # share of the training posts whose image is hidden (both paths get trained)
     constrained_crf: bool = True  # the CRF scores and decodes legal BIOES sequences only
     word_shape: bool = False  # an embedding of each word's shape joins the emission layer's input
+    relevance_start: float = 0.05  # the relevance score before training (0.5: the paper's zero bias)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,7 +136,8 @@ class DGHCTagger(nn.Module):
         self.visual_prefix: VisualPrefix | None = None
         self.visual_norm: nn.LayerNorm | None = None
         if config.use_image:
-            self.relevance = RelevanceScore(hidden, config.vision_dim) if config.use_relevance else None
+            self.relevance = (RelevanceScore(hidden, config.vision_dim, config.relevance_start)
+                              if config.use_relevance else None)
             self.gates = (DynamicGates(config.vision_dim, config.num_blocks, self.num_layers)
                           if config.use_gates else None)
             self.visual_prefix = VisualPrefix(config.vision_dim, hidden, text_config.num_attention_heads,

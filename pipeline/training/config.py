@@ -55,7 +55,7 @@ class TrainConfig:
     prefix_projection: Literal["shared", "per_layer"] = param(
         "shared", help="One prefix projection for all layers, or one output per layer (the paper's eq. 13).")
     prefix_scaling: Literal["values", "attention"] = param(
-        "values", help="How the relevance score and gates weigh the prefix: scaling its vectors (the paper), or "
+        "attention", help="How the relevance score and gates weigh the prefix: scaling its vectors (the paper), or "
                        "its share of attention (log(s g) on its logits: s -> 0 removes the image).")
     prefix_norm: Literal["free", "text"] = param(
         "text", help="Length of the prefix keys and values: as projected (the paper), or rescaled to the mean length "
@@ -67,6 +67,9 @@ class TrainConfig:
     word_shape: Literal["auto", "true", "false"] = param(
         "auto", help="Embed each word's shape (capitalised, all caps, digits, hashtag, mention, URL, emoji...) into "
                      "the emission layer's input; auto: when the encoder's tokenizer lowercases (uncased).")
+    relevance_start: float = param(
+        0.05, help="The relevance score s before training (0.5: the paper's zero bias). Near 0, an untrained visual "
+                   "path leaves the text alone and opens where images help.", minimum=1e-6, maximum=1 - 1e-6)
     image_dropout: float = param(0.0, help="Share of training posts whose image is hidden at each step (modality "
                                  "dropout: the text path learns to work alone).", minimum=0.0, maximum=1.0)
     # optimisation
