@@ -137,9 +137,13 @@ def test_two_processes_train_like_one_with_the_same_effective_batch(files, tmp_p
         done = run_train(train_args(files, run, "--processes", processes, "--save-every-steps", "0"))
         assert done.returncode == 0, done.stderr[-3000:]
         assert "effective batch 4 posts per optimizer step" in done.stdout
+    # Each rank draws its own dropout masks, so the runs are close, not equal: compare the training loss of each
+    # epoch (hundreds of token decisions), not the dev F1 of 8 posts (one entity moves it by 0.05).
+    losses = [[float(row.split(",")[1]) for row in (run / "log.csv").read_text().splitlines()[1:]] for run in (one, two)]
     f1 = [json.loads((run / "metrics.json").read_text())["dev_default_f1"] for run in (one, two)]
-    print(f"dev F1, one process {f1[0]:.4f}, two processes {f1[1]:.4f}")
-    assert abs(f1[0] - f1[1]) <= 0.02
+    print(f"loss per epoch, one process {losses[0]}, two processes {losses[1]}; dev F1 {f1[0]:.4f} and {f1[1]:.4f}")
+    assert all(abs(a - b) <= 0.1 * a for a, b in zip(*losses)), "two processes learned unlike one"
+    assert abs(f1[0] - f1[1]) <= 0.2
     log = (two / "log.csv").read_text().splitlines()
     assert len(log) == 4 and log[0].startswith("epoch,")  # written once per epoch, by rank 0 alone
     meta = json.loads((two / "model" / "dghc.json").read_text())

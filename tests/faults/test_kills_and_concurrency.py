@@ -56,7 +56,14 @@ def test_two_runs_on_one_output_one_proceeds_the_other_is_refused(stage, tiny_pi
     first = start(stage_args(stage, tiny_pipeline, out))
     wait_for(lambda: out.with_name(out.name + ".lock.json").exists() or first.poll() is not None,
              what="the first run to take its lock")
-    second = run(stage_args(stage, tiny_pipeline, out))
+    # paused while the second starts: a short run could otherwise end before the second one (imports take seconds
+    # on a loaded machine) gets to the lock; a stopped process keeps its lock, like a slow one
+    first.send_signal(signal.SIGSTOP)
+    try:
+        assert first.poll() is None, "the first run ended before the second one started"
+        second = run(stage_args(stage, tiny_pipeline, out))
+    finally:
+        first.send_signal(signal.SIGCONT)
     stdout, stderr = first.communicate(timeout=600)
     assert first.returncode == 0, stderr[-3000:]
     assert second.returncode != 0
