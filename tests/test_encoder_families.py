@@ -15,7 +15,7 @@ from pipeline.training.batching import collate, make_examples
 from pipeline.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tests.tiny_models import save_tiny_encoder
 
-FAMILIES = ["bert", "roberta", "xlm-roberta", "electra"]
+FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "deberta-v2"]
 LABELS = bioes_label_set(["LOC", "PER"])
 POSTS = [Post("a", ["Kevin", "Durant", "signs", "with", "the", "Warriors", "#NBA"],
               ["B-PER", "I-PER", "O", "O", "O", "B-LOC", "O"]),
@@ -54,6 +54,10 @@ def test_every_slot_masked_equals_the_plain_encoder(family):
     expected = plain(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long()).last_hidden_state
     mask = batch.attention_mask
     assert torch.allclose(hidden[mask], expected[mask], atol=1e-5), name
+    if name == "deberta-v2":  # the disentangled terms are in play, not only DeBERTa's content attention
+        attention = tagger.encoder.encoder.layer[0].attention.self
+        assert type(attention).__name__ == "PrefixDisentangledSelfAttention" and attention.relative_attention
+        assert attention.pos_att_type == ["p2c", "c2p"]
     with_image = tagger._run_encoder(batch_for(tokenizer, [[True] * 4] * 2), tagger.visual_prefixes(
         batch_for(tokenizer, [[True] * 4] * 2))[0])
     assert not torch.allclose(with_image[mask], expected[mask], atol=1e-3), f"{name}: the image changes nothing"
@@ -88,9 +92,10 @@ def test_save_load_and_predict_are_identical(family, tmp_path):
     assert loaded.tagger.decode(reloaded_batch)[0] == tagger.decode(batch)[0]
 
 
-def test_an_unsupported_family_is_named_in_one_line(tmp_path):
-    folder = save_tiny_encoder(tmp_path / "deberta", "deberta-v2")
-    encoder, _ = load_encoder_and_tokenizer(str(folder))
-    with pytest.raises(DghcError, match="supports BERT, RoBERTa, XLM-RoBERTa, ELECTRA") as error:
+def test_an_unsupported_family_is_named_in_one_line():
+    from transformers import DistilBertConfig
+
+    encoder = AutoModel.from_config(DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=64))
+    with pytest.raises(DghcError, match="supports BERT, RoBERTa, XLM-RoBERTa, ELECTRA.*DeBERTa-v2/v3") as error:
         DGHCTagger(ModelConfig(labels=LABELS, vision_dim=16), encoder)
     assert "\n" not in str(error.value)

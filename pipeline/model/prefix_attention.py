@@ -5,6 +5,10 @@ which reuses the layer's own query/key/value projections and computes
 
     softmax(Q [phi_k ; K]^T / sqrt(d_h) + mask) [phi_v ; V]
 
+DeBERTa-v2/v3 layers get ``PrefixDisentangledSelfAttention``: the text's own scores are DeBERTa's (content plus
+relative-position terms); the prefix slots have no position, so their scores are the content term alone,
+Q phi_k^T scaled as DeBERTa scales its content term.
+
 The prefix is no part of the input sequence: text position ids start at 0 and the encoder's own mask
 logic is not involved (the transformers ``past_key_values`` path would shift positions; docs/ARCHITECTURE.md, "Traps avoided").
 The prefix of the current batch is handed over through ``PrefixState``, which the tagger fills before
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention, scaled_size_sqrt
 
 from pipeline.core.errors import DghcError
 from pipeline.model.encoder import SUPPORTED_FAMILIES
@@ -41,6 +46,28 @@ def mean_length(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask[:, None, :, None].to(vectors.dtype)
     lengths = vectors.detach().norm(dim=-1, keepdim=True)
     return (lengths * weights).sum(dim=2, keepdim=True) / weights.sum(dim=2, keepdim=True).clamp(min=1.0)
+
+
+def prefix_keys_and_values(prefix: "LayerPrefix", key: torch.Tensor, value: torch.Tensor,
+                           text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prefix's keys and values as the layer attends to them (batch, heads, prefix_len, head_size): rescaled
+    to the text's mean length with ``match_norm``, then weighted by the gates (``weight``)."""
+    prefix_keys, prefix_values = prefix.keys.to(key.dtype), prefix.values.to(value.dtype)
+    if prefix.match_norm:
+        prefix_keys = F.normalize(prefix_keys, dim=-1) * mean_length(key, text_mask)
+        prefix_values = F.normalize(prefix_values, dim=-1) * mean_length(value, text_mask)
+    if prefix.weight is not None:
+        weight = prefix.weight[:, None, :, None].to(key.dtype)
+        prefix_keys, prefix_values = weight * prefix_keys, weight * prefix_values
+    return prefix_keys, prefix_values
+
+
+def prefix_logit_offsets(prefix: "LayerPrefix", dtype: torch.dtype) -> torch.Tensor:
+    """(batch, prefix_len) added to the prefix slots' attention logits: the bias (log(s g)) or 0, and the
+    smallest float where a slot is masked."""
+    offsets = prefix.bias.to(dtype) if prefix.bias is not None else torch.zeros(prefix.mask.shape, dtype=dtype,
+                                                                                device=prefix.mask.device)
+    return offsets.masked_fill(~prefix.mask, torch.finfo(dtype).min)
 
 
 @dataclass
@@ -102,21 +129,14 @@ class PrefixSelfAttention(nn.Module):
         key_mask = text_mask
         prefix = self.state.layers[self.layer_index] if self.state.layers else None
         if prefix is not None:
-            prefix_keys, prefix_values = prefix.keys.to(key.dtype), prefix.values.to(value.dtype)
-            if prefix.match_norm:
-                prefix_keys = F.normalize(prefix_keys, dim=-1) * mean_length(key, text_mask)
-                prefix_values = F.normalize(prefix_values, dim=-1) * mean_length(value, text_mask)
-            if prefix.weight is not None:
-                weight = prefix.weight[:, None, :, None].to(key.dtype)
-                prefix_keys, prefix_values = weight * prefix_keys, weight * prefix_values
+            prefix_keys, prefix_values = prefix_keys_and_values(prefix, key, value, text_mask)
             key = torch.cat([prefix_keys, key], dim=2)
             value = torch.cat([prefix_values, value], dim=2)
             key_mask = torch.cat([prefix.mask, text_mask], dim=1)
             if prefix.bias is not None:  # a float mask: 0 / -inf for the text, the bias (or -inf) for the prefix
-                blocked = torch.finfo(query.dtype).min
-                prefix_logits = prefix.bias.to(query.dtype).masked_fill(~prefix.mask, blocked)
                 text_logits = torch.zeros(text_mask.shape, dtype=query.dtype, device=query.device)
-                key_mask = torch.cat([prefix_logits, text_logits.masked_fill(~text_mask, blocked)], dim=1)
+                key_mask = torch.cat([prefix_logit_offsets(prefix, query.dtype),
+                                      text_logits.masked_fill(~text_mask, torch.finfo(query.dtype).min)], dim=1)
         attended = F.scaled_dot_product_attention(
             query, key, value, attn_mask=key_mask[:, None, None, :],
             dropout_p=self.dropout_p if self.training else 0.0,
@@ -124,8 +144,54 @@ class PrefixSelfAttention(nn.Module):
         return attended.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_size), None
 
 
+class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
+    """DeBERTa-v2/v3's disentangled self-attention with the visual prefix in front of the text's keys.
+
+    It takes over the original module's weights and settings (same parameter names, so checkpoints of the plain
+    encoder load) and reuses its relative-position term; only the softmax over [prefix ; text] is new. Kept as a
+    subclass rather than a wrapper: DeBERTa's helper methods read many of the module's attributes.
+    """
+
+    def __init__(self, original: DisentangledSelfAttention, layer_index: int, state: PrefixState) -> None:
+        nn.Module.__init__(self)
+        self.__dict__.update({k: v for k, v in original.__dict__.items() if k != "training"})
+        self.layer_index = layer_index
+        self.state = state
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = False,
+                query_states: torch.Tensor | None = None, relative_pos: torch.Tensor | None = None,
+                rel_embeddings: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+        prefix = self.state.layers[self.layer_index] if self.state.layers else None
+        if prefix is None or query_states is not None:
+            return super().forward(hidden_states, attention_mask, output_attentions, query_states, relative_pos,
+                                   rel_embeddings)
+        batch, length, _ = hidden_states.shape
+        heads, head_size = self.num_attention_heads, self.attention_head_size
+        query = self.transpose_for_scores(self.query_proj(hidden_states), heads)  # (batch * heads, length, d_h)
+        key = self.transpose_for_scores(self.key_proj(hidden_states), heads)
+        value = self.transpose_for_scores(self.value_proj(hidden_states), heads)
+        scale_factor = 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
+        scale = scaled_size_sqrt(query, scale_factor).to(query.dtype)
+        text_scores = torch.bmm(query, key.transpose(-1, -2) / scale)
+        if self.relative_attention:
+            text_scores = text_scores + self.disentangled_attention_bias(
+                query, key, relative_pos, self.pos_dropout(rel_embeddings), scale_factor)
+        blocked = torch.finfo(query.dtype).min
+        text_scores = text_scores.view(batch, heads, length, length).masked_fill(~attention_mask.bool(), blocked)
+        query, key, value = (x.view(batch, heads, length, head_size) for x in (query, key, value))
+        text_mask = self.state.text_mask
+        if text_mask is None:
+            text_mask = torch.ones(batch, length, dtype=torch.bool, device=hidden_states.device)
+        prefix_keys, prefix_values = prefix_keys_and_values(prefix, key, value, text_mask)
+        prefix_scores = query @ (prefix_keys / scale).transpose(-1, -2)  # content only: a prefix has no position
+        prefix_scores = prefix_scores + prefix_logit_offsets(prefix, query.dtype)[:, None, None, :]
+        weights = self.dropout(torch.softmax(torch.cat([prefix_scores, text_scores], dim=-1), dim=-1))
+        attended = weights @ torch.cat([prefix_values, value], dim=2)  # (batch, heads, length, d_h)
+        return attended.transpose(1, 2).reshape(batch, length, heads * head_size), None
+
+
 def install_prefix_attention(encoder: nn.Module) -> PrefixState:
-    """Replace every self-attention module of ``encoder`` (a BERT-style model) in place.
+    """Replace every self-attention module of ``encoder`` (a BERT-style or DeBERTa-v2 model) in place.
 
     Returns the shared state through which prefixes are passed. Weights are untouched, so a checkpoint of
     the plain encoder loads into the wrapped one.
@@ -137,5 +203,8 @@ def install_prefix_attention(encoder: nn.Module) -> PrefixState:
     state = PrefixState()
     for index, layer in enumerate(layers):
         attention = layer.attention
-        attention.self = PrefixSelfAttention(attention.self, index, state)
+        if isinstance(attention.self, DisentangledSelfAttention):
+            attention.self = PrefixDisentangledSelfAttention(attention.self, index, state)
+        else:
+            attention.self = PrefixSelfAttention(attention.self, index, state)
     return state
