@@ -15,7 +15,7 @@ from tests.test_model import LABELS, make_batch, make_tagger, plain_hidden, tiny
 def test_prefix_attention_options_match_their_formula(tiny_bert, scaling, norm):  # noqa: F811
     """softmax(Q [phi_k ; K]^T / sqrt(d_h) + bias) [phi_v ; V], written out by hand for one layer, where bias is
     log(s g) on the prefix slots with ``attention`` scaling, and phi is rescaled to the text's mean length with
-    ``text`` norm."""
+    ``text`` norm (``values`` + ``free`` is the paper's eq. 14 as written)."""
     tagger = make_tagger(tiny_bert, prefix_scaling=scaling, prefix_norm=norm)
     batch = make_batch(tiny_bert, [[True, True, False, False], [True] * 4])
     prefixes, relevance, gates = tagger.visual_prefixes(batch)

@@ -126,35 +126,6 @@ def test_prefix_head_split_keeps_heads_contiguous():
                 assert layer.weight[0, slot] == gates[0, 0, block]  # the gate of the slot's block
 
 
-def test_prefix_attention_matches_the_formula(tiny_bert):
-    """softmax(Q [phi_k ; K]^T / sqrt(d_h) + mask) [phi_v ; V], written out by hand for one layer (the paper's
-    free-length prefix; tests/test_fusion_options.py covers every option)."""
-    tagger = make_tagger(tiny_bert, prefix_norm="free", prefix_scaling="values")
-    batch = make_batch(tiny_bert, [[True, True, False, False], [True] * 4])
-    prefixes, _, _ = tagger.visual_prefixes(batch)
-    attention = tagger.encoder.encoder.layer[0].attention.self
-    hidden = torch.randn(2, batch.input_ids.shape[1], 32)
-    tagger.prefix_state.text_mask = batch.attention_mask
-    tagger.prefix_state.layers = prefixes
-    output, _ = attention(hidden)
-    tagger.prefix_state.clear()
-
-    def split(x):
-        return x.view(2, -1, 4, 8).transpose(1, 2)
-
-    q, k, v = split(attention.query(hidden)), split(attention.key(hidden)), split(attention.value(hidden))
-    gate = prefixes[0].weight[:, None, :, None]  # each slot's gate
-    keys = torch.cat([gate * prefixes[0].keys, k], dim=2)
-    values = torch.cat([gate * prefixes[0].values, v], dim=2)
-    allowed = torch.cat([prefixes[0].mask, batch.attention_mask], dim=1)[:, None, None, :]
-    scores = (q @ keys.transpose(-1, -2)) / 8 ** 0.5
-    weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
-    expected = (weights @ values).transpose(1, 2).reshape(2, -1, 32)
-    assert torch.allclose(output, expected, atol=1e-5)
-    assert torch.all(weights[0, :, :, 8:16] == 0)  # regions 2 and 3 of post 0 are absent: no attention
-    assert torch.all(weights[0, :, :, :8] > 0)
-
-
 @pytest.mark.parametrize("overrides,blocks", [({"use_regions": False}, 1), ({"use_gates": False}, 4),
                                               ({"use_relevance": False}, 4)])
 def test_ablations_run_and_have_expected_shapes(tiny_bert, overrides, blocks):
