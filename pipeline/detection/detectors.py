@@ -30,6 +30,7 @@ from pipeline.detection.merge import SourceBoxes
 DETECTOR = "detector"
 GROUNDING = "grounding"
 MAX_DET = 100  # boxes per source and image before the merge
+TORCHVISION_PREFIX = "torchvision:"  # detector specs served by torchvision_detector.py (the paper's Faster R-CNN)
 
 
 class SourceUnavailable(Exception):
@@ -367,7 +368,7 @@ def load_sources(detector: str | None, grounding: str | None, settings: PredictS
             loaded.report[role] = {"ran": False, "weights": None, "reason": "turned off (none)"}
             continue
         try:
-            if role == DETECTOR and str(spec).strip().startswith("torchvision:"):
+            if role == DETECTOR and str(spec).strip().startswith(TORCHVISION_PREFIX):
                 from pipeline.detection.torchvision_detector import TorchvisionDetector  # imports this module
 
                 source: Any = TorchvisionDetector(str(spec), settings)

@@ -18,6 +18,7 @@ import numpy as np
 from pipeline.artifacts.fingerprint import sha256_file, sha256_json
 from pipeline.detection.detectors import (
     DETECTOR,
+    TORCHVISION_PREFIX,
     PredictSettings,
     ResolvedWeights,
     SourceUnavailable,
@@ -25,12 +26,8 @@ from pipeline.detection.detectors import (
 )
 from pipeline.detection.merge import SourceBoxes
 
-PREFIX = "torchvision:"
+PREFIX = TORCHVISION_PREFIX
 UNTRAINED = "untrained"
-
-
-def is_torchvision_spec(spec: str) -> bool:
-    return str(spec).strip().startswith(PREFIX)
 
 
 def _builder_and_weights(model_name: str) -> tuple[Any, Any]:

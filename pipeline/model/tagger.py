@@ -34,8 +34,7 @@ CHOICES = {"text_vector": get_args(TextVectorSource), "prefix_projection": get_a
 # Checkpoints saved before these options existed lack their keys: an absent key means this, not the default.
 OLDER_CHECKPOINT_VALUES = {"prefix_projection": "shared", "prefix_scaling": "values", "prefix_norm": "free",
                            "visual_norm": False, "image_dropout": 0.0, "constrained_crf": False,
-                           "word_shape": False,
-                           "relevance_start": 0.5}
+                           "word_shape": False, "relevance_start": 0.5}
 
 
 @dataclass
