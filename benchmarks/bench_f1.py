@@ -107,6 +107,42 @@ def durant_rows(model_dir: Path, features: FeatureStore, image_ids: list[str]) -
     return rows
 
 
+def mean_spread(values: list[float]) -> str:
+    """'mean ± sample std' (the mean alone for one value)."""
+    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.4f}{spread}"
+
+
+def build_cache(folder: Path, root: Path) -> tuple[FeatureStore, list[str], float]:
+    """Detect and extract the set's train and valid images into ``root``: the store, the present image ids and
+    the seconds it took."""
+    splits = [folder / "train.txt", folder / "valid.txt"]
+    start = time.perf_counter()
+    run_detect(DetectConfig(files=splits, out=root / "detections.h5", images=folder / "images", progress=False),
+               log=lambda _: None)
+    extract_features(ExtractConfig(data=splits, detections=root / "detections.h5", out=root / "features.h5",
+                                   images=folder / "images", num_workers=0, device="cpu", progress=False))
+    seconds = time.perf_counter() - start
+    features = FeatureStore(root / "features.h5")
+    present = [image_id for image_id in features.image_ids if features.batch([image_id])[1][0, 0]]
+    return features, present, seconds
+
+
+def train_and_score(folder: Path, cache: Path, run_dir: Path, parameters: dict) -> dict[str, float]:
+    """Train on the set's train split with ``parameters`` (dev = valid), score the best checkpoint on valid with
+    the gold as written: default-mode P/R/F1, strict F1 and the training seconds. The model stays in run_dir/model."""
+    start = time.perf_counter()
+    train(TrainConfig(**parameters, train_file=folder / "train.txt", dev_file=folder / "valid.txt",
+                      features_file=cache / "features.h5", detections_file=cache / "detections.h5",
+                      output_dir=run_dir / "model", log_file=None, state_dir=run_dir / "state", progress=False))
+    seconds = time.perf_counter() - start
+    posts, _ = read_conll(folder / "valid.txt", type_map=OTHER_AS_MISC, invalid_bio="keep")
+    result = evaluate(load_checkpoint(run_dir / "model"), posts, FeatureStore(cache / "features.h5"))
+    default, strict = result.metrics["default"]["overall"], result.metrics["strict"]["overall"]
+    return {"p": default["precision"], "r": default["recall"], "f1": default["f1"], "strict": strict["f1"],
+            "seconds": seconds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", default=["twitter2017", "twitter2015"], choices=sorted(NAMES))
@@ -127,41 +163,20 @@ def main() -> None:
         rows, durant = [], []
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            start = time.perf_counter()
-            run_detect(DetectConfig(files=splits, out=root / "detections.h5", images=folder / "images",
-                                    progress=False), log=lambda _: None)
-            extract_features(ExtractConfig(data=splits, detections=root / "detections.h5", out=root / "features.h5",
-                                           images=folder / "images", num_workers=0, device="cpu", progress=False))
-            cache_seconds = time.perf_counter() - start
-            features = FeatureStore(root / "features.h5")
-            present = [image_id for image_id in features.image_ids if features.batch([image_id])[1][0, 0]]
+            features, present, cache_seconds = build_cache(folder, root)
             for variant in args.variants:
                 name, flags = VARIANTS[variant]
                 scores: dict[str, list[float]] = {"p": [], "r": [], "f1": [], "strict": [], "seconds": []}
                 for seed in args.seeds:
-                    start = time.perf_counter()
-                    config = TrainConfig(**{**base, **flags, "seed": seed}, train_file=splits[0], dev_file=splits[1],
-                                         features_file=root / "features.h5", detections_file=root / "detections.h5",
-                                         output_dir=root / "model", log_file=None, state_dir=root / "state",
-                                         progress=False)
-                    train(config)
-                    scores["seconds"].append(time.perf_counter() - start)
-                    result = evaluate(load_checkpoint(root / "model"), posts, features)
-                    default, strict = result.metrics["default"]["overall"], result.metrics["strict"]["overall"]
-                    for key, value in (("p", default["precision"]), ("r", default["recall"]), ("f1", default["f1"]),
-                                       ("strict", strict["f1"])):
+                    result = train_and_score(folder, root, root, {**base, **flags, "seed": seed})
+                    for key, value in result.items():
                         scores[key].append(value)
-                    print(f"{data} {name} seed {seed}: F1 {default['f1']:.4f} ({scores['seconds'][-1]:.0f} s)",
-                          flush=True)
+                    print(f"{data} {name} seed {seed}: F1 {result['f1']:.4f} ({result['seconds']:.0f} s)", flush=True)
                     if args.durant and variant == "full" and seed == args.seeds[0]:
                         durant = durant_rows(root / "model", features, present[:4])
 
-                def cell(values: list[float]) -> str:
-                    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
-                    return f"{statistics.fmean(values):.4f}{spread}"
-
-                rows.append(f"| {name} | {cell(scores['p'])} | {cell(scores['r'])} | {cell(scores['f1'])} | "
-                            f"{cell(scores['strict'])} | {len(args.seeds)} | {statistics.fmean(scores['seconds']):.0f} |")
+                rows.append(f"| {name} | {mean_spread(scores['p'])} | {mean_spread(scores['r'])} | {mean_spread(scores['f1'])} | "
+                            f"{mean_spread(scores['strict'])} | {len(args.seeds)} | {statistics.fmean(scores['seconds']):.0f} |")
         section = f"F1 on {NAMES[data]} valid"
         changed = ", ".join(f"{k}={v}" for k, v in parse_set(args.overrides).items()) or "none"
         body = (f"{NAMES[data]} (../shared/data): train {len(read_conll(splits[0])[0])} posts, scored on valid "
