@@ -41,7 +41,7 @@ def demo_cache(tmp_path_factory) -> Path:
     return root
 
 
-SEEDS = (1, 2, 3)
+SEEDS = (1, 2)
 EPOCHS = 8
 
 
@@ -61,18 +61,19 @@ def train_and_score(root: Path, name: str, seed: int, **flags) -> float:
 
 
 def test_full_model_beats_text_only_on_image_dependent_entities(demo_cache, capsys):
-    """The full model's median of three seeds, with a wide margin: float results differ between CPUs, and one seed's run
-    can land anywhere in a range. Measured on the 2-core development machine (recall of the full model over
-    seeds 1-5): 0.56-0.81 at 3 epochs, 0.38-1.00 at 5 (a slow seed's dev F1 was still rising), so 8 epochs."""
+    """The full model's mean of two seeds, with a wide margin: float results differ between CPUs, and one seed's run
+    can land anywhere in a range. Measured on the 2-core development machine (recall of the full model): seeds 1-5
+    with the paper's fusion 0.56-0.81 at 3 epochs, 0.38-1.00 at 5 (a slow seed's dev F1 was still rising), so 8
+    epochs; seeds 1-3 with today's defaults at 8 epochs: 1.0, 1.0, 1.0 (two seeds keep `make test` near 14 min)."""
     full = [train_and_score(demo_cache, "full", seed) for seed in SEEDS]
     # Text only cannot see what tells these entities apart: one seed is enough (0.28-0.41 over seeds 1-3 here)
     text_only = [train_and_score(demo_cache, "text_only", seed, use_image=False) for seed in SEEDS[:1]]
-    full_median, text_median = statistics.median(full), statistics.median(text_only)
+    full_mean, text_mean = statistics.fmean(full), statistics.fmean(text_only)
     with capsys.disabled():  # the figures go to the log of every run, passed or not
-        print(f"\nimage-dependent entities typed right: full, seeds {SEEDS}: {full} (median {full_median:.3f}); "
+        print(f"\nimage-dependent entities typed right: full, seeds {SEEDS}: {full} (mean {full_mean:.3f}); "
               f"text only, seed {SEEDS[0]}: {text_only}")
-    assert full_median >= 0.75, f"full model typed only {full_median:.2f} of the image-dependent entities"
-    assert full_median >= text_median + 0.25, f"full {full_median:.2f} vs text only {text_median:.2f}"
+    assert full_mean >= 0.75, f"full model typed only {full_mean:.2f} of the image-dependent entities"
+    assert full_mean >= text_mean + 0.25, f"full {full_mean:.2f} vs text only {text_mean:.2f}"
 
 
 class ImagesAs:
