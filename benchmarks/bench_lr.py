@@ -1,19 +1,23 @@
-"""Learning-rate sweep of the full model on the real benchmarks' valid splits: lr_head and lr_crf, over seeds.
+"""Learning-rate sweep of the full model on the real benchmarks' valid splits: lr_head, lr_crf and lr_encoder.
 
     python benchmarks/bench_lr.py [--data twitter2017 twitter2015] [--seeds 1 2]
-                                  [--lr-head 3e-5 1e-4 3e-4 1e-3] [--lr-crf 5e-2] [--epochs 8] [--jobs 2]
+                                  [--lr-head 3e-5 1e-4 3e-4 1e-3] [--lr-crf R ...] [--lr-encoder R ...]
+                                  [--epochs 8] [--jobs 2]
 
-Each cell (data set, lr_head, lr_crf, seed) trains the full model with params.yaml's other training parameters and
-scores its best dev epoch on valid (dev = valid, gold as written), as bench_f1.py does. Cells run seed by seed, so
-a sweep stopped early has every rate at the first seeds. Finished cells are kept in .bench/lr_sweep.json with the
-commit that ran them and a fingerprint of the other parameters: a rerun (after a crash, or with more seeds or
-rates) trains only the cells it lacks, and BENCHMARKS.md's table is rewritten after every cell, cells not yet run
-included. --jobs N trains N cells at once with cores/N threads each (on 2 cores two one-thread runs of the same
-command did 1.4x the work of one two-thread run: the encoder's matrices are too small to keep two threads busy).
+The grid is every combination of the rates given (a rate not given: params.yaml's). Each cell (data set, rates,
+seed) trains the full model with params.yaml's other training parameters and scores its best dev epoch on valid
+(dev = valid, gold as written), as bench_f1.py does. Cells run seed by seed, so a sweep stopped early has every
+rate at the first seeds. Finished cells are kept in .bench/lr_sweep.json with the commit that ran them and a
+fingerprint of the other parameters: a rerun (after a crash, or with more seeds or rates) trains only the cells
+it lacks. BENCHMARKS.md's table is rewritten after every cell: every stored cell of the same other parameters,
+and the asked cells not yet run. --jobs N trains N cells at once with cores/N threads each (on 2 cores two
+one-thread runs did 1.45x the work of one two-thread run: 1728 s each side by side against 1251 s alone for a
+Twitter-2017 cell; the encoder's matrices are too small to keep two threads busy).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -33,6 +37,7 @@ from pipeline.artifacts.fingerprint import sha256_json  # noqa: E402
 
 RESULTS = REPO / ".bench" / "lr_sweep.json"
 SECTION = "learning-rate sweep (full model)"
+RATES = ("lr_encoder", "lr_head", "lr_crf")
 
 
 def commit() -> str:
@@ -45,8 +50,8 @@ def commit() -> str:
         return "?"
 
 
-def cell_key(data: str, lr_head: float, lr_crf: float, seed: int) -> str:
-    return f"{data} lr_head={lr_head:g} lr_crf={lr_crf:g} seed={seed}"
+def cell_key(data: str, rates: tuple[float, ...], seed: int) -> str:
+    return " ".join([data, *(f"{name}={rate:g}" for name, rate in zip(RATES, rates)), f"seed={seed}"])
 
 
 def run_cell(folder: Path, cache: Path, parameters: dict, threads: int) -> dict[str, float]:
@@ -58,31 +63,31 @@ def run_cell(folder: Path, cache: Path, parameters: dict, threads: int) -> dict[
         return train_and_score(folder, cache, Path(run_dir), parameters)
 
 
-def write_table(results: dict, args: argparse.Namespace, base: dict, fingerprint: str) -> None:
+def write_table(results: dict, args: argparse.Namespace, grid: list[tuple[float, ...]], base: dict,
+                fingerprint: str) -> None:
+    mine = {key: run for key, run in results.items() if run["fingerprint"] == fingerprint}
+    defaults = tuple(base[name] for name in RATES)
     lines = [f"Full model (use_image true), packaged all-MiniLM-L6-v2, params.yaml's other training parameters "
-             f"({base['epochs']} epochs, lr_encoder {base['lr_encoder']:g}); best dev epoch scored on valid "
-             f"(dev = valid, gold as written): mean ± sample std over the seeds run. params.yaml's rates: lr_head "
-             f"{base['lr_head']:g}, lr_crf {base['lr_crf']:g}. Rows with fewer seeds than asked are a partial sweep; "
-             f"\"not run\": the sweep stopped first. Cells from commits: "
-             f"{', '.join(sorted({r['commit'] for r in results.values() if r['fingerprint'] == fingerprint})) or '-'}."]
+             f"({base['epochs']} epochs); best dev epoch scored on valid (dev = valid, gold as written): mean ± "
+             f"sample std over the seeds run. params.yaml's rates: "
+             f"{', '.join(f'{name} {rate:g}' for name, rate in zip(RATES, defaults))}. \"not run\": asked, not run "
+             f"yet. Cells from commits: {', '.join(sorted({run['commit'] for run in mine.values()})) or '-'}."]
     for data in args.data:
+        stored = {tuple(run["rates"]) for run in mine.values() if run["data"] == data}
         lines += ["", f"**{NAMES[data]} valid**", "",
-                  "| lr_head | lr_crf | F1 (default) | P | R | F1 (strict) | seeds run | train time per run (s) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for lr_head in sorted(args.lr_head):
-            for lr_crf in sorted(args.lr_crf):
-                runs = [results[key] for seed in args.seeds
-                        if (key := cell_key(data, lr_head, lr_crf, seed)) in results
-                        and results[key]["fingerprint"] == fingerprint]
-                mark = " (params.yaml)" if (lr_head, lr_crf) == (base["lr_head"], base["lr_crf"]) else ""
-                if not runs:
-                    lines.append(f"| {lr_head:g}{mark} | {lr_crf:g} | not run | | | | 0 of {len(args.seeds)} | |")
-                    continue
-                seeds = ", ".join(str(r["seed"]) for r in runs)
-                lines.append(f"| {lr_head:g}{mark} | {lr_crf:g} | {mean_spread([r['f1'] for r in runs])} | "
-                             f"{mean_spread([r['p'] for r in runs])} | {mean_spread([r['r'] for r in runs])} | "
-                             f"{mean_spread([r['strict'] for r in runs])} | {len(runs)} of {len(args.seeds)} "
-                             f"({seeds}) | {statistics.fmean(r['seconds'] for r in runs):.0f} |")
+                  "| lr_encoder | lr_head | lr_crf | F1 (default) | P | R | F1 (strict) | seeds | "
+                  "train time per run (s) |", "|---|---|---|---|---|---|---|---|---|"]
+        for rates in sorted(stored | set(grid)):
+            runs = sorted((run for run in mine.values() if run["data"] == data and tuple(run["rates"]) == rates),
+                          key=lambda run: run["seed"])
+            shown = " | ".join(f"{rate:g}" for rate in rates) + (" (params.yaml)" if rates == defaults else "")
+            if not runs:
+                lines.append(f"| {shown} | not run | | | | | |")
+                continue
+            lines.append(f"| {shown} | {mean_spread([r['f1'] for r in runs])} | "
+                         f"{mean_spread([r['p'] for r in runs])} | {mean_spread([r['r'] for r in runs])} | "
+                         f"{mean_spread([r['strict'] for r in runs])} | {', '.join(str(r['seed']) for r in runs)} | "
+                         f"{statistics.fmean(r['seconds'] for r in runs):.0f} |")
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     lines += ["", f"{args.jobs} run(s) at once, {threads} thread(s) each: train times are not comparable with "
                   "bench_f1.py's one-run-at-a-time figures."]
@@ -95,19 +100,21 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--lr-head", nargs="+", type=float, default=[3e-5, 1e-4, 3e-4, 1e-3])
     parser.add_argument("--lr-crf", nargs="+", type=float, default=None, help="default: params.yaml's lr_crf")
+    parser.add_argument("--lr-encoder", nargs="+", type=float, default=None,
+                        help="default: params.yaml's lr_encoder")
     parser.add_argument("--epochs", type=int, default=None, help="default: params.yaml's train.epochs")
     parser.add_argument("--jobs", type=int, default=2, help="cells trained at once")
     args = parser.parse_args()
     base = {**params_train(), "use_image": True}
     if args.epochs is not None:
         base["epochs"] = args.epochs
-    args.lr_crf = args.lr_crf or [base["lr_crf"]]
+    grid = list(itertools.product(args.lr_encoder or [base["lr_encoder"]], args.lr_head,
+                                  args.lr_crf or [base["lr_crf"]]))
     # The parameters a cell does not set: a change (params.yaml, --epochs) makes the stored cells stale.
-    fingerprint = sha256_json({k: v for k, v in base.items() if k not in ("lr_head", "lr_crf", "seed")})[:12]
+    fingerprint = sha256_json({k: v for k, v in base.items() if k not in (*RATES, "seed")})[:12]
     results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    todo = [(data, lr_head, lr_crf, seed) for seed in args.seeds for data in args.data for lr_head in args.lr_head
-            for lr_crf in args.lr_crf
-            if results.get(cell_key(data, lr_head, lr_crf, seed), {}).get("fingerprint") != fingerprint]
+    todo = [(data, rates, seed) for seed in args.seeds for data in args.data for rates in grid
+            if results.get(cell_key(data, rates, seed), {}).get("fingerprint") != fingerprint]
     print(f"{len(todo)} cell(s) to train; results in {RESULTS}", flush=True)
     ran_by = commit()
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
@@ -119,24 +126,22 @@ def main() -> None:
             caches[data].mkdir()
             build_cache(SHARED / data, caches[data])
         running: dict[Future, tuple] = {}
-        for cell in todo:
-            data, lr_head, lr_crf, seed = cell
-            parameters = {**base, "lr_head": lr_head, "lr_crf": lr_crf, "seed": seed}
-            running[pool.submit(run_cell, SHARED / data, caches[data], parameters, threads)] = cell
+        for data, rates, seed in todo:
+            parameters = {**base, **dict(zip(RATES, rates)), "seed": seed}
+            running[pool.submit(run_cell, SHARED / data, caches[data], parameters, threads)] = (data, rates, seed)
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                data, lr_head, lr_crf, seed = running.pop(future)
+                data, rates, seed = running.pop(future)
                 scores = future.result()
-                results[cell_key(data, lr_head, lr_crf, seed)] = {
-                    **scores, "seed": seed, "fingerprint": fingerprint, "commit": ran_by}
+                results[cell_key(data, rates, seed)] = {**scores, "data": data, "rates": list(rates), "seed": seed,
+                                                        "fingerprint": fingerprint, "commit": ran_by}
                 RESULTS.parent.mkdir(exist_ok=True)
                 write_text_atomically(RESULTS, json.dumps(results, indent=1, sort_keys=True))
-                print(f"{cell_key(data, lr_head, lr_crf, seed)}: F1 {scores['f1']:.4f} ({scores['seconds']:.0f} s)",
-                      flush=True)
-                write_table(results, args, base, fingerprint)
+                print(f"{cell_key(data, rates, seed)}: F1 {scores['f1']:.4f} ({scores['seconds']:.0f} s)", flush=True)
+                write_table(results, args, grid, base, fingerprint)
     if not todo:
-        write_table(results, args, base, fingerprint)
+        write_table(results, args, grid, base, fingerprint)
 
 
 if __name__ == "__main__":
