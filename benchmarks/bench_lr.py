@@ -72,7 +72,7 @@ def write_table(results: dict, args: argparse.Namespace, grid: list[tuple[float,
              f"sample std over the seeds run. params.yaml's rates: "
              f"{', '.join(f'{name} {rate:g}' for name, rate in zip(RATES, defaults))}. \"not run\": asked, not run "
              f"yet. Cells from commits: {', '.join(sorted({run['commit'] for run in mine.values()})) or '-'}."]
-    for data in args.data:
+    for data in [name for name in NAMES if name in args.data or any(run["data"] == name for run in mine.values())]:
         stored = {tuple(run["rates"]) for run in mine.values() if run["data"] == data}
         lines += ["", f"**{NAMES[data]} valid**", "",
                   "| lr_encoder | lr_head | lr_crf | F1 (default) | P | R | F1 (strict) | seeds | "
@@ -88,9 +88,8 @@ def write_table(results: dict, args: argparse.Namespace, grid: list[tuple[float,
                          f"{mean_spread([r['p'] for r in runs])} | {mean_spread([r['r'] for r in runs])} | "
                          f"{mean_spread([r['strict'] for r in runs])} | {', '.join(str(r['seed']) for r in runs)} | "
                          f"{statistics.fmean(r['seconds'] for r in runs):.0f} |")
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    lines += ["", f"{args.jobs} run(s) at once, {threads} thread(s) each: train times are not comparable with "
-                  "bench_f1.py's one-run-at-a-time figures."]
+    lines += ["", f"Cells ran {args.jobs} at once with {args.threads} thread(s) each (the last invocation's setting): "
+                  "train times are not comparable with bench_f1.py's one-run-at-a-time figures."]
     update_section(SECTION, "\n".join(lines))
 
 
@@ -104,7 +103,9 @@ def main() -> None:
                         help="default: params.yaml's lr_encoder")
     parser.add_argument("--epochs", type=int, default=None, help="default: params.yaml's train.epochs")
     parser.add_argument("--jobs", type=int, default=2, help="cells trained at once")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: cores / jobs)")
     args = parser.parse_args()
+    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     base = {**params_train(), "use_image": True}
     if args.epochs is not None:
         base["epochs"] = args.epochs
@@ -117,7 +118,6 @@ def main() -> None:
             if results.get(cell_key(data, rates, seed), {}).get("fingerprint") != fingerprint]
     print(f"{len(todo)} cell(s) to train; results in {RESULTS}", flush=True)
     ran_by = commit()
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
     with tempfile.TemporaryDirectory() as tmp, \
             ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         caches = {}
@@ -128,12 +128,14 @@ def main() -> None:
         running: dict[Future, tuple] = {}
         for data, rates, seed in todo:
             parameters = {**base, **dict(zip(RATES, rates)), "seed": seed}
-            running[pool.submit(run_cell, SHARED / data, caches[data], parameters, threads)] = (data, rates, seed)
+            running[pool.submit(run_cell, SHARED / data, caches[data], parameters, args.threads)] = (data, rates, seed)
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 data, rates, seed = running.pop(future)
                 scores = future.result()
+                # Reread first: another invocation of this script may have stored cells since (other data sets).
+                results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
                 results[cell_key(data, rates, seed)] = {**scores, "data": data, "rates": list(rates), "seed": seed,
                                                         "fingerprint": fingerprint, "commit": ran_by}
                 RESULTS.parent.mkdir(exist_ok=True)
