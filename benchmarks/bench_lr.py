@@ -77,7 +77,7 @@ def write_table(results: dict, args: argparse.Namespace, grid: list[tuple[float,
         lines += ["", f"**{NAMES[data]} valid**", "",
                   "| lr_encoder | lr_head | lr_crf | F1 (default) | P | R | F1 (strict) | seeds | "
                   "train time per run (s) |", "|---|---|---|---|---|---|---|---|---|"]
-        for rates in sorted(stored | set(grid)):
+        for rates in sorted(stored | (set(grid) if data in args.data else set())):
             runs = sorted((run for run in mine.values() if run["data"] == data and tuple(run["rates"]) == rates),
                           key=lambda run: run["seed"])
             shown = " | ".join(f"{rate:g}" for rate in rates) + (" (params.yaml)" if rates == defaults else "")
@@ -117,6 +117,9 @@ def main() -> None:
     todo = [(data, rates, seed) for seed in args.seeds for data in args.data for rates in grid
             if results.get(cell_key(data, rates, seed), {}).get("fingerprint") != fingerprint]
     print(f"{len(todo)} cell(s) to train; results in {RESULTS}", flush=True)
+    if not todo:
+        write_table(results, args, grid, base, fingerprint)
+        return
     ran_by = commit()
     with tempfile.TemporaryDirectory() as tmp, \
             ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
@@ -142,8 +145,6 @@ def main() -> None:
                 write_text_atomically(RESULTS, json.dumps(results, indent=1, sort_keys=True))
                 print(f"{cell_key(data, rates, seed)}: F1 {scores['f1']:.4f} ({scores['seconds']:.0f} s)", flush=True)
                 write_table(results, args, grid, base, fingerprint)
-    if not todo:
-        write_table(results, args, grid, base, fingerprint)
 
 
 if __name__ == "__main__":
