@@ -41,7 +41,7 @@ def experiments(tmp_path_factory) -> tuple[Path, dict]:
     params["demo_data"].update(train=240, valid=40, test=80)
     params["detect"].update(imgsz=160, batch_size=16)
     params["extract"].update(num_workers=0)
-    params["train"].update(epochs=4, eval_begin_epoch=1, progress=False)
+    params["train"].update(epochs=3, eval_begin_epoch=1, progress=False)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     inherited = {key: value for key, value in os.environ.items() if not key.startswith("DVC_")}
     env = {**inherited, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
