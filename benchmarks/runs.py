@@ -1,0 +1,224 @@
+"""Finished benchmark training runs, stored so that each configuration is trained once across the F1 benchmarks.
+
+A run is a data set and the complete training parameters (seed included). ``.bench/runs.json`` (gitignored) keeps
+each finished run's scores, the commit that trained it and how many runs shared the machine with it. bench_f1.py
+and bench_lr.py both read it before training and add each run as it finishes: a rerun after a crash, with more
+seeds or rates, or by the other script trains only the runs missing. A changed params.yaml changes the parameters,
+so the runs of the old ones are simply no longer asked for.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from datetime import datetime, timezone
+from multiprocessing import get_context
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / ".yolo"))
+
+import yaml  # noqa: E402
+
+from pipeline.artifacts.atomic import write_text_atomically  # noqa: E402
+from pipeline.artifacts.fingerprint import sha256_json  # noqa: E402
+from pipeline.data.conll import Post, read_conll  # noqa: E402
+from pipeline.data.tags import OTHER_AS_MISC  # noqa: E402
+from pipeline.detection.config import DetectConfig  # noqa: E402
+from pipeline.detection.run import run_detect  # noqa: E402
+from pipeline.features.config import ExtractConfig  # noqa: E402
+from pipeline.features.extract import extract_features  # noqa: E402
+from pipeline.features.store import FeatureStore  # noqa: E402
+from pipeline.training.checkpoint import load_checkpoint  # noqa: E402
+from pipeline.training.config import TrainConfig  # noqa: E402
+from pipeline.training.evaluation import evaluate  # noqa: E402
+from pipeline.training.inference import predict  # noqa: E402
+from pipeline.training.trainer import train  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+NAMES = {"twitter2017": "Twitter-2017", "twitter2015": "Twitter-2015"}
+DURANT = "Kevin Durant signs with the Golden State Warriors # NBA".split()
+RUNS_FILE = REPO / ".bench" / "runs.json"
+
+
+def params_train() -> dict:
+    """params.yaml's train section: the defaults this benchmark measures (files and device left out)."""
+    section = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
+    return {key: value for key, value in section.items()
+            if key not in ("train_file", "dev_file", "features_file", "detections_file", "output_dir", "log_file",
+                           "metrics_file", "state_dir", "progress")}
+
+
+def durant_rows(model_dir: Path, features: FeatureStore, image_ids: list[str]) -> list[str]:
+    checkpoint = load_checkpoint(model_dir)
+    posts = [Post(f"no-image-{image_ids[0]}", DURANT, ["O"] * len(DURANT))]
+    posts += [Post(image_id, DURANT, ["O"] * len(DURANT)) for image_id in image_ids]
+
+    class NoImageForTheFirst:  # the first post keeps its words but gets no image
+        dim, m = features.dim, features.m
+
+        def __contains__(self, image_id):
+            return True
+
+        def batch(self, ids):
+            vectors, mask = features.batch([i.removeprefix("no-image-") for i in ids])
+            for row, image_id in enumerate(ids):
+                if image_id.startswith("no-image-"):
+                    mask[row] = False
+            return vectors, mask
+
+    rows = []
+    for prediction in predict(checkpoint.tagger, checkpoint.tokenizer, posts, NoImageForTheFirst()):
+        entities = " ".join(f"{word}/{label}" for word, label in zip(DURANT, prediction.labels) if label != "O")
+        image = "none" if prediction.post_id.startswith("no-image-") else prediction.post_id
+        relevance = "" if prediction.relevance is None or image == "none" else f"{prediction.relevance:.2f}"
+        rows.append(f"| {image} | {relevance} | {entities or '(no entity)'} |")
+    return rows
+
+
+def mean_spread(values: list[float]) -> str:
+    """'mean ± sample std' (the mean alone for one value)."""
+    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.4f}{spread}"
+
+
+def present_images(features: FeatureStore) -> list[str]:
+    """The image ids whose image file was there and readable (the others are stored masked)."""
+    return [image_id for image_id in features.image_ids if features.batch([image_id])[1][0, 0]]
+
+
+def build_cache(folder: Path, root: Path) -> tuple[FeatureStore, list[str], float]:
+    """Detect and extract the set's train and valid images into ``root``: the store, the present image ids and
+    the seconds it took."""
+    splits = [folder / "train.txt", folder / "valid.txt"]
+    start = time.perf_counter()
+    run_detect(DetectConfig(files=splits, out=root / "detections.h5", images=folder / "images", progress=False),
+               log=lambda _: None)
+    extract_features(ExtractConfig(data=splits, detections=root / "detections.h5", out=root / "features.h5",
+                                   images=folder / "images", num_workers=0, device="cpu", progress=False))
+    seconds = time.perf_counter() - start
+    features = FeatureStore(root / "features.h5")
+    return features, present_images(features), seconds
+
+
+def train_and_score(folder: Path, cache: Path, run_dir: Path, parameters: dict) -> dict[str, float]:
+    """Train on the set's train split with ``parameters`` (dev = valid), score the best checkpoint on valid with
+    the gold as written: default-mode P/R/F1, strict F1 and the training seconds. The model stays in run_dir/model."""
+    start = time.perf_counter()
+    train(TrainConfig(**parameters, train_file=folder / "train.txt", dev_file=folder / "valid.txt",
+                      features_file=cache / "features.h5", detections_file=cache / "detections.h5",
+                      output_dir=run_dir / "model", log_file=None, state_dir=run_dir / "state", progress=False))
+    seconds = time.perf_counter() - start
+    posts, _ = read_conll(folder / "valid.txt", type_map=OTHER_AS_MISC, invalid_bio="keep")
+    result = evaluate(load_checkpoint(run_dir / "model"), posts, FeatureStore(cache / "features.h5"))
+    default, strict = result.metrics["default"]["overall"], result.metrics["strict"]["overall"]
+    return {"p": default["precision"], "r": default["recall"], "f1": default["f1"], "strict": strict["f1"],
+            "seconds": seconds}
+
+
+def how_trained(runs: list[dict]) -> str:
+    """How the runs shared the machine (their train times depend on it)."""
+    ways = sorted({(run.get("jobs"), run.get("threads")) for run in runs}, key=str)
+    return "; ".join(f"{jobs} run(s) at a time with {threads} torch thread(s) each" for jobs, threads in ways)
+
+
+def run_key(data: str, parameters: dict) -> str:
+    return f"{data} {sha256_json(parameters)[:16]}"
+
+
+def load_runs(path: Path = RUNS_FILE) -> dict[str, dict]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def store_run(record: dict, path: Path = RUNS_FILE) -> None:
+    """Add one finished run; the file is reread first, as another benchmark process may have added runs since."""
+    runs = load_runs(path)
+    runs[run_key(record["data"], record["parameters"])] = record
+    path.parent.mkdir(exist_ok=True)
+    write_text_atomically(path, json.dumps(runs, indent=1, sort_keys=True))
+
+
+def commit() -> str:
+    """HEAD's short hash, '+changes' when pipeline/ has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "pipeline"], cwd=REPO, capture_output=True,
+                               text=True).stdout.strip()
+        return head.stdout.strip() + ("+changes" if dirty else "")
+    except OSError:
+        return "?"
+
+
+def _train_one(data: str, cache: Path, parameters: dict, threads: int, durant: bool) -> dict:
+    """One training run in a worker process with ``threads`` torch threads: its scores, the number of images
+    present and, if asked, the Durant post's rows."""
+    import torch
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as run_dir:
+        scores = train_and_score(SHARED / data, cache, Path(run_dir), parameters)
+        features = FeatureStore(cache / "features.h5")
+        present = present_images(features)
+        scores["images_present"] = len(present)
+        if durant:
+            scores["durant"] = durant_rows(Path(run_dir) / "model", features, present[:4])
+        return scores
+
+
+def missing_runs(wanted: list[tuple[str, dict]], runs: dict[str, dict], durant: set[str] = frozenset()
+                 ) -> list[tuple[str, dict]]:
+    """The runs of ``wanted`` not in ``runs`` (each once), and those of ``durant`` stored without the Durant rows."""
+    todo, seen = [], set()
+    for data, parameters in wanted:
+        key = run_key(data, parameters)
+        if key not in seen and (key not in runs or (key in durant and "durant" not in runs[key])):
+            todo.append((data, parameters))
+        seen.add(key)
+    return todo
+
+
+def train_missing(wanted: list[tuple[str, dict]], jobs: int, threads: int, durant: set[str] = frozenset(),
+                  on_stored: Callable[[dict[str, dict]], None] | None = None, path: Path = RUNS_FILE
+                  ) -> dict[str, dict]:
+    """Train the runs of ``wanted`` (data set, parameters) not stored yet, ``jobs`` at a time with ``threads``
+    torch threads each, storing each as it finishes (then calling ``on_stored`` with every stored run). Keys in
+    ``durant`` also tag the Kevin Durant post; such a run stored without those rows is trained again.
+    Returns every stored run."""
+    runs = load_runs(path)
+    todo = missing_runs(wanted, runs, durant)
+    print(f"{len(todo)} run(s) to train, the others of the {len(wanted)} asked stored in {path}", flush=True)
+    if not todo:
+        return runs
+    ran_by = commit()
+    with tempfile.TemporaryDirectory() as tmp, \
+            ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        caches = {}
+        for data in dict.fromkeys(data for data, _ in todo):  # detections and features once per data set
+            caches[data] = Path(tmp) / data
+            caches[data].mkdir()
+            build_cache(SHARED / data, caches[data])
+        # Spawned workers: a fork of this process, which ran torch to build the caches, can hang in its thread pools.
+        running: dict[Future, tuple[str, dict]] = {
+            pool.submit(_train_one, data, caches[data], parameters, threads,
+                        run_key(data, parameters) in durant): (data, parameters) for data, parameters in todo}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                data, parameters = running.pop(future)
+                scores = future.result()
+                store_run({"data": data, "parameters": parameters, **scores, "commit": ran_by, "threads": threads,
+                           "jobs": jobs,
+                           "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}, path)
+                print(f"{data} seed {parameters['seed']} use_image {parameters['use_image']} "
+                      f"lr_head {parameters['lr_head']:g} lr_crf {parameters['lr_crf']:g}: F1 {scores['f1']:.4f} "
+                      f"({scores['seconds']:.0f} s)", flush=True)
+                if on_stored:
+                    on_stored(load_runs(path))
+    return load_runs(path)

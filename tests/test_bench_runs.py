@@ -1,0 +1,56 @@
+"""The benchmarks' store of finished training runs (benchmarks/runs.py): a run is trained once across scripts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import runs as bench_runs
+
+
+def record(data: str, parameters: dict, f1: float) -> dict:
+    return {"data": data, "parameters": parameters, "p": f1, "r": f1, "f1": f1, "strict": f1, "seconds": 1.0,
+            "commit": "test", "threads": 1, "jobs": 1}
+
+
+def test_run_key_names_the_parameters_not_their_order() -> None:
+    assert bench_runs.run_key("twitter2017", {"seed": 1, "lr_head": 1e-3}) == \
+        bench_runs.run_key("twitter2017", {"lr_head": 1e-3, "seed": 1})
+    assert bench_runs.run_key("twitter2017", {"seed": 1}) != bench_runs.run_key("twitter2017", {"seed": 2})
+    assert bench_runs.run_key("twitter2017", {"seed": 1}) != bench_runs.run_key("twitter2015", {"seed": 1})
+
+
+def test_store_keeps_the_runs_another_process_added(tmp_path: Path) -> None:
+    path = tmp_path / "runs.json"
+    first, second = {"seed": 1, "use_image": True}, {"seed": 2, "use_image": True}
+    bench_runs.store_run(record("twitter2017", first, 0.8), path)
+    bench_runs.store_run(record("twitter2015", second, 0.7), path)  # e.g. bench_lr.py while bench_f1.py runs
+    stored = bench_runs.load_runs(path)
+    assert {run["f1"] for run in stored.values()} == {0.8, 0.7}
+    assert stored[bench_runs.run_key("twitter2017", first)]["parameters"] == first
+    assert [file.name for file in tmp_path.iterdir()] == ["runs.json"], "the atomic write left a temporary file"
+
+
+def test_missing_runs_skips_stored_and_repeated_runs() -> None:
+    stored_parameters, new_parameters = {"seed": 1}, {"seed": 2}
+    stored = {bench_runs.run_key("twitter2017", stored_parameters): record("twitter2017", stored_parameters, 0.8)}
+    wanted = [("twitter2017", stored_parameters), ("twitter2017", new_parameters), ("twitter2017", new_parameters),
+              ("twitter2015", stored_parameters)]
+    assert bench_runs.missing_runs(wanted, stored) == [("twitter2017", new_parameters),
+                                                       ("twitter2015", stored_parameters)]
+    # A run asked with the Durant post but stored without its rows is trained again.
+    durant = {bench_runs.run_key("twitter2017", stored_parameters)}
+    assert ("twitter2017", stored_parameters) in bench_runs.missing_runs(wanted, stored, durant)
+
+
+def test_nothing_is_built_or_trained_when_every_run_is_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "runs.json"
+    parameters = {"seed": 1, "use_image": False}
+    bench_runs.store_run(record("twitter2017", parameters, 0.85), path)
+
+    def no_cache(*_):
+        raise AssertionError("a cache was built although every run is stored")
+
+    monkeypatch.setattr(bench_runs, "build_cache", no_cache)
+    result = bench_runs.train_missing([("twitter2017", parameters)], jobs=1, threads=1, path=path)
+    assert result[bench_runs.run_key("twitter2017", parameters)]["f1"] == 0.85
