@@ -93,8 +93,8 @@ def section_body(data: str, args: argparse.Namespace, base: dict, runs: dict[str
             f"({len(valid)} posts, gold as written; {'/'.join(present) or '?'} images of the set present), packaged "
             f"all-MiniLM-L6-v2, params.yaml's training parameters ({base['epochs']} epochs; changed: {changed}), "
             f"best dev epoch (dev = valid: these are dev scores): mean ± sample std over the seeds. Runs from "
-            f"commits {', '.join(sorted({r['commit'] for r in shown}))}, trained {how_trained(shown)} (train times "
-            f"compare only between runs trained alike).\n\n"
+            f"commits {', '.join(sorted({r['commit'] for r in shown}))}, trained with {how_trained(shown)} (train times "
+            f"compare only between runs trained alike, and depend on what else ran on the machine).\n\n"
             "| model | P (default) | R (default) | F1 (default) | F1 (strict) | seeds | train time per run (s) |\n"
             "|---|---|---|---|---|---|---|\n" + "\n".join(rows))
     full_first = runs.get(run_key(data, {**base, **VARIANTS["full"][1], "seed": args.seeds[0]}), {})

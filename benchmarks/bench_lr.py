@@ -65,7 +65,8 @@ def write_table(runs: dict[str, dict], args: argparse.Namespace, grid: list[tupl
                          f"{mean_spread([r['strict'] for r in found])} | "
                          f"{', '.join(str(r['parameters']['seed']) for r in found)} | "
                          f"{statistics.fmean(r['seconds'] for r in found):.0f} |")
-    lines += ["", f"Runs trained {how_trained(mine)}: train times compare only between runs trained alike."]
+    lines += ["", f"Runs trained with {how_trained(mine)}: train times compare only between runs trained alike, "
+                  "and depend on what else ran on the machine."]
     update_section(SECTION, "\n".join(lines))
 
 

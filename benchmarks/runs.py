@@ -1,10 +1,10 @@
 """Finished benchmark training runs, stored so that each configuration is trained once across the F1 benchmarks.
 
 A run is a data set and the complete training parameters (seed included). ``.bench/runs.json`` (gitignored) keeps
-each finished run's scores, the commit that trained it and how many runs shared the machine with it. bench_f1.py
-and bench_lr.py both read it before training and add each run as it finishes: a rerun after a crash, with more
-seeds or rates, or by the other script trains only the runs missing. A changed params.yaml changes the parameters,
-so the runs of the old ones are simply no longer asked for.
+each finished run's scores, the commit that trained it and its --jobs/--threads. bench_f1.py and bench_lr.py both
+read it before training and add each run as it finishes: a rerun after a crash, with more seeds or rates, or by
+the other script trains only the runs missing. A changed params.yaml changes the parameters, so the runs of the
+old ones are simply no longer asked for.
 """
 from __future__ import annotations
 
@@ -124,9 +124,10 @@ def train_and_score(folder: Path, cache: Path, run_dir: Path, parameters: dict) 
 
 
 def how_trained(runs: list[dict]) -> str:
-    """How the runs shared the machine (their train times depend on it)."""
+    """The --jobs and --threads the runs were trained with (their train times depend on it, and on the runs of
+    other invocations that shared the machine, which the store does not know)."""
     ways = sorted({(run.get("jobs"), run.get("threads")) for run in runs}, key=str)
-    return "; ".join(f"{jobs} run(s) at a time with {threads} torch thread(s) each" for jobs, threads in ways)
+    return "; ".join(f"--jobs {jobs} --threads {threads}" for jobs, threads in ways)
 
 
 def run_key(data: str, parameters: dict) -> str:
