@@ -8,6 +8,7 @@ old ones are simply no longer asked for.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import statistics
@@ -139,11 +140,13 @@ def load_runs(path: Path = RUNS_FILE) -> dict[str, dict]:
 
 
 def store_run(record: dict, path: Path = RUNS_FILE) -> None:
-    """Add one finished run; the file is reread first, as another benchmark process may have added runs since."""
-    runs = load_runs(path)
-    runs[run_key(record["data"], record["parameters"])] = record
+    """Add one finished run. Reread and rewritten under a lock: another benchmark process may store a run too."""
     path.parent.mkdir(exist_ok=True)
-    write_text_atomically(path, json.dumps(runs, indent=1, sort_keys=True))
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = load_runs(path)
+        runs[run_key(record["data"], record["parameters"])] = record
+        write_text_atomically(path, json.dumps(runs, indent=1, sort_keys=True))
 
 
 def commit() -> str:

@@ -1,6 +1,7 @@
 """The benchmarks' store of finished training runs (benchmarks/runs.py): a run is trained once across scripts."""
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,8 @@ def test_store_keeps_the_runs_another_process_added(tmp_path: Path) -> None:
     stored = bench_runs.load_runs(path)
     assert {run["f1"] for run in stored.values()} == {0.8, 0.7}
     assert stored[bench_runs.run_key("twitter2017", first)]["parameters"] == first
-    assert [file.name for file in tmp_path.iterdir()] == ["runs.json"], "the atomic write left a temporary file"
+    assert sorted(file.name for file in tmp_path.iterdir()) == ["runs.json", "runs.json.lock"], \
+        "the atomic write left a temporary file"
 
 
 def test_missing_runs_skips_stored_and_repeated_runs() -> None:
@@ -54,3 +56,22 @@ def test_nothing_is_built_or_trained_when_every_run_is_stored(tmp_path: Path, mo
     monkeypatch.setattr(bench_runs, "build_cache", no_cache)
     result = bench_runs.train_missing([("twitter2017", parameters)], jobs=1, threads=1, path=path)
     assert result[bench_runs.run_key("twitter2017", parameters)]["f1"] == 0.85
+
+
+def _store_many(path: Path, data: str, count: int) -> None:
+    for seed in range(count):
+        bench_runs.store_run(record(data, {"seed": seed}, 0.5), path)
+
+
+def test_two_processes_storing_at_once_lose_no_run(tmp_path: Path) -> None:
+    path = tmp_path / "runs.json"
+    context = multiprocessing.get_context("fork")  # the module is imported already; nothing threaded runs here
+    writers = [context.Process(target=_store_many, args=(path, data, 40)) for data in ("twitter2017", "twitter2015")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+        assert writer.exitcode == 0
+    stored = bench_runs.load_runs(path)
+    print(f"{len(stored)} runs stored of 80")
+    assert len(stored) == 80
