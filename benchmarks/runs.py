@@ -197,7 +197,7 @@ def train_missing(wanted: list[tuple[str, dict]], jobs: int, threads: int, duran
     Returns every stored run."""
     runs = load_runs(path)
     todo = missing_runs(wanted, runs, durant)
-    print(f"{len(todo)} run(s) to train, the others of the {len(wanted)} asked stored in {path}", flush=True)
+    print(f"{len(todo)} of the {len(wanted)} run(s) asked to train (the others are stored in {path})", flush=True)
     if not todo:
         return runs
     ran_by = commit()
