@@ -11,7 +11,7 @@ hurt) and the training options, not what the image adds (the demo set's learning
 ``--durant`` also tags "Kevin Durant signs with the Golden State Warriors # NBA" without an image and with each
 of four real photos of the set (the failure of issue 11: a present image wiped out the text's entities).
 Each data set's section of BENCHMARKS.md keeps the previous run's table beside the new one. Runs are kept in
-.bench/runs.json (benchmarks/runs.py), shared with bench_lr.py: a run already trained with the same parameters,
+benchmarks/runs.json (benchmarks/runs.py), shared with bench_lr.py: a run already trained with the same parameters,
 by either script, is read back instead of trained again, so a rerun after a crash trains only what is missing.
 ``--jobs N`` trains N runs at once (on 2 cores two one-thread runs do about 1.4x the work of one two-thread run).
 """

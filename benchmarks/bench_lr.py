@@ -7,7 +7,7 @@
 The grid is every combination of the rates given (a rate not given: params.yaml's). Each cell (data set, rates,
 seed) trains the full model with params.yaml's other training parameters and scores its best dev epoch on valid
 (dev = valid, gold as written), as bench_f1.py does. Cells run seed by seed, so a sweep stopped early has every
-rate at the first seeds. Finished cells are kept in .bench/runs.json (benchmarks/runs.py, shared with
+rate at the first seeds. Finished cells are kept in benchmarks/runs.json (benchmarks/runs.py, shared with
 bench_f1.py) with the commit that ran them: a rerun (after a crash, or with more seeds or rates) trains only the
 cells it lacks, and a cell bench_f1.py trained (the defaults) is not trained again. BENCHMARKS.md's table is
 rewritten after every cell: every stored cell of the same other parameters, and the asked cells not yet run.

@@ -1,6 +1,7 @@
 """Finished benchmark training runs, stored so that each configuration is trained once across the F1 benchmarks.
 
-A run is a data set and the complete training parameters (seed included). ``.bench/runs.json`` (gitignored) keeps
+A run is a data set and the complete training parameters (seed included). ``benchmarks/runs.json`` (committed:
+the raw records behind BENCHMARKS.md's F1 tables, hours of CPU that a lost working tree would lose) keeps
 each finished run's scores, the commit that trained it and its --jobs/--threads. bench_f1.py and bench_lr.py both
 read it before training and add each run as it finishes: a rerun after a crash, with more seeds or rates, or by
 the other script trains only the runs missing. A changed params.yaml changes the parameters, so the runs of the
@@ -46,7 +47,7 @@ from pipeline.training.trainer import train  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"
 NAMES = {"twitter2017": "Twitter-2017", "twitter2015": "Twitter-2015"}
 DURANT = "Kevin Durant signs with the Golden State Warriors # NBA".split()
-RUNS_FILE = REPO / ".bench" / "runs.json"
+RUNS_FILE = REPO / "benchmarks" / "runs.json"
 
 
 def params_train() -> dict:
