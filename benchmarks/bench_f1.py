@@ -10,7 +10,8 @@ hurt) and the training options, not what the image adds (the demo set's learning
 
 ``--durant`` also tags "Kevin Durant signs with the Golden State Warriors # NBA" without an image and with each
 of four real photos of the set (the failure of issue 11: a present image wiped out the text's entities).
-Each data set's section of BENCHMARKS.md keeps the previous run's table beside the new one. Runs are kept in
+Each data set's section of BENCHMARKS.md keeps the previous run's table beside the new one; a run with ``--set``
+writes a section of its own, its rows beside the stored params.yaml runs of the same seeds. Runs are kept in
 benchmarks/runs.json (benchmarks/runs.py), shared with bench_lr.py: a run already trained with the same parameters,
 by either script, is read back instead of trained again, so a rerun after a crash trains only what is missing.
 ``--jobs N`` trains N runs at once (on 2 cores two one-thread runs do about 1.4x the work of one two-thread run).
@@ -71,23 +72,34 @@ def previous_table(section: str) -> str:
             + "\n".join(rows))
 
 
-def section_body(data: str, args: argparse.Namespace, base: dict, runs: dict[str, dict]) -> str:
+def table_row(name: str, found: list[dict]) -> str:
+    if not found:
+        return f"| {name} | not run | | | | | |"
+    return (f"| {name} | {mean_spread([r['p'] for r in found])} | {mean_spread([r['r'] for r in found])} | "
+            f"{mean_spread([r['f1'] for r in found])} | {mean_spread([r['strict'] for r in found])} | "
+            f"{', '.join(str(r['parameters']['seed']) for r in found)} | "
+            f"{statistics.fmean(r['seconds'] for r in found):.0f} |")
+
+
+def section_body(data: str, args: argparse.Namespace, base: dict, runs: dict[str, dict],
+                 reference: dict | None = None) -> str:
+    """The section's text; with ``reference`` (params.yaml's parameters, when --set changed some) each variant's
+    row is followed by the stored runs of the same seeds without the change, so the ablation reads in one table."""
     splits = [SHARED / data / "train.txt", SHARED / data / "valid.txt"]
     valid, _ = read_conll(splits[1], invalid_bio="keep")
+    changed = ", ".join(f"{k}={v}" for k, v in parse_set(args.overrides).items()) or "none"
+    was = ", ".join(f"{k}={(reference or {}).get(k)}" for k in parse_set(args.overrides))
     rows, shown = [], []
     for variant in args.variants:
         name, flags = VARIANTS[variant]
-        keys = [run_key(data, {**base, **flags, "seed": seed}) for seed in args.seeds]
-        found = [runs[key] for key in keys if key in runs]
-        shown += found
-        if not found:
-            rows.append(f"| {name} | not run | | | | | |")
-            continue
-        rows.append(f"| {name} | {mean_spread([r['p'] for r in found])} | {mean_spread([r['r'] for r in found])} | "
-                    f"{mean_spread([r['f1'] for r in found])} | {mean_spread([r['strict'] for r in found])} | "
-                    f"{', '.join(str(r['parameters']['seed']) for r in found)} | "
-                    f"{statistics.fmean(r['seconds'] for r in found):.0f} |")
-    changed = ", ".join(f"{k}={v}" for k, v in parse_set(args.overrides).items()) or "none"
+        compared = [(name, base)]
+        if reference is not None:
+            compared = [(f"{name}, {changed}", base), (f"{name}, params.yaml ({was})", reference)]
+        for label, parameters in compared:
+            keys = [run_key(data, {**parameters, **flags, "seed": seed}) for seed in args.seeds]
+            found = [runs[key] for key in keys if key in runs]
+            shown += found
+            rows.append(table_row(label, found))
     present = sorted({str(r["images_present"]) for r in shown if "images_present" in r})
     body = (f"{NAMES[data]} (../shared/data): train {len(read_conll(splits[0])[0])} posts, scored on valid "
             f"({len(valid)} posts, gold as written; {'/'.join(present) or '?'} images of the set present), packaged "
@@ -127,9 +139,12 @@ def main() -> None:
     durant = {run_key(data, {**base, **VARIANTS["full"][1], "seed": args.seeds[0]}) for data in args.data
               if args.durant and "full" in args.variants}
     runs = load_runs() if args.table_only else train_missing(wanted, args.jobs, threads, durant)
+    changed = ", ".join(f"{k}={v}" for k, v in parse_set(args.overrides).items())
+    # an ablation (--set) gets a section of its own, beside params.yaml's runs, and leaves the main table alone
+    reference = {**params_train(), "epochs": base["epochs"]} if changed else None
     for data in args.data:
-        section = f"F1 on {NAMES[data]} valid"
-        body = section_body(data, args, base, runs)
+        section = f"F1 on {NAMES[data]} valid" + (f" with {changed}" if changed else "")
+        body = section_body(data, args, base, runs, reference)
         previous = previous_table(section)
         update_section(section, body + ("\n\n" + previous if previous else ""))
     print(f"runs stored in {RUNS_FILE}")
