@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import yaml  # noqa: E402
+import click  # noqa: E402
 
 from benchmarks.report import BENCHMARKS_MD, update_section  # noqa: E402
 from benchmarks.runs import (  # noqa: E402
@@ -43,13 +43,19 @@ from benchmarks.runs import (  # noqa: E402
     run_key,
     train_missing,
 )
+from cli import dghc  # noqa: E402
 from pipeline.data.conll import read_conll  # noqa: E402
+from stages.options import parse_config, parse_overrides  # noqa: E402
 
 VARIANTS = {"text": ("text only (BERT-CRF)", {"use_image": False}), "full": ("full DGHC", {"use_image": True})}
 
 
 def parse_set(items: list[str]) -> dict:
-    return {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in items)}
+    """--set KEY=VALUE items typed as `dghc train --set` reads them (word_shape=false is the choice 'false' and
+    lr_head=3e-4 a float, where plain YAML would read a boolean and a string)."""
+    train_command = dghc.get_command(click.Context(dghc), "train")
+    config = parse_config(train_command, [arg for item in items for arg in ("--set", item)])
+    return {key: getattr(config, key) for key in parse_overrides(items)}
 
 
 def previous_table(section: str) -> str:
