@@ -75,3 +75,14 @@ def test_two_processes_storing_at_once_lose_no_run(tmp_path: Path) -> None:
     stored = bench_runs.load_runs(path)
     print(f"{len(stored)} runs stored of 80")
     assert len(stored) == 80
+
+
+def test_bench_f1_set_values_are_typed_as_the_train_command_reads_them() -> None:
+    from benchmarks.bench_f1 import parse_set
+
+    typed = parse_set(["word_shape=false", "lr_head=3e-4", "use_image=false", "epochs=3"])
+    print(typed)
+    # YAML alone reads a boolean (TrainConfig refuses it for the choice word_shape) and the string '3e-4'.
+    assert typed == {"word_shape": "false", "lr_head": 3e-4, "use_image": False, "epochs": 3}
+    assert bench_runs.run_key("twitter2017", {"lr_head": typed["lr_head"]}) == \
+        bench_runs.run_key("twitter2017", {"lr_head": 0.0003}), "a rate given as 3e-4 must find the stored 0.0003 runs"
