@@ -112,17 +112,20 @@ def build_cache(folder: Path, root: Path) -> tuple[FeatureStore, list[str], floa
 
 def train_and_score(folder: Path, cache: Path, run_dir: Path, parameters: dict) -> dict[str, float]:
     """Train on the set's train split with ``parameters`` (dev = valid), score the best checkpoint on valid with
-    the gold as written: default-mode P/R/F1, strict F1 and the training seconds. The model stays in run_dir/model."""
+    the gold as written: default-mode P/R/F1, strict F1, the training seconds, the best epoch and the dev F1 of
+    each epoch. The model stays in run_dir/model."""
     start = time.perf_counter()
-    train(TrainConfig(**parameters, train_file=folder / "train.txt", dev_file=folder / "valid.txt",
+    result = train(TrainConfig(**parameters, train_file=folder / "train.txt", dev_file=folder / "valid.txt",
                       features_file=cache / "features.h5", detections_file=cache / "detections.h5",
                       output_dir=run_dir / "model", log_file=None, state_dir=run_dir / "state", progress=False))
     seconds = time.perf_counter() - start
     posts, _ = read_conll(folder / "valid.txt", type_map=OTHER_AS_MISC, invalid_bio="keep")
-    result = evaluate(load_checkpoint(run_dir / "model"), posts, FeatureStore(cache / "features.h5"))
-    default, strict = result.metrics["default"]["overall"], result.metrics["strict"]["overall"]
+    scored = evaluate(load_checkpoint(run_dir / "model"), posts, FeatureStore(cache / "features.h5"))
+    default, strict = scored.metrics["default"]["overall"], scored.metrics["strict"]["overall"]
+    # the epoch curve says whether more epochs or another schedule could help
     return {"p": default["precision"], "r": default["recall"], "f1": default["f1"], "strict": strict["f1"],
-            "seconds": seconds}
+            "seconds": seconds, "best_epoch": result.best_epoch,
+            "dev_f1_by_epoch": [record.dev_f1 for record in result.history]}
 
 
 def how_trained(runs: list[dict]) -> str:
