@@ -44,8 +44,9 @@ def main() -> None:
     from pipeline.demo.config import DemoConfig
     from pipeline.demo.writer import write_demo_data
     from pipeline.detection.config import DetectConfig
-    from pipeline.detection.detectors import PredictSettings, load_sources
+    from pipeline.detection.detectors import PredictSettings
     from pipeline.detection.run import run_detect
+    from pipeline.detection.sources import load_sources
 
     settings = PredictSettings(imgsz=args.imgsz, conf=0.25, iou=0.5, device=args.device)
     loaded = load_sources(args.detector, "none", settings)

@@ -25,15 +25,14 @@ from PIL import Image
 from pipeline.detection.config import DEFAULT_GROUNDING, PACKAGED_DETECTOR, DetectConfig
 from pipeline.detection.detectors import (
     GroundingDetector,
-    LoadedSources,
     PredictSettings,
     import_ultralytics,
-    load_sources,
     resolve_weights,
 )
 from pipeline.detection.merge import SourceBoxes
 from pipeline.detection.phrases import post_phrases
 from pipeline.detection.run import run_detect
+from pipeline.detection.sources import LoadedSources, load_sources
 from pipeline.detection.store import load_detections
 from tests.datasets import image_files
 

@@ -27,8 +27,9 @@ from pipeline.core.errors import DghcError
 from pipeline.core.signals import Interrupted
 from pipeline.data.images import STATUS_NAMES, ImageStatus
 from pipeline.detection.config import PACKAGED_DETECTOR, DetectConfig
-from pipeline.detection.detectors import PredictSettings, load_sources
+from pipeline.detection.detectors import PredictSettings
 from pipeline.detection.run import collect_items, run_detect
+from pipeline.detection.sources import load_sources
 from pipeline.detection.store import load_detections
 from tests.datasets import image_files
 

