@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click  # noqa: E402
 
-from benchmarks.report import BENCHMARKS_MD, update_section  # noqa: E402
+from benchmarks.report import last_run, update_section  # noqa: E402
 from benchmarks.runs import (  # noqa: E402
     DURANT,
     NAMES,
@@ -59,14 +59,8 @@ def parse_set(items: list[str]) -> dict:
 
 
 def previous_table(section: str) -> str:
-    """The table and command of the section's last run, to print beside the new figures."""
-    if not BENCHMARKS_MD.exists():
-        return ""
-    match = re.search(rf"<!-- bench:{re.escape(section)} -->(.*?)<!-- /bench:{re.escape(section)} -->",
-                      BENCHMARKS_MD.read_text(), re.S)
-    if not match:
-        return ""
-    body = match.group(1).split("### Previous run")[0]  # the last run only, not the one before it
+    """The F1 table and command of the section's last run, to print beside the new figures."""
+    body = last_run(section)
     command = re.search(r"Command: `([^`]*)`", body)
     stamp = re.search(r"Measured ([^\n]*?) on", body)
     lines = body.splitlines()

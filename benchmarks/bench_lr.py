@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.report import update_section  # noqa: E402
+from benchmarks.report import last_run, update_section  # noqa: E402
 from benchmarks.runs import NAMES, RUNS_FILE, how_trained, load_runs, mean_spread, params_train, train_missing  # noqa: E402
 
 SECTION = "learning-rate sweep (full model)"
@@ -37,8 +37,11 @@ def other_parameters(parameters: dict) -> dict:
     return {key: value for key, value in parameters.items() if key not in (*RATES, "seed")}
 
 
-def write_table(runs: dict[str, dict], args: argparse.Namespace, grid: list[tuple[float, ...]], base: dict) -> None:
-    """Every stored full-model run with the other parameters of ``base``, and the asked cells not run yet."""
+def write_table(runs: dict[str, dict], args: argparse.Namespace, grid: list[tuple[float, ...]], base: dict,
+                previous: str) -> None:
+    """Every stored full-model run with the other parameters of ``base``, the asked cells not run yet, and the
+    table of the invocation before this one (``previous``: cells stored before runs.json was committed live on
+    only there)."""
     mine = [run for run in runs.values() if other_parameters(run["parameters"]) == other_parameters(base)]
     defaults = tuple(base[name] for name in RATES)
     lines = [f"Full model (use_image true), packaged all-MiniLM-L6-v2, params.yaml's other training parameters "
@@ -67,6 +70,8 @@ def write_table(runs: dict[str, dict], args: argparse.Namespace, grid: list[tupl
                          f"{statistics.fmean(r['seconds'] for r in found):.0f} |")
     lines += ["", f"Runs trained with {how_trained(mine)}: train times compare only between runs trained alike, "
                   "and depend on what else ran on the machine."]
+    if previous:
+        lines += ["", "### Previous run", "", previous]
     update_section(SECTION, "\n".join(lines))
 
 
@@ -91,9 +96,10 @@ def main() -> None:
                                   args.lr_crf or [base["lr_crf"]]))
     wanted = [(data, {**base, **dict(zip(RATES, rates)), "seed": seed})
               for seed in args.seeds for data in args.data for rates in grid]
+    previous = last_run(SECTION)  # the last invocation's table, kept beside every table this one writes
     runs = load_runs() if args.table_only else \
-        train_missing(wanted, args.jobs, threads, on_stored=lambda runs: write_table(runs, args, grid, base))
-    write_table(runs, args, grid, base)
+        train_missing(wanted, args.jobs, threads, on_stored=lambda runs: write_table(runs, args, grid, base, previous))
+    write_table(runs, args, grid, base, previous)
     print(f"runs stored in {RUNS_FILE}")
 
 

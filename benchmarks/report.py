@@ -8,6 +8,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.artifacts.atomic import write_text_atomically
+
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nEach section is written by the script it names; rerun the command to refresh it.\n"
 
@@ -28,5 +30,15 @@ def update_section(name: str, body: str, command: str | None = None) -> None:
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    BENCHMARKS_MD.write_text(text)
+    write_text_atomically(BENCHMARKS_MD, text)  # another benchmark may read it meanwhile
     print(section)
+
+
+def last_run(name: str) -> str:
+    """The section's figures as its last run wrote them (command line included, the run before it left out), to
+    keep beside the next run's; "" when the section does not exist."""
+    if not BENCHMARKS_MD.exists():
+        return ""
+    match = re.search(rf"<!-- bench:{re.escape(name)} -->\n## [^\n]*\n(.*?)<!-- /bench:{re.escape(name)} -->",
+                      BENCHMARKS_MD.read_text(), re.S)
+    return match.group(1).split("### Previous run")[0].strip() if match else ""
