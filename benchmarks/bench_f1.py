@@ -81,20 +81,23 @@ def table_row(name: str, found: list[dict]) -> str:
             f"{statistics.fmean(r['seconds'] for r in found):.0f} |")
 
 
-def section_body(data: str, args: argparse.Namespace, base: dict, runs: dict[str, dict],
-                 reference: dict | None = None) -> str:
-    """The section's text; with ``reference`` (params.yaml's parameters, when --set changed some) each variant's
-    row is followed by the stored runs of the same seeds without the change, so the ablation reads in one table."""
+def described(parameters: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in parameters.items())
+
+
+def section_body(data: str, args: argparse.Namespace, base: dict, runs: dict[str, dict], overrides: dict) -> str:
+    """The section's text; with ``overrides`` (--set) each variant's row is followed by params.yaml's stored runs of
+    the same seeds, so the ablation reads in one table."""
     splits = [SHARED / data / "train.txt", SHARED / data / "valid.txt"]
     valid, _ = read_conll(splits[1], invalid_bio="keep")
-    changed = ", ".join(f"{k}={v}" for k, v in parse_set(args.overrides).items()) or "none"
-    was = ", ".join(f"{k}={(reference or {}).get(k)}" for k in parse_set(args.overrides))
+    reference = {**params_train(), "epochs": base["epochs"]}  # params.yaml's parameters, at the same epochs
     rows, shown = [], []
     for variant in args.variants:
         name, flags = VARIANTS[variant]
         compared = [(name, base)]
-        if reference is not None:
-            compared = [(f"{name}, {changed}", base), (f"{name}, params.yaml ({was})", reference)]
+        if overrides:
+            was = described({key: reference.get(key) for key in overrides})
+            compared = [(f"{name}, {described(overrides)}", base), (f"{name}, params.yaml ({was})", reference)]
         for label, parameters in compared:
             keys = [run_key(data, {**parameters, **flags, "seed": seed}) for seed in args.seeds]
             found = [runs[key] for key in keys if key in runs]
@@ -103,7 +106,8 @@ def section_body(data: str, args: argparse.Namespace, base: dict, runs: dict[str
     present = sorted({str(r["images_present"]) for r in shown if "images_present" in r})
     body = (f"{NAMES[data]} (../shared/data): train {len(read_conll(splits[0])[0])} posts, scored on valid "
             f"({len(valid)} posts, gold as written; {'/'.join(present) or '?'} images of the set present), packaged "
-            f"all-MiniLM-L6-v2, params.yaml's training parameters ({base['epochs']} epochs; changed: {changed}), "
+            f"all-MiniLM-L6-v2, params.yaml's training parameters ({base['epochs']} epochs; changed: "
+            f"{described(overrides) or 'none'}), "
             f"best dev epoch (dev = valid: these are dev scores): mean ± sample std over the seeds. Runs from "
             f"commits {', '.join(sorted({r['commit'] for r in shown}))}, trained with {how_trained(shown)} (train times "
             f"compare only between runs trained alike, and depend on what else ran on the machine).\n\n"
@@ -131,7 +135,8 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true", help="write the tables from the stored runs only")
     args = parser.parse_args()
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    base = {**params_train(), **parse_set(args.overrides)}
+    overrides = parse_set(args.overrides)
+    base = {**params_train(), **overrides}
     if args.epochs is not None:
         base["epochs"] = args.epochs
     wanted = [(data, {**base, **VARIANTS[variant][1], "seed": seed})
@@ -139,12 +144,10 @@ def main() -> None:
     durant = {run_key(data, {**base, **VARIANTS["full"][1], "seed": args.seeds[0]}) for data in args.data
               if args.durant and "full" in args.variants}
     runs = load_runs() if args.table_only else train_missing(wanted, args.jobs, threads, durant)
-    changed = ", ".join(f"{k}={v}" for k, v in parse_set(args.overrides).items())
-    # an ablation (--set) gets a section of its own, beside params.yaml's runs, and leaves the main table alone
-    reference = {**params_train(), "epochs": base["epochs"]} if changed else None
     for data in args.data:
-        section = f"F1 on {NAMES[data]} valid" + (f" with {changed}" if changed else "")
-        body = section_body(data, args, base, runs, reference)
+        # an ablation (--set) gets a section of its own, beside params.yaml's runs, and leaves the main table alone
+        section = f"F1 on {NAMES[data]} valid" + (f" with {described(overrides)}" if overrides else "")
+        body = section_body(data, args, base, runs, overrides)
         previous = previous_table(section)
         update_section(section, body + ("\n\n" + previous if previous else ""))
     print(f"runs stored in {RUNS_FILE}")

@@ -18,6 +18,11 @@ def machine_line() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def _section(name: str) -> re.Pattern[str]:
+    """A section from its opening to its closing marker; group 1 is its body under the heading."""
+    return re.compile(rf"<!-- bench:{re.escape(name)} -->\n## [^\n]*\n(.*?)<!-- /bench:{re.escape(name)} -->", re.S)
+
+
 def update_section(name: str, body: str, command: str | None = None) -> None:
     """Replace (or add) the section ``name`` of BENCHMARKS.md with ``body`` (markdown)."""
     command = command or "python " + " ".join(sys.argv)
@@ -25,7 +30,7 @@ def update_section(name: str, body: str, command: str | None = None) -> None:
     section = (f"<!-- bench:{name} -->\n## {name}\n\nCommand: `{command}`  \n"
                f"Measured {stamp} on {machine_line()}.\n\n{body.strip()}\n<!-- /bench:{name} -->")
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else HEADER
-    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+    pattern = _section(name)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
     else:
@@ -39,6 +44,5 @@ def last_run(name: str) -> str:
     keep beside the next run's; "" when the section does not exist."""
     if not BENCHMARKS_MD.exists():
         return ""
-    match = re.search(rf"<!-- bench:{re.escape(name)} -->\n## [^\n]*\n(.*?)<!-- /bench:{re.escape(name)} -->",
-                      BENCHMARKS_MD.read_text(), re.S)
+    match = _section(name).search(BENCHMARKS_MD.read_text())
     return match.group(1).split("### Previous run")[0].strip() if match else ""
