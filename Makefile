@@ -38,16 +38,14 @@ demo: install
 # Tests run in one worker process per core (at most 4; pytest-xdist), a test file per worker at a time: the
 # learning and whole-pipeline files take most of the time and wait on subprocesses. ultralytics writes its settings
 # file on first import: once here, before workers that would race to write it.
-PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+PYTEST := $(BIN)/python -c "import ultralytics" && $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 # Everything, as CI runs it: lint, then the whole suite (pytest prints the 15 slowest tests).
 test: install lint
-	$(BIN)/python -c "import ultralytics"
 	$(PYTEST)
 
 # The inner loop: every test but those marked slow (whole-pipeline runs, learning, DVC), under a minute.
 test-fast: install
-	$(BIN)/python -c "import ultralytics"
 	$(PYTEST) -m "not slow"
 
 lint: install
