@@ -55,6 +55,7 @@ def test_prefix_attention_options_match_their_formula(tiny_bert, scaling, norm):
     assert torch.all(weights[0, :, :, 8:16] == 0)  # regions 2 and 3 of post 0 are absent: no attention
 
 
+@torch.no_grad()  # forward passes only
 def test_with_attention_scaling_a_zero_score_removes_the_image(tiny_bert):  # noqa: F811
     """s -> 0 gives the plain encoder with ``attention`` scaling; with ``values`` (the paper) the projection's
     biases still leave a prefix, which the score cannot switch off."""
@@ -68,12 +69,13 @@ def test_with_attention_scaling_a_zero_score_removes_the_image(tiny_bert):  # no
         prefixes, relevance, _ = tagger.visual_prefixes(batch)
         assert torch.all(relevance == 0)
         hidden = tagger._run_encoder(batch, prefixes)
-        differences[scaling] = float((hidden[mask] - expected[mask]).abs().max().detach())
+        differences[scaling] = float((hidden[mask] - expected[mask]).abs().max())
     print(f"largest change of a hidden state at s = 0: {differences}")
     assert differences["attention"] < 1e-5
     assert differences["values"] > 1e-3
 
 
+@torch.no_grad()  # forward passes only
 def test_text_norm_gives_prefix_keys_the_length_of_the_text_keys(tiny_bert):  # noqa: F811
     """Huge visual vectors: free prefix keys grow with them, text-normed ones keep the text keys' length."""
     lengths = {}
