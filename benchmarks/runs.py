@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -110,14 +111,15 @@ def build_cache(folder: Path, root: Path) -> tuple[FeatureStore, list[str], floa
     return features, present_images(features), seconds
 
 
-def train_and_score(folder: Path, cache: Path, run_dir: Path, parameters: dict) -> dict[str, float]:
+def train_and_score(folder: Path, cache: Path, run_dir: Path, parameters: dict) -> dict[str, Any]:
     """Train on the set's train split with ``parameters`` (dev = valid), score the best checkpoint on valid with
     the gold as written: default-mode P/R/F1, strict F1, the training seconds, the best epoch and the dev F1 of
     each epoch. The model stays in run_dir/model."""
     start = time.perf_counter()
     result = train(TrainConfig(**parameters, train_file=folder / "train.txt", dev_file=folder / "valid.txt",
-                      features_file=cache / "features.h5", detections_file=cache / "detections.h5",
-                      output_dir=run_dir / "model", log_file=None, state_dir=run_dir / "state", progress=False))
+                               features_file=cache / "features.h5", detections_file=cache / "detections.h5",
+                               output_dir=run_dir / "model", log_file=None, state_dir=run_dir / "state",
+                               progress=False))
     seconds = time.perf_counter() - start
     posts, _ = read_conll(folder / "valid.txt", type_map=OTHER_AS_MISC, invalid_bio="keep")
     scored = evaluate(load_checkpoint(run_dir / "model"), posts, FeatureStore(cache / "features.h5"))
