@@ -57,3 +57,45 @@ def test_an_uncased_tagger_tells_capitalised_words_apart_only_with_word_shape(tm
         same = torch.allclose(emissions[0, 1], emissions[1, 1], atol=1e-6)
         assert same != with_shape, f"word_shape={with_shape}"
         assert torch.isfinite(tagger.loss(batch))
+
+
+def test_token_shapes_cover_each_words_sub_tokens_and_skip_special_tokens(tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    posts = [Post("a", ["NASA", "launches", "#Starship"], ["O"] * 3)]
+    batch = collate(make_examples(posts, tokenizer, 32), tokenizer.pad_token_id)
+    tokens = tokenizer.convert_ids_to_tokens(batch.input_ids[0])
+    by_token = dict(zip(tokens, batch.token_shapes[0].tolist()))
+    shape_id = {name: 1 + index for index, name in enumerate(("other", "lower", "capitalised", "all_caps"))}
+    assert by_token["[CLS]"] == 0 and by_token["[SEP]"] == 0, tokens
+    assert by_token["nasa"] == shape_id["all_caps"] and by_token["launches"] == shape_id["lower"], by_token
+    hashtag = batch.token_shapes[0, batch.word_starts[0, 2]: len(tokens) - 1]
+    assert len(hashtag) >= 2 and set(hashtag.tolist()) == {1 + 6}, (tokens, hashtag)  # '#' and its word: hashtag
+
+
+def test_word_shape_in_the_encoder_starts_as_the_plain_encoder_and_learns_case(tmp_path):
+    """Zero at start: the tagger's emissions equal those of word_shape alone; after a few steps on a post where
+    only the case differs, the encoder's own output (not only the emission layer) tells 'Paris' from 'paris'."""
+    folder = save_tiny_bert(tmp_path / "bert")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    labels = bioes_label_set(["LOC"])
+    posts = [Post("a", ["visit", "Paris", "now"], ["O", "S-LOC", "O"]), Post("b", ["visit", "paris", "now"], ["O"] * 3)]
+    batch = collate(make_examples(posts, tokenizer, 32, {label: i for i, label in enumerate(labels)}),
+                    tokenizer.pad_token_id)
+    taggers = []
+    for in_encoder in (False, True):
+        torch.manual_seed(0)
+        config = ModelConfig(labels=labels, use_image=False, word_shape=True, word_shape_encoder=in_encoder)
+        taggers.append(DGHCTagger(config, AutoModel.from_pretrained(folder)).eval())
+    plain, shaped = taggers
+    torch.testing.assert_close(shaped(batch).emissions, plain(batch).emissions, atol=1e-6, rtol=0)
+    optimizer = torch.optim.Adam(shaped.token_shape.parameters(), lr=1e-2)  # only the shape embedding learns
+    for _ in range(3):
+        optimizer.zero_grad()
+        shaped.loss(batch).backward()
+        optimizer.step()
+    hidden = shaped._run_encoder(batch, None)
+    start = batch.word_starts[0, 1]
+    gap = (hidden[0, start] - hidden[1, start]).abs().max().item()
+    print(f"encoder output gap between 'Paris' and 'paris' after 3 steps: {gap:.4f}")
+    assert gap > 1e-3
+    assert shaped.token_shape.weight[0].abs().max() == 0  # special tokens and padding keep no shape

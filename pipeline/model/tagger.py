@@ -34,7 +34,7 @@ CHOICES = {"text_vector": get_args(TextVectorSource), "prefix_projection": get_a
 # Checkpoints saved before these options existed lack their keys: an absent key means this, not the default.
 OLDER_CHECKPOINT_VALUES = {"prefix_projection": "shared", "prefix_scaling": "values", "prefix_norm": "free",
                            "visual_norm": False, "image_dropout": 0.0, "constrained_crf": False,
-                           "word_shape": False, "relevance_start": 0.5}
+                           "word_shape": False, "word_shape_encoder": False, "relevance_start": 0.5}
 
 
 @dataclass
@@ -60,6 +60,7 @@ class ModelConfig:
     image_dropout: float = 0.0  # share of the training posts whose image is hidden (both paths get trained)
     constrained_crf: bool = True  # the CRF scores and decodes legal BIOES sequences only
     word_shape: bool = False  # an embedding of each word's shape joins the emission layer's input
+    word_shape_encoder: bool = False  # with word_shape: a shape embedding is also added to the encoder's input
     relevance_start: float = 0.05  # the relevance score before training (0.5: the paper's zero bias)
 
     def to_dict(self) -> dict:
@@ -106,6 +107,7 @@ class Batch:
     visual: torch.Tensor | None = None  # (batch, 1 + m, d_v) float
     visual_mask: torch.Tensor | None = None  # (batch, 1 + m) bool
     word_shapes: torch.Tensor | None = None  # (batch, words) long: ids of pipeline.data.word_shape.SHAPES
+    token_shapes: torch.Tensor | None = None  # (batch, seq) long: 1 + the shape id of the sub-token's word; 0: none
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
@@ -147,6 +149,13 @@ class DGHCTagger(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.word_shape = nn.Embedding(len(SHAPES), WORD_SHAPE_DIM) if config.word_shape else None
         self.emissions = nn.Linear(hidden + (WORD_SHAPE_DIM if config.word_shape else 0), len(config.labels))
+        self.token_shape: nn.Embedding | None = None
+        if config.word_shape and config.word_shape_encoder:
+            # Added to every sub-token's input embedding, so all layers see case. Zero at start: training begins
+            # from the pretrained encoder exactly. Index 0 (special tokens, padding) stays zero.
+            width = encoder.get_input_embeddings().embedding_dim
+            self.token_shape = nn.Embedding(len(SHAPES) + 1, width, padding_idx=0)
+            nn.init.zeros_(self.token_shape.weight)
         self.crf = ConstrainedCRF(config.labels, constrained=config.constrained_crf)
 
     @property
@@ -156,11 +165,21 @@ class DGHCTagger(nn.Module):
         return min(self.config.max_length, positions)
 
     # -- text ------------------------------------------------------------------------------------
+    def _input_embeddings(self, batch: Batch) -> torch.Tensor | None:
+        """The sub-tokens' word embeddings plus their word-shape embedding (None: the encoder embeds the ids)."""
+        if self.token_shape is None:
+            return None
+        if batch.token_shapes is None:
+            raise ValueError("this model adds word shapes to the encoder's input: the batch needs token_shapes")
+        return self.encoder.get_input_embeddings()(batch.input_ids) + self.token_shape(batch.token_shapes)
+
     def _run_encoder(self, batch: Batch, prefixes: list | None) -> torch.Tensor:
         self.prefix_state.text_mask = batch.attention_mask
         self.prefix_state.layers = prefixes or []
+        inputs = self._input_embeddings(batch)
+        text = {"input_ids": batch.input_ids} if inputs is None else {"inputs_embeds": inputs}
         try:
-            out = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long())
+            out = self.encoder(**text, attention_mask=batch.attention_mask.long())
         finally:
             self.prefix_state.clear()
         return out.last_hidden_state
@@ -183,7 +202,9 @@ class DGHCTagger(nn.Module):
                 self.encoder.train(training)
             return cls.clone()  # a normal tensor again, usable by the layers that learn from it
         if embedded is None:
-            embedded = self.encoder.embeddings(input_ids=batch.input_ids)
+            inputs = self._input_embeddings(batch)
+            embedded = (self.encoder.embeddings(input_ids=batch.input_ids) if inputs is None
+                        else self.encoder.embeddings(inputs_embeds=inputs))
         project = getattr(self.encoder, "embeddings_project", None)  # ELECTRA: embeddings narrower than layers
         if project is not None and embedded.shape[-1] != self.encoder.config.hidden_size:
             embedded = project(embedded)

@@ -49,6 +49,7 @@ def collate(examples: Sequence[Example], pad_token_id: int, features: VisualFeat
     word_starts = torch.zeros(size, n_words, dtype=torch.long)
     word_mask = torch.zeros(size, n_words, dtype=torch.bool)
     word_shapes = torch.zeros(size, n_words, dtype=torch.long)
+    token_shapes = torch.zeros(size, seq_len, dtype=torch.long)
     has_labels = all(e.tag_ids is not None for e in examples)
     labels = torch.zeros(size, n_words, dtype=torch.long) if has_labels else None
     for i, example in enumerate(examples):
@@ -58,13 +59,18 @@ def collate(examples: Sequence[Example], pad_token_id: int, features: VisualFeat
         starts = example.encoded.word_starts
         word_starts[i, : len(starts)] = torch.tensor(starts, dtype=torch.long)
         word_mask[i, : len(starts)] = True
-        word_shapes[i, : len(starts)] = torch.tensor(word_shape_ids(example.post.tokens[: len(starts)]))
+        shapes = word_shape_ids(example.post.tokens[: len(starts)])
+        word_shapes[i, : len(starts)] = torch.tensor(shapes)
+        # a word's sub-tokens run from its start to the next word's; the last one to the closing special token
+        for shape, start, end in zip(shapes, starts, [*starts[1:], len(ids) - 1]):
+            token_shapes[i, start:end] = shape + 1
         if labels is not None:
             labels[i, : len(starts)] = torch.tensor(example.tag_ids, dtype=torch.long)
     visual = visual_mask = None
     if features is not None:
         visual, visual_mask = features.batch([e.post.post_id for e in examples])
-    return Batch(input_ids, attention_mask, word_starts, word_mask, labels, visual, visual_mask, word_shapes)
+    return Batch(input_ids, attention_mask, word_starts, word_mask, labels, visual, visual_mask, word_shapes,
+                 token_shapes)
 
 
 def batches(examples: Sequence[Example], batch_size: int, pad_token_id: int,

@@ -67,6 +67,9 @@ class TrainConfig:
     word_shape: Literal["auto", "true", "false"] = param(
         "auto", help="Embed each word's shape (capitalised, all caps, digits, hashtag, mention, URL, emoji...) into "
                      "the emission layer's input; auto: when the encoder's tokenizer lowercases (uncased).")
+    word_shape_encoder: bool = param(
+        False, help="With word_shape on: also add a learned shape embedding (zero at start) to each sub-token's "
+                    "input embedding, so every encoder layer sees case, not only the emission layer.")
     relevance_start: float = param(
         0.05, help="The relevance score s before training (0.5: the paper's zero bias). Near 0, an untrained visual "
                    "path leaves the text alone and opens where images help.", minimum=1e-6, maximum=1 - 1e-6)
