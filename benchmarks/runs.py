@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import MISSING, fields
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
@@ -137,12 +138,22 @@ def how_trained(runs: list[dict]) -> str:
     return "; ".join(f"--jobs {jobs} --threads {threads}" for jobs, threads in ways)
 
 
+def _train_defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+
+
 def run_key(data: str, parameters: dict) -> str:
-    return f"{data} {sha256_json(parameters)[:16]}"
+    """The data set and a hash of the parameters. A parameter at TrainConfig's default counts as absent: a run
+    stored before an option existed trained as its default, and keeps matching once params.yaml names it."""
+    defaults = _train_defaults()
+    named = {key: value for key, value in parameters.items() if key not in defaults or value != defaults[key]}
+    return f"{data} {sha256_json(named)[:16]}"
 
 
 def load_runs(path: Path = RUNS_FILE) -> dict[str, dict]:
-    return json.loads(path.read_text()) if path.exists() else {}
+    """The stored runs by run_key (recomputed: the key's rules may be newer than the file)."""
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    return {run_key(record["data"], record["parameters"]): record for record in stored.values()}
 
 
 def store_run(record: dict, path: Path = RUNS_FILE) -> None:

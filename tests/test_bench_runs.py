@@ -21,6 +21,16 @@ def test_run_key_names_the_parameters_not_their_order() -> None:
     assert bench_runs.run_key("twitter2017", {"seed": 1}) != bench_runs.run_key("twitter2015", {"seed": 1})
 
 
+def test_a_run_stored_before_an_option_existed_matches_the_option_at_its_default(tmp_path: Path) -> None:
+    path = tmp_path / "runs.json"
+    older = {"seed": 1, "lr_head": 1e-3}  # trained before word_shape_encoder existed (its default: false)
+    bench_runs.store_run(record("twitter2017", older, 0.85), path)
+    stored = bench_runs.load_runs(path)
+    assert bench_runs.run_key("twitter2017", {**older, "word_shape_encoder": False}) in stored
+    assert bench_runs.run_key("twitter2017", {**older, "word_shape_encoder": True}) not in stored
+    assert bench_runs.missing_runs([("twitter2017", {**older, "word_shape_encoder": False})], stored) == []
+
+
 def test_store_keeps_the_runs_another_process_added(tmp_path: Path) -> None:
     path = tmp_path / "runs.json"
     first, second = {"seed": 1, "use_image": True}, {"seed": 2, "use_image": True}

@@ -143,6 +143,27 @@ def test_visual_norm_makes_the_prefix_blind_to_the_scale_of_the_vectors(tiny_ber
     assert torch.allclose(relevance, relevance_scaled, atol=1e-5)
 
 
+@torch.no_grad()
+def test_layer_mix_is_a_weighted_sum_of_every_layers_output(tiny_bert):  # noqa: F811
+    """The mix starts as the mean of the embedding output and every layer; one-hot weights give one layer back."""
+    batch = make_batch(tiny_bert, [[True] * 4, [False] * 4])
+    tagger = make_tagger(tiny_bert, layer_mix=True)
+    prefixes = tagger.visual_prefixes(batch)[0]
+    tagger.prefix_state.layers = prefixes
+    tagger.prefix_state.text_mask = batch.attention_mask
+    try:
+        layers = tagger.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(),
+                                output_hidden_states=True).hidden_states
+    finally:
+        tagger.prefix_state.clear()
+    assert len(layers) == tagger.num_layers + 1
+    mixed = tagger._run_encoder(batch, prefixes, mix_layers=True)
+    torch.testing.assert_close(mixed, torch.stack(layers).mean(dim=0), atol=1e-5, rtol=0)
+    tagger.layer_weights.copy_(torch.tensor([-1e4] * tagger.num_layers + [0.0]))
+    torch.testing.assert_close(tagger._run_encoder(batch, prefixes, mix_layers=True), layers[-1], atol=1e-5, rtol=0)
+    assert torch.isfinite(tagger(batch).emissions).all()
+
+
 def test_a_checkpoint_config_without_the_new_keys_keeps_its_older_behaviour():
     saved = ModelConfig(labels=LABELS).to_dict()
     for key in OLDER_CHECKPOINT_VALUES:

@@ -34,7 +34,8 @@ CHOICES = {"text_vector": get_args(TextVectorSource), "prefix_projection": get_a
 # Checkpoints saved before these options existed lack their keys: an absent key means this, not the default.
 OLDER_CHECKPOINT_VALUES = {"prefix_projection": "shared", "prefix_scaling": "values", "prefix_norm": "free",
                            "visual_norm": False, "image_dropout": 0.0, "constrained_crf": False,
-                           "word_shape": False, "word_shape_encoder": False, "relevance_start": 0.5}
+                           "word_shape": False, "word_shape_encoder": False, "layer_mix": False,
+                           "relevance_start": 0.5}
 
 
 @dataclass
@@ -61,6 +62,7 @@ class ModelConfig:
     constrained_crf: bool = True  # the CRF scores and decodes legal BIOES sequences only
     word_shape: bool = False  # an embedding of each word's shape joins the emission layer's input
     word_shape_encoder: bool = False  # with word_shape: a shape embedding is also added to the encoder's input
+    layer_mix: bool = False  # the tags read a learned softmax-weighted sum of every layer's output, not the last
     relevance_start: float = 0.05  # the relevance score before training (0.5: the paper's zero bias)
 
     def to_dict(self) -> dict:
@@ -149,6 +151,10 @@ class DGHCTagger(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.word_shape = nn.Embedding(len(SHAPES), WORD_SHAPE_DIM) if config.word_shape else None
         self.emissions = nn.Linear(hidden + (WORD_SHAPE_DIM if config.word_shape else 0), len(config.labels))
+        # ELMo's scalar mix: softmax weights over the embedding output and every layer (equal at start), times a
+        # learned scale. A sentence-embedding encoder's last layer is tuned for pooling, its lower ones less so.
+        self.layer_weights = nn.Parameter(torch.zeros(self.num_layers + 1)) if config.layer_mix else None
+        self.layer_scale = nn.Parameter(torch.ones(1)) if config.layer_mix else None
         self.token_shape: nn.Embedding | None = None
         if config.word_shape and config.word_shape_encoder:
             # Added to every sub-token's input embedding, so all layers see case. Zero at start: training begins
@@ -173,16 +179,20 @@ class DGHCTagger(nn.Module):
             raise ValueError("this model adds word shapes to the encoder's input: the batch needs token_shapes")
         return self.encoder.get_input_embeddings()(batch.input_ids) + self.token_shape(batch.token_shapes)
 
-    def _run_encoder(self, batch: Batch, prefixes: list | None) -> torch.Tensor:
+    def _run_encoder(self, batch: Batch, prefixes: list | None, mix_layers: bool = False) -> torch.Tensor:
+        """The encoder's last hidden state (batch, seq, d); with ``mix_layers``, the learned mix of all layers."""
         self.prefix_state.text_mask = batch.attention_mask
         self.prefix_state.layers = prefixes or []
         inputs = self._input_embeddings(batch)
         text = {"input_ids": batch.input_ids} if inputs is None else {"inputs_embeds": inputs}
         try:
-            out = self.encoder(**text, attention_mask=batch.attention_mask.long())
+            out = self.encoder(**text, attention_mask=batch.attention_mask.long(), output_hidden_states=mix_layers)
         finally:
             self.prefix_state.clear()
-        return out.last_hidden_state
+        if not mix_layers:
+            return out.last_hidden_state
+        weights = torch.softmax(self.layer_weights, dim=0).to(out.last_hidden_state.dtype)
+        return self.layer_scale * torch.einsum("l,lbsd->bsd", weights, torch.stack(out.hidden_states))
 
     def text_vector(self, batch: Batch, embedded: torch.Tensor | None = None) -> torch.Tensor:
         """The post's global text vector h_cls (batch, d).
@@ -246,7 +256,7 @@ class DGHCTagger(nn.Module):
         else:
             if self.config.use_image:
                 prefixes, relevance, gates = self.visual_prefixes(batch)
-            hidden = self._run_encoder(batch, prefixes)
+            hidden = self._run_encoder(batch, prefixes, mix_layers=self.layer_weights is not None)
         index = batch.word_starts.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         word_hidden = torch.gather(hidden, 1, index)
         if self.word_shape is not None:
@@ -272,7 +282,7 @@ class DGHCTagger(nn.Module):
 
         handle = self.encoder.embeddings.register_forward_hook(build_prefix)
         try:
-            hidden = self._run_encoder(batch, None)
+            hidden = self._run_encoder(batch, None, mix_layers=self.layer_weights is not None)
         finally:
             handle.remove()
         return hidden, built["relevance"], built["gates"]

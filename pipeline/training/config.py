@@ -70,6 +70,8 @@ class TrainConfig:
     word_shape_encoder: bool = param(
         False, help="With word_shape on: also add a learned shape embedding (zero at start) to each sub-token's "
                     "input embedding, so every encoder layer sees case, not only the emission layer.")
+    layer_mix: bool = param(False, help="The tags read a learned softmax-weighted mix of every encoder layer's output "
+                            "(embeddings included), instead of the last layer's.")
     relevance_start: float = param(
         0.05, help="The relevance score s before training (0.5: the paper's zero bias). Near 0, an untrained visual "
                    "path leaves the text alone and opens where images help.", minimum=1e-6, maximum=1 - 1e-6)
