@@ -39,15 +39,21 @@ def test_auto_turns_word_shape_on_for_uncased_tokenizers_only():
         assert config.model_config(labels, 8, 3, lowercasing).word_shape is expected, (setting, lowercasing)
 
 
-def test_an_uncased_tagger_tells_capitalised_words_apart_only_with_word_shape(tmp_path):
-    """'Paris' and 'paris' are the same sub-tokens for an uncased encoder: only the shape embedding separates
-    their emissions."""
+def paris_and_paris(tmp_path):
+    """A tiny uncased BERT, the LOC labels, and a batch of two posts that differ only in the case of 'Paris'."""
     folder = save_tiny_bert(tmp_path / "bert")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     labels = bioes_label_set(["LOC"])
     posts = [Post("a", ["visit", "Paris", "now"], ["O", "B-LOC", "O"]), Post("b", ["visit", "paris", "now"], ["O"] * 3)]
     batch = collate(make_examples(posts, tokenizer, 32, {label: i for i, label in enumerate(labels)}),
                     tokenizer.pad_token_id)
+    return folder, labels, batch
+
+
+def test_an_uncased_tagger_tells_capitalised_words_apart_only_with_word_shape(tmp_path):
+    """'Paris' and 'paris' are the same sub-tokens for an uncased encoder: only the shape embedding separates
+    their emissions."""
+    folder, labels, batch = paris_and_paris(tmp_path)
     assert batch.word_shapes[:, 1].tolist() == [2, 1]  # capitalised, lower
     for with_shape in (False, True):
         torch.manual_seed(0)
@@ -75,12 +81,7 @@ def test_token_shapes_cover_each_words_sub_tokens_and_skip_special_tokens(tmp_pa
 def test_word_shape_in_the_encoder_starts_as_the_plain_encoder_and_learns_case(tmp_path):
     """Zero at start: the tagger's emissions equal those of word_shape alone; after a few steps on a post where
     only the case differs, the encoder's own output (not only the emission layer) tells 'Paris' from 'paris'."""
-    folder = save_tiny_bert(tmp_path / "bert")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    labels = bioes_label_set(["LOC"])
-    posts = [Post("a", ["visit", "Paris", "now"], ["O", "S-LOC", "O"]), Post("b", ["visit", "paris", "now"], ["O"] * 3)]
-    batch = collate(make_examples(posts, tokenizer, 32, {label: i for i, label in enumerate(labels)}),
-                    tokenizer.pad_token_id)
+    folder, labels, batch = paris_and_paris(tmp_path)
     taggers = []
     for in_encoder in (False, True):
         torch.manual_seed(0)
