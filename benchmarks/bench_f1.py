@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click  # noqa: E402
 
-from benchmarks.report import last_run, update_section  # noqa: E402
+from benchmarks.report import kept_previous_run, last_run, update_section  # noqa: E402
 from benchmarks.runs import (  # noqa: E402
     DURANT,
     NAMES,
@@ -148,7 +148,7 @@ def main() -> None:
         # an ablation (--set) gets a section of its own, beside params.yaml's runs, and leaves the main table alone
         section = f"F1 on {NAMES[data]} valid" + (f" with {described(overrides)}" if overrides else "")
         body = section_body(data, args, base, runs, overrides)
-        previous = previous_table(section)
+        previous = kept_previous_run(section) if args.table_only else previous_table(section)
         update_section(section, body + ("\n\n" + previous if previous else ""))
     print(f"runs stored in {RUNS_FILE}")
 

@@ -39,10 +39,24 @@ def update_section(name: str, body: str, command: str | None = None) -> None:
     print(section)
 
 
+def _parts(name: str) -> tuple[str, str]:
+    """The section's last run and its "### Previous run" part (each "" when absent)."""
+    if not BENCHMARKS_MD.exists():
+        return "", ""
+    match = _section(name).search(BENCHMARKS_MD.read_text())
+    if not match:
+        return "", ""
+    last, _, previous = match.group(1).partition("### Previous run")
+    return last.strip(), ("### Previous run" + previous).strip() if previous else ""
+
+
 def last_run(name: str) -> str:
     """The section's figures as its last run wrote them (command line included, the run before it left out), to
     keep beside the next run's; "" when the section does not exist."""
-    if not BENCHMARKS_MD.exists():
-        return ""
-    match = _section(name).search(BENCHMARKS_MD.read_text())
-    return match.group(1).split("### Previous run")[0].strip() if match else ""
+    return _parts(name)[0]
+
+
+def kept_previous_run(name: str) -> str:
+    """The section's "### Previous run" part as it stands: what a rewrite from stored runs keeps (it measured
+    nothing new, so the last run does not become the previous one)."""
+    return _parts(name)[1]

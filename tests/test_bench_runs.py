@@ -96,3 +96,15 @@ def test_bench_f1_set_values_are_typed_as_the_train_command_reads_them() -> None
     assert typed == {"word_shape": "false", "lr_head": 3e-4, "use_image": False, "epochs": 3}
     assert bench_runs.run_key("twitter2017", {"lr_head": typed["lr_head"]}) == \
         bench_runs.run_key("twitter2017", {"lr_head": 0.0003}), "a rate given as 3e-4 must find the stored 0.0003 runs"
+
+
+def test_a_section_keeps_its_previous_run_apart_from_its_last(tmp_path: Path, monkeypatch) -> None:
+    from benchmarks import report
+
+    monkeypatch.setattr(report, "BENCHMARKS_MD", tmp_path / "BENCHMARKS.md")
+    assert report.last_run("F1") == "" and report.kept_previous_run("F1") == ""
+    report.update_section("F1", "| new | 0.85 |\n\n### Previous run\n\n| old | 0.84 |", command="bench")
+    report.update_section("other", "| x |", command="bench")
+    assert report.last_run("F1").endswith("| new | 0.85 |") and "old" not in report.last_run("F1")
+    assert report.kept_previous_run("F1") == "### Previous run\n\n| old | 0.84 |"
+    assert report.kept_previous_run("other") == ""
