@@ -76,18 +76,20 @@ def saved_step(run: Path) -> int:
         return 0
 
 
-def test_sigkill_at_random_steps_then_rerun_gives_the_uninterrupted_weights(files, tmp_path):
+@pytest.mark.parametrize("extra,kill_count", [([], 3), (["--ema-decay", "0.8"], 1)], ids=["plain", "ema"])
+def test_sigkill_at_random_steps_then_rerun_gives_the_uninterrupted_weights(files, tmp_path, extra, kill_count):
+    """With --ema-decay the saved model is the weights' moving average: the state must carry it across a kill."""
     whole = tmp_path / "whole"
-    done = run_train(train_args(files, whole))
+    done = run_train(train_args(files, whole, *extra))
     assert done.returncode == 0, done.stderr[-3000:]
     assert not list((whole / "state").iterdir())  # a finished run leaves nothing to resume
 
     seed = random.randrange(10_000)
-    kills = random.Random(seed).sample(range(2, 17), 3)  # 18 optimizer steps in all (24 posts, batch 4, 3 epochs)
+    kills = random.Random(seed).sample(range(2, 17), kill_count)  # 18 optimizer steps (24 posts, batch 4, 3 epochs)
     print(f"kill seed {seed}: SIGKILL once the state holds steps {sorted(kills)}")
     run = tmp_path / "killed"
     for target in sorted(kills):
-        process = subprocess.Popen([DGHC, *train_args(files, run)], stdout=subprocess.DEVNULL,
+        process = subprocess.Popen([DGHC, *train_args(files, run, *extra)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, env=environment(), cwd=REPO, text=True)
         deadline = time.monotonic() + 300
         while saved_step(run) < target and process.poll() is None and time.monotonic() < deadline:
@@ -96,7 +98,7 @@ def test_sigkill_at_random_steps_then_rerun_gives_the_uninterrupted_weights(file
         process.wait()
         assert process.returncode == -signal.SIGKILL, process.stderr.read()[-3000:]
         print(f"killed with the state at step {saved_step(run)}")
-    resumed = run_train(train_args(files, run))
+    resumed = run_train(train_args(files, run, *extra))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed after epoch" in resumed.stdout
     expected, got = weights(whole), weights(run)

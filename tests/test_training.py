@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import pytest
 import torch
@@ -129,6 +130,44 @@ def test_best_dev_epoch_is_kept_not_the_last(tmp_path, tiny_bert):
     reloaded = predict(checkpoint.tagger, checkpoint.tokenizer, dev, image_features())
     f1 = entity_scores([p.labels for p in dev], [p.labels for p in reloaded])["overall"]["f1"]
     assert f1 == pytest.approx(float(best["dev_f1"]), abs=1e-6)
+
+
+def test_with_ema_decay_the_checkpoint_is_the_average_of_every_steps_weights(tmp_path, tiny_bert, monkeypatch):
+    """The average is updated after every optimizer step, and it is what dev scoring reads and the checkpoint
+    holds: recomputed here from the weights of each step, it equals the saved model, which scores the recorded
+    dev F1."""
+    from pipeline.training import trainer as trainer_module
+
+    steps: list[dict[str, torch.Tensor]] = []
+    make_average = trainer_module.make_weight_average
+
+    def recording(tagger, decay):
+        average = make_average(tagger, decay)
+        update = average.update_parameters
+
+        def record_then_update(model):
+            steps.append({name: value.detach().clone() for name, value in model.named_parameters()})
+            update(model)
+
+        average.update_parameters = record_then_update
+        return average
+
+    monkeypatch.setattr(trainer_module, "make_weight_average", recording)
+    decay = 0.7
+    config = tiny_config(tmp_path, tiny_bert, epochs=3, eval_begin_epoch=3, ema_decay=decay)  # scored once, at the end
+    result = train(config, POSTS, POSTS[:3], image_features())
+    assert len(steps) == 3 * math.ceil(len(POSTS) / config.batch_size)
+    expected = steps[0]
+    for weights in steps[1:]:
+        expected = {name: decay * expected[name] + (1 - decay) * weights[name] for name in expected}
+    checkpoint = load_checkpoint(result.output_dir)
+    saved = dict(checkpoint.tagger.named_parameters())
+    for name in ("emissions.weight", "crf.transitions", "encoder.encoder.layer.0.attention.self.query.weight"):
+        torch.testing.assert_close(saved[name], expected[name], atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(steps[-1]["emissions.weight"], expected["emissions.weight"], atol=1e-4)  # not the last
+    reloaded = predict(checkpoint.tagger, checkpoint.tokenizer, POSTS[:3], image_features())
+    f1 = entity_scores([p.labels for p in POSTS[:3]], [p.labels for p in reloaded])["overall"]["f1"]
+    assert f1 == pytest.approx(result.best_dev["default"]["overall"]["f1"], abs=1e-6)
 
 
 def test_early_stop_and_same_seed_same_weights(tmp_path, tiny_bert):

@@ -90,6 +90,9 @@ class TrainConfig:
     weight_decay: float = param(0.01, help="AdamW weight decay (none on biases and LayerNorm).", minimum=0.0)
     warmup_ratio: float = param(0.01, help="Share of the steps with a linear warmup.", minimum=0.0, maximum=1.0)
     max_grad_norm: float = param(1.0, help="Gradient clipping norm.", minimum=0.0)
+    ema_decay: float = param(0.0, help="Decay of an exponential moving average of the weights, updated after every "
+                             "optimizer step; dev scoring and the saved model use the average (e.g. 0.998). 0: the "
+                             "trained weights themselves.", minimum=0.0, maximum=0.9999)
     seed: int = param(1234, help="Seed of the weights, the shuffling and dropout.")
     eval_begin_epoch: int = param(1, help="First epoch scored on dev (and eligible as best).", minimum=1)
     early_stop_patience: int = param(0, help="Stop after this many epochs without a better dev score; 0: never.",

@@ -1,4 +1,5 @@
-"""The optimizer and learning-rate schedule: AdamW with three rates, linear warmup then linear decay."""
+"""The optimizer and learning-rate schedule: AdamW with three rates, linear warmup then linear decay; optionally a
+moving average of the weights."""
 from __future__ import annotations
 
 import torch
@@ -46,3 +47,15 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
     from transformers import get_linear_schedule_with_warmup
 
     return get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+
+
+def make_weight_average(tagger: DGHCTagger, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """torch's AveragedModel keeping an exponential moving average of the tagger's weights (None when decay is 0).
+
+    Its first update copies the weights; each later one moves the average by (1 - decay) towards them.
+    """
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(tagger, multi_avg_fn=get_ema_multi_avg_fn(decay))

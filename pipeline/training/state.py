@@ -3,6 +3,7 @@
 The state folder (``state_dir``, default ``cache/train_state/``) holds
 
     current/model.safetensors   every weight of the tagger
+    current/average.safetensors the moving average of the weights (only with ``ema_decay``)
     current/training.pt         optimizer, scheduler and grad-scaler state and every process's RNG states: tensors
                                 and plain values only, read with ``torch.load(weights_only=True)`` (no pickle)
     current/state.json          format, the resume key, and the progress (epoch, step, loss so far, best score...)
@@ -34,6 +35,7 @@ from pipeline.core.errors import DghcError
 
 STATE_FORMAT = "dghc-train-state/1"
 MODEL_FILE = "model.safetensors"
+AVERAGE_FILE = "average.safetensors"
 TRAINING_FILE = "training.pt"
 META_FILE = "state.json"
 BEST_DIR = "best"
@@ -86,6 +88,7 @@ class TrainingState:
     scaler: dict[str, Any] | None
     rng: list[dict[str, Any]]  # one per process, by rank
     progress: Progress
+    average: dict[str, torch.Tensor] | None = None  # the weights' moving average (ema_decay), when kept
 
 
 class StateFolder:
@@ -99,15 +102,18 @@ class StateFolder:
 
     def save(self, *, model: dict[str, torch.Tensor], optimizer: dict[str, Any], scheduler: dict[str, Any],
              scaler: dict[str, Any] | None, rng: list[dict[str, Any]], progress: Progress,
-             resume_key: dict[str, Any]) -> None:
+             resume_key: dict[str, Any], average: dict[str, torch.Tensor] | None = None) -> None:
         """Write ``current/`` atomically."""
         from safetensors.torch import save_file
 
         with atomic_folder(self.current) as staging:
             save_file({k: v.detach().contiguous().cpu() for k, v in model.items()}, str(staging / MODEL_FILE))
+            if average is not None:
+                save_file({k: v.detach().contiguous().cpu() for k, v in average.items()}, str(staging / AVERAGE_FILE))
             torch.save({"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "rng": rng},
                        staging / TRAINING_FILE)
-            files = {name: sha256_file(staging / name) for name in (MODEL_FILE, TRAINING_FILE)}
+            files = {name: sha256_file(staging / name) for name in (MODEL_FILE, AVERAGE_FILE, TRAINING_FILE)
+                     if (staging / name).is_file()}
             meta = {"format": STATE_FORMAT, "resume_key": normalise(resume_key), "progress": asdict(progress),
                     "sha256": files}
             (staging / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -149,6 +155,7 @@ class StateFolder:
             progress = Progress(**meta["progress"])
             training = torch.load(found / TRAINING_FILE, map_location="cpu", weights_only=True)
             model = load_file(str(found / MODEL_FILE))
+            average = load_file(str(found / AVERAGE_FILE)) if AVERAGE_FILE in meta["sha256"] else None
         except DghcError:
             raise
         except Exception as err:  # a damaged state of any kind: never trusted
@@ -160,7 +167,7 @@ class StateFolder:
                 self.clear()
             return None
         return TrainingState(found, model, training["optimizer"], training["scheduler"], training["scaler"],
-                             training["rng"], progress)
+                             training["rng"], progress, average)
 
     def clear(self) -> None:
         """Remove the state and the best checkpoint (the folder itself stays)."""

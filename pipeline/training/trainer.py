@@ -7,9 +7,10 @@ ours, because resuming must be exact:
 - each epoch's order of the training posts is a seeded shuffle (the same on every process); the posts of a pass
   (``batch_size`` of them) are split across the processes, and each process's loss is weighted so that the
   averaged gradient equals the one-process gradient of the whole pass;
-- ``grad_accum_steps`` passes make one optimizer step; AdamW with transformers' warmup schedule;
+- ``grad_accum_steps`` passes make one optimizer step; AdamW with transformers' warmup schedule; with
+  ``ema_decay``, a moving average of the weights (torch's AveragedModel) is what dev scoring and the checkpoint use;
 - dev scoring splits the dev posts across the processes and gathers the predictions: every post exactly once;
-- the state (weights, optimizer, scheduler, scaler, every process's RNGs, progress) is saved at the end of every
+- the state (weights and their average, optimizer, scheduler, scaler, every process's RNGs, progress) is saved at the end of every
   epoch and every ``save_every_steps`` steps (``state``); rerunning the same command resumes from it, and on the
   CPU the final weights equal those of an uninterrupted run, tensor for tensor.
 
@@ -54,7 +55,7 @@ from pipeline.training.checkpoint import Checkpoint, save_checkpoint
 from pipeline.training.config import TrainConfig
 from pipeline.training.inference import predict
 from pipeline.training.metrics import all_modes
-from pipeline.training.optim import make_optimizer, make_scheduler
+from pipeline.training.optim import make_optimizer, make_scheduler, make_weight_average
 from pipeline.training.state import Progress, StateFolder, capture_rng, restore_rng
 from pipeline.training.visual_features import (
     VisualFeatures,
@@ -269,6 +270,9 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
         if accelerator.scaler is not None and state.scaler is not None:
             accelerator.scaler.load_state_dict(state.scaler)
         restore_rng(state.rng[rank])
+    average = make_weight_average(accelerator.unwrap_model(step_module).tagger, config.ema_decay)
+    if average is not None and state is not None and state.average is not None:
+        average.load_state_dict(state.average)
         logger.info("resuming from %s: %d epoch(s) done, %d step(s) into the next", state.folder, progress.epoch,
                     progress.step_in_epoch)
     effective_batch = config.batch_size * config.grad_accum_steps
@@ -297,7 +301,8 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
             scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
             state_folder.save(model=accelerator.unwrap_model(step_module).tagger.state_dict(),
                               optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler,
-                              rng=rng, progress=progress, resume_key=key)
+                              rng=rng, progress=progress, resume_key=key,
+                              average=average.state_dict() if average is not None else None)
         accelerator.wait_for_everyone()
 
     resumed_from = (progress.epoch, progress.step_in_epoch) if state is not None else None
@@ -327,6 +332,8 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if average is not None:
+                average.update_parameters(accelerator.unwrap_model(step_module).tagger)
             progress.step_in_epoch += 1
             progress.global_step += 1
             progress.loss_sum += float(step_loss)
@@ -344,7 +351,8 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
         bar.close()
         record = EpochRecord(epoch, progress.loss_sum / len(steps))
         if epoch >= config.eval_begin_epoch and dev_posts:
-            tagger_now = accelerator.unwrap_model(step_module).tagger
+            # the weights scored and kept: their moving average when there is one
+            tagger_now = average.module if average is not None else accelerator.unwrap_model(step_module).tagger
             scores = score_dev(accelerator, tagger_now, tokenizer, dev_posts, features, config)
             overall = scores[config.eval_mode]["overall"]
             record.dev_precision, record.dev_recall, record.dev_f1 = (overall["precision"], overall["recall"],
@@ -374,8 +382,8 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
 
     if main:
         if progress.best_epoch is None:  # no dev scoring happened: keep the last model
-            save_checkpoint(config.output_dir, Checkpoint(accelerator.unwrap_model(step_module).tagger, tokenizer,
-                                                          features_fingerprint, detections_fingerprint,
+            last = average.module if average is not None else accelerator.unwrap_model(step_module).tagger
+            save_checkpoint(config.output_dir, Checkpoint(last, tokenizer, features_fingerprint, detections_fingerprint,
                                                           checkpoint_info(None, None)))
         else:
             with atomic_folder(config.output_dir) as staging:
