@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, TEST_THREADS
 from tests.tiny_models import save_tiny_bert
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     env = {**inherited, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
            "DVC_SITE_CACHE_DIR": str(root / ".dvc" / "tmp" / "site-cache"),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-           "YOLO_CONFIG_DIR": str(root / ".yolo"), "OMP_NUM_THREADS": "2"}
+           "YOLO_CONFIG_DIR": str(root / ".yolo"), "OMP_NUM_THREADS": str(TEST_THREADS)}
     env["PYTHONPATH"] = str(root)  # run the copy's code, not the editable install's
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode written next to the code must not count as a change
     run(["git", "init", "-q"], root, env)

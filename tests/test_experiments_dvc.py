@@ -15,7 +15,7 @@ from PIL import Image
 
 from pipeline.demo.oracle import image_dependent_recall
 from pipeline.experiments.runs import runs_from_dvc
-from tests.conftest import REPO, require_tool
+from tests.conftest import REPO, TEST_THREADS, require_tool
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -47,7 +47,7 @@ def experiments(tmp_path_factory) -> tuple[Path, dict]:
     env = {**inherited, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
            "DVC_SITE_CACHE_DIR": str(root / ".dvc" / "tmp" / "site-cache"),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-           "YOLO_CONFIG_DIR": str(root / ".yolo"), "OMP_NUM_THREADS": "2", "PYTHONPATH": str(root)}
+           "YOLO_CONFIG_DIR": str(root / ".yolo"), "OMP_NUM_THREADS": str(TEST_THREADS), "PYTHONPATH": str(root)}
     run(["git", "init", "-q"], root, env)
     run(["git", "add", "-A"], root, env)
     run(["git", "commit", "-qm", "tiny"], root, env)

@@ -25,6 +25,7 @@ from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.config import TrainConfig
 from pipeline.training.inference import predict
 from pipeline.training.trainer import train
+from tests.conftest import TEST_THREADS
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ EPOCHS = 8
 
 def train_and_score(root: Path, name: str, seed: int, **flags) -> float:
     """Share of the test split's image-dependent entities a model trained with ``flags`` types right."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(TEST_THREADS)
     config = TrainConfig(train_file=root / "demo" / "train.txt", dev_file=root / "demo" / "valid.txt",
                          features_file=root / "features.h5", detections_file=root / "detections.h5",
                          output_dir=root / f"{name}-{seed}", log_file=None, state_dir=root / "state", epochs=EPOCHS,
@@ -125,7 +126,7 @@ def test_a_model_that_rarely_saw_an_image_keeps_its_text_path_with_any_image(dem
     gold = [p.labels for p in test_posts]
     ratios, figures = [], {}
     for seed in (1, 2):
-        torch.set_num_threads(2)
+        torch.set_num_threads(TEST_THREADS)
         config = TrainConfig(train_file=demo_cache / "demo" / "train.txt", dev_file=demo_cache / "demo" / "valid.txt",
                              features_file=rare, detections_file=demo_cache / "detections.h5",
                              output_dir=tmp_path / f"model-{seed}", log_file=None, state_dir=tmp_path / "state",

@@ -28,7 +28,7 @@ from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.config import TrainConfig
 from pipeline.training.inference import predict
 from pipeline.training.trainer import train
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, TEST_THREADS
 
 pytestmark = pytest.mark.slow
 TWITTER2017 = SHARED_DATA / "twitter2017"
@@ -77,7 +77,7 @@ def test_the_kevin_durant_post_keeps_its_entities_with_every_real_photo(tmp_path
                             progress=False), log=lambda _: None)
     extract_features(ExtractConfig(data=splits, detections=tmp_path / "detections.h5", out=tmp_path / "features.h5",
                                    images=TWITTER2017 / "images", num_workers=0, device="cpu", progress=False))
-    torch.set_num_threads(2)
+    torch.set_num_threads(TEST_THREADS)
     config = TrainConfig(train_file=train_file, dev_file=dev_file,
                          features_file=tmp_path / "features.h5", detections_file=tmp_path / "detections.h5",
                          output_dir=tmp_path / "model", log_file=None, state_dir=tmp_path / "state", epochs=4,

@@ -1,6 +1,8 @@
 """Word shapes: the capitalisation an uncased encoder loses, as a small embedding beside the encoder's output."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
@@ -37,6 +39,16 @@ def test_auto_turns_word_shape_on_for_uncased_tokenizers_only():
                                            ("false", True, False)):
         config = TrainConfig(word_shape=setting)
         assert config.model_config(labels, 8, 3, lowercasing).word_shape is expected, (setting, lowercasing)
+
+
+def test_word_shape_encoder_without_word_shape_is_named_not_silently_dropped(caplog):
+    labels = bioes_label_set(["PER"])
+    for setting, lowercasing, warned in (("auto", False, True), ("false", True, True), ("auto", True, False),
+                                         ("true", False, False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="pipeline.training.config"):
+            TrainConfig(word_shape=setting, word_shape_encoder=True).model_config(labels, 8, 3, lowercasing)
+        assert ("word_shape_encoder is on but word_shape is off" in caplog.text) is warned, (setting, caplog.text)
 
 
 def paris_and_paris(tmp_path):

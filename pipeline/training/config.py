@@ -5,6 +5,7 @@ schedule.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pipeline.core.errors import DghcError
 from pipeline.core.params import check_params, param
 from pipeline.model.encoder import PACKAGED_MINILM
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pipeline.model.tagger import ModelConfig
@@ -126,6 +129,10 @@ class TrainConfig:
         from pipeline.model.tagger import ModelConfig  # torch: not needed to read parameters
 
         word_shape = lowercasing_tokenizer if self.word_shape == "auto" else self.word_shape == "true"
+        if self.word_shape_encoder and not word_shape:
+            logger.warning("word_shape_encoder is on but word_shape is off (%s): no shape embedding is added; set "
+                           "word_shape: true to use it", "the encoder keeps case" if self.word_shape == "auto"
+                           else "word_shape: false")
         given = {"labels": labels, "vision_dim": vision_dim, "num_regions": num_regions, "word_shape": word_shape}
         shared = {f.name: getattr(self, f.name) for f in fields(ModelConfig) if f.name not in given}
         return ModelConfig(**given, **shared)
