@@ -35,10 +35,10 @@ demo: install
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
-# Tests run in one worker process per core (at most 4; pytest-xdist), a test file per worker at a time: the
-# learning and whole-pipeline files take most of the time and wait on subprocesses. ultralytics writes its settings
+# Tests run in one worker process per core (at most 4; pytest-xdist), a test file per worker at a time, the longest
+# files first (tests/conftest.py; each worker's torch takes its share of the cores). ultralytics writes its settings
 # file on first import: once here, before workers that would race to write it.
-PYTEST := $(BIN)/python -c "import ultralytics" && $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+PYTEST := $(BIN)/python -c "import ultralytics" && $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 # Everything, as CI runs it: lint, then the whole suite (pytest prints the 15 slowest tests).
 test: install lint
