@@ -20,7 +20,9 @@ os.environ.setdefault("MPLCONFIGDIR", str(REPO / ".mplconfig"))
 # OpenMP thread per core slow each other 2-3x (measured: the Durant test 109 s alone, 328 s beside the DVC
 # experiments). Set before torch is imported, so it holds in the workers and in every subprocess they start.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-TEST_THREADS = max(1, len(os.sched_getaffinity(0)) // WORKERS)
+# sched_getaffinity: the cores this process may use (a container may have fewer than the machine); not on macOS
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+TEST_THREADS = max(1, CORES // WORKERS)
 os.environ.setdefault("OMP_NUM_THREADS", str(TEST_THREADS))
 
 # The files that take minutes, longest first (seconds in one worker of `make test` on 2 cores, measured with
