@@ -27,14 +27,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import last_run, update_section  # noqa: E402
-from benchmarks.runs import NAMES, RUNS_FILE, how_trained, load_runs, mean_spread, params_train, train_missing  # noqa: E402
+from benchmarks.runs import NAMES, RUNS_FILE, how_trained, load_runs, mean_spread, named_parameters, params_train, train_missing  # noqa: E402
 
 SECTION = "learning-rate sweep (full model)"
 RATES = ("lr_encoder", "lr_head", "lr_crf")
 
 
 def other_parameters(parameters: dict) -> dict:
-    return {key: value for key, value in parameters.items() if key not in (*RATES, "seed")}
+    """The parameters a cell shares with its table: all but the rates and the seed, defaults counting as absent."""
+    return {key: value for key, value in named_parameters(parameters).items() if key not in (*RATES, "seed")}
 
 
 def write_table(runs: dict[str, dict], args: argparse.Namespace, grid: list[tuple[float, ...]], base: dict,

@@ -142,12 +142,16 @@ def _train_defaults() -> dict[str, Any]:
     return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 
-def run_key(data: str, parameters: dict) -> str:
-    """The data set and a hash of the parameters. A parameter at TrainConfig's default counts as absent: a run
+def named_parameters(parameters: dict) -> dict:
+    """The parameters that differ from TrainConfig's defaults. A parameter at its default counts as absent: a run
     stored before an option existed trained as its default, and keeps matching once params.yaml names it."""
     defaults = _train_defaults()
-    named = {key: value for key, value in parameters.items() if key not in defaults or value != defaults[key]}
-    return f"{data} {sha256_json(named)[:16]}"
+    return {key: value for key, value in parameters.items() if key not in defaults or value != defaults[key]}
+
+
+def run_key(data: str, parameters: dict) -> str:
+    """The data set and a hash of the parameters (named_parameters: defaults count as absent)."""
+    return f"{data} {sha256_json(named_parameters(parameters))[:16]}"
 
 
 def load_runs(path: Path = RUNS_FILE) -> dict[str, dict]:

@@ -31,6 +31,15 @@ def test_a_run_stored_before_an_option_existed_matches_the_option_at_its_default
     assert bench_runs.missing_runs([("twitter2017", {**older, "word_shape_encoder": False})], stored) == []
 
 
+def test_the_lr_table_keeps_cells_stored_before_an_option_existed() -> None:
+    from benchmarks.bench_lr import other_parameters
+
+    base = {"seed": 2, "lr_head": 1e-4, "epochs": 8, "word_shape_encoder": False}  # params.yaml names the option
+    older = {"seed": 1, "lr_head": 3e-4, "epochs": 8}  # a cell trained before it existed
+    assert other_parameters(older) == other_parameters(base)
+    assert other_parameters({**older, "word_shape_encoder": True}) != other_parameters(base)
+
+
 def test_store_keeps_the_runs_another_process_added(tmp_path: Path) -> None:
     path = tmp_path / "runs.json"
     first, second = {"seed": 1, "use_image": True}, {"seed": 2, "use_image": True}
