@@ -47,7 +47,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank)))
 
 
-
 def require_tool(available: bool, what: str) -> None:
     """Skip a test that needs ``what`` when it is missing on a developer's machine; fail under CI, which installs
     everything (`.ci/run`), so that a missing tool never passes silently there."""
