@@ -4,9 +4,10 @@
                                   [--lr-head 3e-5 1e-4 3e-4 1e-3] [--lr-crf R ...] [--lr-encoder R ...]
                                   [--epochs 8] [--jobs 2] [--threads N] [--table-only]
 
-The grid is every combination of the rates given (a rate not given: params.yaml's). Each cell (data set, rates,
-seed) trains the full model with params.yaml's other training parameters and scores its best dev epoch on valid
-(dev = valid, gold as written), as bench_f1.py does. Cells run seed by seed, so a sweep stopped early has every
+The grid is every combination of the rates given (lr_head not given: the issue's 3e-5 1e-4 3e-4 1e-3; lr_crf or
+lr_encoder not given: params.yaml's). Each cell (data set, rates, seed) trains the full model with params.yaml's
+other training parameters and scores its best dev epoch on valid (dev = valid, gold as written), as bench_f1.py
+does. Cells run seed by seed, so a sweep stopped early has every
 rate at the first seeds. Finished cells are kept in benchmarks/runs.json (benchmarks/runs.py, shared with
 bench_f1.py) with the commit that ran them: a rerun (after a crash, or with more seeds or rates) trains only the
 cells it lacks, and a cell bench_f1.py trained (the defaults) is not trained again. BENCHMARKS.md's table is
@@ -80,7 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", default=["twitter2017", "twitter2015"], choices=sorted(NAMES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--lr-head", nargs="+", type=float, default=[3e-5, 1e-4, 3e-4, 1e-3])
+    parser.add_argument("--lr-head", nargs="+", type=float, default=[3e-5, 1e-4, 3e-4, 1e-3],
+                        help="default: the issue's grid 3e-5 1e-4 3e-4 1e-3")
     parser.add_argument("--lr-crf", nargs="+", type=float, default=None, help="default: params.yaml's lr_crf")
     parser.add_argument("--lr-encoder", nargs="+", type=float, default=None,
                         help="default: params.yaml's lr_encoder")
