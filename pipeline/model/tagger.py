@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pipeline.data.word_shape import SHAPES
+from pipeline.model.characters import CharacterCNN
 from pipeline.model.crf import ConstrainedCRF
 from pipeline.model.gates import DynamicGates
 from pipeline.model.prefix_attention import install_prefix_attention
@@ -35,7 +36,7 @@ CHOICES = {"text_vector": get_args(TextVectorSource), "prefix_projection": get_a
 OLDER_CHECKPOINT_VALUES = {"prefix_projection": "shared", "prefix_scaling": "values", "prefix_norm": "free",
                            "visual_norm": False, "image_dropout": 0.0, "constrained_crf": False,
                            "word_shape": False, "word_shape_encoder": False, "layer_mix": False,
-                           "relevance_start": 0.5}
+                           "relevance_start": 0.5, "char_cnn": False}
 
 
 @dataclass
@@ -64,6 +65,7 @@ class ModelConfig:
     word_shape_encoder: bool = False  # with word_shape: a shape embedding is also added to the encoder's input
     layer_mix: bool = False  # the tags read a learned softmax-weighted sum of every layer's output, not the last
     relevance_start: float = 0.05  # the relevance score before training (0.5: the paper's zero bias)
+    char_cnn: bool = False  # a character CNN's vector of each word (as written) joins the emission layer's input
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,6 +112,7 @@ class Batch:
     visual_mask: torch.Tensor | None = None  # (batch, 1 + m) bool
     word_shapes: torch.Tensor | None = None  # (batch, words) long: ids of pipeline.data.word_shape.SHAPES
     token_shapes: torch.Tensor | None = None  # (batch, seq) long: 1 + the shape id of the sub-token's word; 0: none
+    word_bytes: torch.Tensor | None = None  # (batch, words, bytes) long: pipeline.data.characters ids, 0 pads
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
@@ -150,7 +153,10 @@ class DGHCTagger(nn.Module):
             self.visual_norm = nn.LayerNorm(config.vision_dim) if config.visual_norm else None
         self.dropout = nn.Dropout(config.dropout)
         self.word_shape = nn.Embedding(len(SHAPES), WORD_SHAPE_DIM) if config.word_shape else None
-        self.emissions = nn.Linear(hidden + (WORD_SHAPE_DIM if config.word_shape else 0), len(config.labels))
+        self.characters = CharacterCNN() if config.char_cnn else None
+        emission_input = (hidden + (WORD_SHAPE_DIM if config.word_shape else 0)
+                          + (CharacterCNN.output_dim if config.char_cnn else 0))
+        self.emissions = nn.Linear(emission_input, len(config.labels))
         # ELMo's scalar mix: softmax weights over the embedding output and every layer (equal at start), times a
         # learned scale. A sentence-embedding encoder's last layer is tuned for pooling, its lower ones less so.
         self.layer_weights = nn.Parameter(torch.zeros(self.num_layers + 1)) if config.layer_mix else None
@@ -263,6 +269,10 @@ class DGHCTagger(nn.Module):
             if batch.word_shapes is None:
                 raise ValueError("this model reads word shapes: the batch needs word_shapes")
             word_hidden = torch.cat([word_hidden, self.word_shape(batch.word_shapes).to(word_hidden.dtype)], dim=-1)
+        if self.characters is not None:
+            if batch.word_bytes is None:
+                raise ValueError("this model reads each word's characters: the batch needs word_bytes")
+            word_hidden = torch.cat([word_hidden, self.characters(batch.word_bytes).to(word_hidden.dtype)], dim=-1)
         # float32 emissions whatever the autocast precision: the CRF's log-sum-exp overflows in float16
         emissions = self.emissions(self.dropout(word_hidden)).float()
         return TaggerOutput(emissions, batch.word_mask, relevance, gates)

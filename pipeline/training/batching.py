@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 
 from pipeline.data.alignment import EncodedPost, encode_posts
+from pipeline.data.characters import word_byte_ids
 from pipeline.data.conll import Post
 from pipeline.data.tags import bio_to_bioes
 from pipeline.data.word_shape import word_shape_ids
@@ -50,6 +51,10 @@ def collate(examples: Sequence[Example], pad_token_id: int, features: VisualFeat
     word_mask = torch.zeros(size, n_words, dtype=torch.bool)
     word_shapes = torch.zeros(size, n_words, dtype=torch.long)
     token_shapes = torch.zeros(size, seq_len, dtype=torch.long)
+    byte_ids = [[word_byte_ids(word) for word in e.post.tokens[: len(e.encoded.word_starts)]] for e in examples]
+    width = max((len(ids) for words in byte_ids for ids in words), default=1)
+    word_bytes = torch.tensor([[ids + [0] * (width - len(ids)) for ids in words] + [[0] * width] * (n_words - len(words))
+                               for words in byte_ids], dtype=torch.long)
     has_labels = all(e.tag_ids is not None for e in examples)
     labels = torch.zeros(size, n_words, dtype=torch.long) if has_labels else None
     for i, example in enumerate(examples):
@@ -70,7 +75,7 @@ def collate(examples: Sequence[Example], pad_token_id: int, features: VisualFeat
     if features is not None:
         visual, visual_mask = features.batch([e.post.post_id for e in examples])
     return Batch(input_ids, attention_mask, word_starts, word_mask, labels, visual, visual_mask, word_shapes,
-                 token_shapes)
+                 token_shapes, word_bytes)
 
 
 def batches(examples: Sequence[Example], batch_size: int, pad_token_id: int,

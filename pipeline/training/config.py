@@ -73,6 +73,8 @@ class TrainConfig:
     word_shape_encoder: bool = param(
         False, help="With word_shape on: also add a learned shape embedding (zero at start) to each sub-token's "
                     "input embedding, so every encoder layer sees case, not only the emission layer.")
+    char_cnn: bool = param(False, help="A character CNN reads each word's bytes as written (case, prefixes, suffixes) "
+                           "and its vector joins the emission layer's input beside the encoder's.")
     layer_mix: bool = param(False, help="The tags read a learned softmax-weighted mix of every encoder layer's output "
                             "(embeddings included), instead of the last layer's.")
     relevance_start: float = param(
