@@ -181,6 +181,19 @@ def commit() -> str:
         return "?"
 
 
+def exit_with_parent(parent_pid: int, poll_seconds: float = 2.0) -> None:
+    """Pool worker initializer: end this worker when the benchmark process that started it is gone. A sweep killed
+    with SIGTERM or SIGKILL otherwise leaves its workers training for an hour on cores the next sweep needs."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def _train_one(data: str, cache: Path, parameters: dict, threads: int, durant: bool) -> dict:
     """One training run in a worker process with ``threads`` torch threads: its scores, the number of images
     present and, if asked, the Durant post's rows."""
@@ -223,7 +236,8 @@ def train_missing(wanted: list[tuple[str, dict]], jobs: int, threads: int, duran
         return runs
     ran_by = commit()
     with tempfile.TemporaryDirectory() as tmp, \
-            ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=exit_with_parent,
+                                initargs=(os.getpid(),)) as pool:
         caches = {}
         for data in dict.fromkeys(data for data, _ in todo):  # detections and features once per data set
             caches[data] = Path(tmp) / data

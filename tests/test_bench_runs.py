@@ -117,3 +117,53 @@ def test_a_section_keeps_its_previous_run_apart_from_its_last(tmp_path: Path, mo
     assert report.last_run("F1").endswith("| new | 0.85 |") and "old" not in report.last_run("F1")
     assert report.kept_previous_run("F1") == "### Previous run\n\n| old | 0.84 |"
     assert report.kept_previous_run("other") == ""
+
+
+SWEEP_STANDIN = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from benchmarks.runs import exit_with_parent
+
+if __name__ == "__main__":
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=exit_with_parent,
+                             initargs=(os.getpid(), 0.2)) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)  # the worker, alive and waiting for work
+        pool.submit(time.sleep, 600)  # a long training run
+        time.sleep(600)
+"""
+
+
+def running(pid: int) -> bool:
+    """Whether the process runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_leaves_no_worker_training(tmp_path: Path) -> None:
+    """SIGKILL the sweep's process (no cleanup runs): its pool worker must end by itself, not train on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "sweep.py"
+    script.write_text(SWEEP_STANDIN)
+    sweep = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[1],
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    worker = int(sweep.stdout.readline())
+    os.kill(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not running(worker):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail(f"worker {worker} still running 30 s after its sweep was killed")
