@@ -7,7 +7,7 @@ Data flow for a batch (docs/ARCHITECTURE.md, "The model"):
     gates  <- DynamicGates(V^C)                     (1 without gating)
     prefix <- VisualPrefix(V^C, gates), one per layer, masked for absent blocks
     hidden <- encoder(text) with prefix attention
-    tags   <- CRF(Linear(hidden at each word's first sub-token))
+    tags   <- CRF(Linear(hidden at each word's first sub-token [; word shape] [; character CNN]))
 """
 from __future__ import annotations
 
