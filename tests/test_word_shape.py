@@ -62,18 +62,19 @@ def paris_and_paris(tmp_path):
     return folder, labels, batch
 
 
-def test_an_uncased_tagger_tells_capitalised_words_apart_only_with_word_shape(tmp_path):
-    """'Paris' and 'paris' are the same sub-tokens for an uncased encoder: only the shape embedding separates
-    their emissions."""
+@pytest.mark.parametrize("option", ["word_shape", "char_cnn"])
+def test_an_uncased_tagger_tells_capitalised_words_apart_only_with_a_case_feature(tmp_path, option):
+    """'Paris' and 'paris' are the same sub-tokens for an uncased encoder: only the shape embedding (or the
+    character CNN) separates their emissions."""
     folder, labels, batch = paris_and_paris(tmp_path)
     assert batch.word_shapes[:, 1].tolist() == [2, 1]  # capitalised, lower
-    for with_shape in (False, True):
+    for with_feature in (False, True):
         torch.manual_seed(0)
-        tagger = DGHCTagger(ModelConfig(labels=labels, use_image=False, word_shape=with_shape),
+        tagger = DGHCTagger(ModelConfig(labels=labels, use_image=False, **{option: with_feature}),
                             AutoModel.from_pretrained(folder)).eval()
         emissions = tagger(batch).emissions
         same = torch.allclose(emissions[0, 1], emissions[1, 1], atol=1e-6)
-        assert same != with_shape, f"word_shape={with_shape}"
+        assert same != with_feature, f"{option}={with_feature}"
         assert torch.isfinite(tagger.loss(batch))
 
 
