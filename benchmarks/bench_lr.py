@@ -7,11 +7,11 @@
 The grid is every combination of the rates given (lr_head not given: the issue's 3e-5 1e-4 3e-4 1e-3; lr_crf or
 lr_encoder not given: params.yaml's). Each cell (data set, rates, seed) trains the full model with params.yaml's
 other training parameters and scores its best dev epoch on valid (dev = valid, gold as written), as bench_f1.py
-does. Cells run seed by seed, so a sweep stopped early has every
-rate at the first seeds. Finished cells are kept in benchmarks/runs.json (benchmarks/runs.py, shared with
-bench_f1.py) with the commit that ran them: a rerun (after a crash, or with more seeds or rates) trains only the
-cells it lacks, and a cell bench_f1.py trained (the defaults) is not trained again. BENCHMARKS.md's table is
-rewritten after every cell: every stored cell of the same other parameters, and the asked cells not yet run.
+does. Cells run seed by seed, so a sweep stopped early has every rate at the first seeds. Finished cells are
+kept in benchmarks/runs.json (benchmarks/runs.py, shared with bench_f1.py) with the commit that ran them: a rerun
+(after a crash, or with more seeds or rates) trains only the cells it lacks, and a cell bench_f1.py trained (the
+defaults) is not trained again. BENCHMARKS.md's table is rewritten after every cell: every stored cell of the same
+other parameters, and the asked cells not yet run.
 --jobs N trains N cells at once with cores/N threads each (on 2 cores two one-thread runs did about 1.4x the
 work of one two-thread run, measured with two 1-epoch Twitter-2017 runs: 29.7 s for both side by side against
 20.6 s for one alone; the encoder's matrices are too small to keep two threads busy).

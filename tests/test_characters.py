@@ -1,6 +1,7 @@
 """The character CNN: each word's bytes as written, so an uncased encoder's tags still see case and affixes."""
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
@@ -57,6 +58,7 @@ def test_a_character_cnn_tagger_saves_and_loads_identically(tmp_path):
         assert torch.equal(loaded.tagger(batch).emissions, tagger(batch).emissions)
 
 
+@pytest.mark.slow  # it trains: make test-fast stays under a minute
 def test_training_with_the_character_cnn_overfits_and_reloads(tmp_path, tiny_bert):  # noqa: F811
     torch.set_num_threads(1)
     features = image_features()
