@@ -90,7 +90,8 @@ def section_body(data: str, args: argparse.Namespace, base: dict, runs: dict[str
     the same seeds, so the ablation reads in one table."""
     splits = [SHARED / data / "train.txt", SHARED / data / "valid.txt"]
     valid, _ = read_conll(splits[1], invalid_bio="keep")
-    reference = {**params_train(), "epochs": base["epochs"]}  # params.yaml's parameters, at the same epochs
+    # params.yaml's parameters at the run's --epochs; with --set epochs=N, at params.yaml's own epochs
+    reference = {**params_train(), **({"epochs": args.epochs} if args.epochs is not None else {})}
     rows, shown = [], []
     for variant in args.variants:
         name, flags = VARIANTS[variant]
