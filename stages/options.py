@@ -197,7 +197,7 @@ def params_table(config_class: type) -> str:
     """A Markdown table of a stage's parameters: params.yaml key, command-line option, default, meaning."""
     rows = ["| params.yaml key | option | default | meaning |", "|---|---|---|---|"]
     for p in params_of(config_class):
-        option = p.name.upper() if p.info.argument else option_name(p)
+        option = (p.info.metavar or p.name.upper()) if p.info.argument else option_name(p)  # as --help shows it
         if p.default is MISSING:
             default = "required"
         elif p.default is None or p.default == []:

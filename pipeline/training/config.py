@@ -1,7 +1,7 @@
 """The train and evaluate stages' parameters (params.yaml sections ``train`` and ``evaluate``).
 
-Training defaults follow the paper (docs/ARCHITECTURE.md, "Training"); params.yaml sets the demo's shorter
-schedule.
+The defaults are dghc's measured ones (README, "Fusion options" and the learning rates; docs/ARCHITECTURE.md,
+"Training"); params.yaml sets a shorter schedule for 2 CPU cores, configs/*-paper.yaml the paper's.
 """
 from __future__ import annotations
 
