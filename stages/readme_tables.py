@@ -21,11 +21,16 @@ def configured_commands() -> dict[str, type]:
     from cli import dghc
 
     found = {}
-    for name in dghc.list_commands(click.Context(dghc)):
-        command = dghc.get_command(click.Context(dghc), name)
-        config_class = getattr(command.callback, "config_class", None)
-        if config_class is not None:
-            found[config_class.SECTION] = config_class
+    groups = [dghc]
+    while groups:  # subcommands of groups too (`dghc experiments run`)
+        group = groups.pop()
+        for name in group.list_commands(click.Context(group)):
+            command = group.get_command(click.Context(group), name)
+            if isinstance(command, click.Group):
+                groups.append(command)
+            config_class = getattr(command.callback, "config_class", None)
+            if config_class is not None:
+                found[config_class.SECTION] = config_class
     return found
 
 
