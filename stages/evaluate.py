@@ -38,13 +38,14 @@ def _evaluate(config: EvaluateConfig) -> None:
     from pipeline.training.evaluation import evaluate, predictions_conll
     from pipeline.training.visual_features import open_for_model
 
-    check_precision(config.precision, resolve_device(config.device))
+    device = resolve_device(config.device)  # `auto` becomes the GPU or the CPU here, once
+    check_precision(config.precision, device)
     checkpoint = load_checkpoint(config.model_dir)
     # Gold as written (stray I- kept): default mode reads it as conlleval does, strict mode as IOB2.
     posts, _ = read_conll(config.data_file, type_map=None if config.keep_other else OTHER_AS_MISC,
                           invalid_bio="keep")
     features = open_for_model(checkpoint, config.features_file)
-    result = evaluate(checkpoint, posts, features, config.batch_size, config.device, progress=True,
+    result = evaluate(checkpoint, posts, features, config.batch_size, device, progress=True,
                       precision=config.precision)
     invalid = sum(len(invalid_bio_positions(p.labels)) for p in posts)
     metrics = {**result.metrics, "data": str(config.data_file), "model": str(config.model_dir),

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from cli import dghc
@@ -78,6 +79,19 @@ def test_evaluate_writes_both_modes_gates_and_predictions(pipeline_files, tmp_pa
     gold_tokens = [line for line in pipeline_files["test"].read_text().splitlines()
                    if line and not line.startswith("IMGID")]
     assert len(lines) == len(gold_tokens) and all(len(line.split("\t")) == 3 for line in lines)
+
+
+def test_evaluate_on_the_auto_device(pipeline_files, tmp_path):
+    # `auto` was passed on to torch.device as written: a RuntimeError traceback instead of the GPU or the CPU
+    runs = {}
+    for device in ("cpu", "auto"):
+        result = invoke("evaluate", str(pipeline_files["model"]), str(pipeline_files["test"]), "--features",
+                        str(pipeline_files["features"]), "--device", device, "--metrics", str(tmp_path / f"{device}.json"))
+        assert result.exit_code == 0, result.output
+        runs[device] = json.loads((tmp_path / f"{device}.json").read_text())["default"]["overall"]
+    print(runs)
+    if not torch.cuda.is_available():  # auto is the CPU here: the same scores
+        assert runs["auto"] == runs["cpu"]
 
 
 def test_empty_split_is_refused(pipeline_files, tmp_path):

@@ -61,7 +61,8 @@ def build_report(config: ReportConfig) -> ReportResult:
 def _build_report(config: ReportConfig) -> ReportResult:
     if Path(config.out).exists() and not Path(config.out).is_dir():
         raise DghcError(f"--out {config.out} is a file: give a folder (the page is written as FOLDER/index.html)")
-    check_precision(config.precision, resolve_device(config.device))
+    device = resolve_device(config.device)  # `auto` becomes the GPU or the CPU here, once
+    check_precision(config.precision, device)
     checkpoint = load_checkpoint(config.model)
     posts, _ = read_conll(config.data, config.images, type_map=None if config.keep_other else OTHER_AS_MISC)
     if not posts:
@@ -78,12 +79,12 @@ def _build_report(config: ReportConfig) -> ReportResult:
         notes.append("The features come from an UNTRAINED CLIP (random weights): the image vectors are a fixed "
                      "random function of the pixels, not learned visual features.")
 
-    with_image = evaluate(checkpoint, posts, features, config.batch_size, config.device, config.progress,
+    with_image = evaluate(checkpoint, posts, features, config.batch_size, device, config.progress,
                           allow_missing_features=True, precision=config.precision)
     scores = {"with image" if features is not None else "text-only model": with_image.metrics["default"]}
     text_only: list[PostPrediction | None] = [None] * len(posts)
     if features is not None:
-        masked = evaluate(checkpoint, posts, MaskedFeatures(features), config.batch_size, config.device,
+        masked = evaluate(checkpoint, posts, MaskedFeatures(features), config.batch_size, device,
                           config.progress, allow_missing_features=True, precision=config.precision)
         text_only = list(masked.predictions)
         scores["image masked (text-only path)"] = masked.metrics["default"]

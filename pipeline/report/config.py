@@ -29,7 +29,7 @@ class ReportConfig:
     seed: int = param(0, help="Seed of the sample of the other posts.")
     batch_size: int = param(32, help="Posts per batch.", minimum=1)
     keep_other: bool = param(False, help="Keep OTHER as its own type instead of MISC.")
-    device: str = param("cpu", help="Torch device: cpu, cuda, cuda:N.")
+    device: str = param("cpu", help="Torch device: cpu, cuda, cuda:N, auto (the GPU when there is one).")
     precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of the tagging (autocast; fp16 "
                                                      "needs a CUDA GPU).")
     progress: bool = param(True, help="Show a progress bar.")

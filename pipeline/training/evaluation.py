@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from pipeline.core.errors import DghcError
 from pipeline.data.conll import Post, format_conll
@@ -12,6 +12,9 @@ from pipeline.training.checkpoint import Checkpoint
 from pipeline.training.inference import PostPrediction, predict
 from pipeline.training.metrics import all_modes
 from pipeline.training.visual_features import VisualFeatures, require_coverage
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ def summarise_visual(predictions: Sequence[PostPrediction]) -> dict:
 
 
 def evaluate(checkpoint: Checkpoint, posts: Sequence[Post], features: VisualFeatures | None,
-             batch_size: int = 32, device: str = "cpu", progress: bool = False,
+             batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False,
              allow_missing_features: bool = False, precision: str = "no") -> Evaluation:
     """Tag and score ``posts``. Posts absent from the features file are refused unless
     ``allow_missing_features`` (the HTML report shows them, marked as read from the text alone)."""
