@@ -10,7 +10,11 @@ import torch
 from click.testing import CliRunner
 
 from cli import dghc
+from pipeline.core.errors import DghcError
+from pipeline.detection.detectors import DETECTOR, PredictSettings
 from pipeline.detection.store import load_detections
+from pipeline.detection.torchvision_detector import TorchvisionDetector
+from pipeline.prediction.visual import build_source
 from tests.test_detect_run import real_images, write_conll
 
 MODEL = "fasterrcnn_resnet50_fpn_v2"
@@ -67,6 +71,16 @@ def test_a_weights_file_is_loaded_and_named(posts, tmp_path):
     untrained = detect(conll, tmp_path / "u.h5", f"torchvision:{MODEL}:untrained")
     assert untrained.exit_code == 0
     assert not np.allclose(det.boxes, load_detections(tmp_path / "u.h5").boxes)  # other weights, other boxes
+
+    # predict rebuilds the detector a model records (it once read torchvision names as ultralytics weights)
+    settings = PredictSettings(imgsz=160, conf=0.0)
+    recorded = det.fingerprint["detector"]
+    rebuilt = build_source(DETECTOR, recorded, settings, str(tmp_path / "mine.pth"), tmp_path)
+    assert isinstance(rebuilt, TorchvisionDetector) and rebuilt.weights.sha256 == recorded["sha256"]
+    with pytest.raises(DghcError, match="--detector-weights"):  # the file is recorded by its name only
+        build_source(DETECTOR, recorded, settings, None, tmp_path)
+    assert build_source(DETECTOR, load_detections(tmp_path / "u.h5").fingerprint["detector"], settings, None,
+                        tmp_path).weights.untrained
 
 
 @pytest.mark.parametrize("spec,phrase", [

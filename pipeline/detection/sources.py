@@ -38,6 +38,14 @@ class LoadedSources:
     messages: list[str] = field(default_factory=list)
 
 
+def detector_source(spec: str, settings: PredictSettings) -> Any:
+    """The generic detector a spec names: ``torchvision:MODEL[:WEIGHTS]`` or ultralytics weights (a file, a name, a
+    yaml); ``SourceUnavailable`` when it cannot run here. Used by detect and by predict."""
+    if spec.strip().startswith(TORCHVISION_PREFIX):
+        return TorchvisionDetector(spec, settings)
+    return UltralyticsDetector(resolve_weights(spec), settings)
+
+
 def load_sources(detector: str | None, grounding: str | None, settings: PredictSettings,
                  text_encoder: TextEncoder | None = None) -> LoadedSources:
     """Load the generic detector and the grounding detector; an unavailable one is skipped with a message.
@@ -50,16 +58,10 @@ def load_sources(detector: str | None, grounding: str | None, settings: PredictS
             loaded.report[role] = {"ran": False, "weights": None, "reason": "turned off (none)"}
             continue
         try:
-            if role == DETECTOR and str(spec).strip().startswith(TORCHVISION_PREFIX):
-                source: Any = TorchvisionDetector(str(spec), settings)
-                loaded.sources.append(source)
-                loaded.report[role] = {"ran": True, **source.describe()}
-                continue
-            weights = resolve_weights(str(spec))
             if role == DETECTOR:
-                source = UltralyticsDetector(weights, settings)
+                source: Any = detector_source(str(spec), settings)
             else:
-                source = GroundingDetector(weights, settings, encoder=text_encoder)
+                source = GroundingDetector(resolve_weights(str(spec)), settings, encoder=text_encoder)
         except SourceUnavailable as err:
             # The file name only: attributes hold no absolute paths (the bytes must not depend on the folder).
             loaded.report[role] = {"ran": False, "weights": Path(str(spec)).name, "reason": strip_paths(str(err))}

@@ -28,14 +28,15 @@ from pipeline.detection.detectors import (
     DETECTOR,
     GROUNDING,
     MAX_DET,
+    TORCHVISION_PREFIX,
     GroundingDetector,
     PredictSettings,
     SourceUnavailable,
-    UltralyticsDetector,
     resolve_weights,
 )
 from pipeline.detection.phrases import MAX_PHRASES, post_phrases
 from pipeline.detection.run import ImageItem, detect_batch
+from pipeline.detection.sources import detector_source
 from pipeline.features.clip_encoder import load_clip
 from pipeline.features.config import UNTRAINED_SEED
 from pipeline.features.crops import CropDataset, collate_items
@@ -157,14 +158,21 @@ def build_source(role: str, recorded: dict, settings: Any, override: str | None,
     name = str(recorded.get("weights"))
     spec = override or detector_spec(name)
     option = "--detector-weights" if role == DETECTOR else "--grounding-weights"
+    if name.startswith(TORCHVISION_PREFIX) and override and not override.startswith(TORCHVISION_PREFIX):
+        spec = f"{TORCHVISION_PREFIX}{name[len(TORCHVISION_PREFIX):].partition(':')[0]}:{override}"  # a weights file
     try:
-        weights = resolve_weights(spec)
-        if recorded.get("sha256") and weights.sha256 != recorded["sha256"]:
-            raise DghcError(f"the {role} weights {spec!r} found here (sha256 {weights.sha256[:12]}...) are not the "
+        if role == DETECTOR:
+            source = detector_source(spec, settings)
+            sha256 = source.weights.sha256
+        else:
+            weights = resolve_weights(spec)
+            sha256 = weights.sha256
+        if recorded.get("sha256") and sha256 != recorded["sha256"]:
+            raise DghcError(f"the {role} weights {spec!r} found here (sha256 {str(sha256)[:12]}...) are not the "
                             f"ones the model was trained with ({name}, sha256 {recorded['sha256'][:12]}...); "
                             f"give the right file with {option}")
         if role == DETECTOR:
-            return UltralyticsDetector(weights, settings)
+            return source
         source = GroundingDetector(weights, settings)
         if recorded.get("text_encoder") and source.encoder.name != recorded["text_encoder"]:
             raise DghcError(f"the grounding detector's text encoder is {source.encoder.name}, but the model was "
