@@ -101,6 +101,7 @@ def test_sigkill_at_random_steps_then_rerun_gives_the_uninterrupted_weights(file
     resumed = run_train(train_args(files, run, *extra))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed after epoch" in resumed.stdout
+    assert "resuming from" in resumed.stderr  # said when the work starts, not only at the end
     expected, got = weights(whole), weights(run)
     assert expected.keys() == got.keys()
     different = [name for name in expected if not torch.equal(expected[name], got[name])]

@@ -273,6 +273,7 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
     average = make_weight_average(accelerator.unwrap_model(step_module).tagger, config.ema_decay)
     if average is not None and state is not None and state.average is not None:
         average.load_state_dict(state.average)
+    if main and state is not None:
         logger.info("resuming from %s: %d epoch(s) done, %d step(s) into the next", state.folder, progress.epoch,
                     progress.step_in_epoch)
     effective_batch = config.batch_size * config.grad_accum_steps
