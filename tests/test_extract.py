@@ -17,8 +17,9 @@ from pipeline.core.errors import DghcError
 from pipeline.data.images import ImageStatus, load_image
 from pipeline.features.clip_encoder import build_untrained_clip, load_clip, untrained_clip_config, weights_sha256
 from pipeline.features.config import UNTRAINED_NAME, ExtractConfig
-from pipeline.features.crops import crop_box, limit_aspect
+from pipeline.features.crops import crop_box
 from pipeline.features.extract import extract_features
+from pipeline.features.preprocess import aspect_box
 from tests.datasets import data_sets, image_files
 from tests.extract_fixtures import (
     DetectionRow,
@@ -215,12 +216,10 @@ def test_crop_box_clamps_pads_and_skips_degenerate_boxes():
     assert crop_box((float("nan"), 0, 5, 5), 64, 48) is None
 
 
-def test_limit_aspect_trims_the_middle_of_long_images():
-    from PIL import Image
-
-    assert limit_aspect(Image.new("RGB", (1200, 2)), 4.0).size == (8, 2)
-    assert limit_aspect(Image.new("RGB", (3, 100)), 4.0).size == (3, 12)
-    assert limit_aspect(Image.new("RGB", (300, 100)), 4.0).size == (300, 100)
+def test_aspect_box_keeps_the_middle_of_long_boxes():
+    assert aspect_box((0, 0, 1200, 2), 4.0) == (596, 0, 604, 2)
+    assert aspect_box((0, 0, 3, 100), 4.0) == (0, 44, 3, 56)
+    assert aspect_box((0, 0, 300, 100), 4.0) == (0, 0, 300, 100)
 
 
 def test_untrained_default_is_the_fixed_config_and_seed():

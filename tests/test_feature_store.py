@@ -12,7 +12,6 @@ import torch
 
 from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.core.errors import DghcError, FingerprintMismatch
-from pipeline.features.fingerprint import expected_from_settings
 from pipeline.features.store import FeatureStore
 
 IDS = ["p1", "p2", "p3", "p4", "p5"]
@@ -95,11 +94,9 @@ def test_require_names_each_differing_key(features):
     path, _ = features
     store = FeatureStore(path)
     store.require({"output": "projected", "dtype": "float16", "m": 3})
-    store.require(expected_from_settings(model="untrained-clip-small", output="projected", crop_padding=0,
-                                         min_crop_size=2))
+    store.require({"model": "untrained-clip-small", "output": "projected", "crop_padding": 0.0, "min_crop_size": 2})
     with pytest.raises(FingerprintMismatch) as caught:
-        store.require(expected_from_settings(model="openai/clip-vit-base-patch32", output="projected",
-                                             dtype="float32", m=3))
+        store.require({"model": "openai/clip-vit-base-patch32", "output": "projected", "dtype": "float32", "m": 3})
     message = str(caught.value)
     assert str(path) in message
     assert 'model: expected "openai/clip-vit-base-patch32", found "untrained-clip-small"' in message

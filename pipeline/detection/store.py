@@ -85,12 +85,6 @@ class Detections:
                        float(self.scores[row, slot]), tuple(float(v) for v in self.boxes[row, slot]))
                 for slot in range(self.m) if self.valid[row, slot]]
 
-    def status_counts(self) -> dict[str, int]:
-        counts = {name: 0 for name in STATUS_NAMES}
-        for code in self.status.tolist():
-            counts[STATUS_NAMES[code]] += 1
-        return counts
-
 
 def empty_arrays(image_ids: Sequence[str], m: int) -> dict[str, np.ndarray]:
     n = len(image_ids)

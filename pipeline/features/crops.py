@@ -37,12 +37,6 @@ def crop_box(box: Sequence[float], width: int, height: int, padding: float = 0.0
     return left, top, right, bottom
 
 
-def limit_aspect(image, max_aspect: float):
-    """Center-trim a very long PIL image to ``max_aspect`` (see ``preprocess.aspect_box``)."""
-    box = aspect_box((0, 0, image.width, image.height), max_aspect)
-    return image if box == (0, 0, image.width, image.height) else image.crop(box)
-
-
 class CropDataset(torch.utils.data.Dataset):
     """Item i: the preprocessed whole image of row ``rows[i]`` and its valid crops, with a slot mask.
 

@@ -32,20 +32,6 @@ def build_fingerprint(model_identity: Mapping[str, Any], *, dtype: str, crop_pad
     return fingerprints.normalise(fingerprint)
 
 
-def expected_from_settings(*, model: str | None = None, output: str | None = None, dtype: str | None = None,
-                           crop_padding: float | None = None, min_crop_size: int | None = None,
-                           m: int | None = None, detections_fingerprint_sha256: str | None = None) -> dict[str, Any]:
-    """The keys of a fingerprint that follow from extraction settings alone (no model load needed).
-
-    Training can pass this to ``FeatureStore.require``; keys left as None are not checked.
-    """
-    values = {"model": model, "output": output, "dtype": dtype,
-              "crop_padding": None if crop_padding is None else float(crop_padding),
-              "min_crop_size": None if min_crop_size is None else int(min_crop_size), "m": m,
-              "detections_fingerprint_sha256": detections_fingerprint_sha256}
-    return {key: value for key, value in values.items() if value is not None}
-
-
 def require_match(expected: Mapping[str, Any], found: Mapping[str, Any], path: str | Path) -> None:
     """Raise ``FingerprintMismatch`` naming every key of ``expected`` that the file's fingerprint does not match."""
     fingerprints.require_match(expected, found, path, "rerun `dghc extract` with these settings, or use the "
