@@ -5,7 +5,7 @@ conf, iou, imgsz, m) and of the features file (CLIP model and weights sha256, ou
 settings, stored dtype) it was trained on. ``VisualPipeline.from_checkpoint`` rebuilds the same detector sources
 and CLIP encoder and refuses when one of them is not the one recorded (another sha256): vectors from another
 model would be read as if they were the trained ones. The work itself reuses the stages' functions:
-``detection.run.detect_batch`` (load, detect, merge, top m) and ``features.extract.CropDataset`` /
+``detection.run.detect_batch`` (load, detect, merge, top m) and ``features.crops.CropDataset`` /
 ``collate_items`` (whole image + crops, preprocessed as at extraction), then ``ClipEncoder.encode``. Vectors are
 rounded through the recorded dtype, as the cached file stores them, so that tagging gives what it gives from the
 cache.
@@ -55,7 +55,7 @@ class ImageResult:
 
 
 class MemoryFeatures:
-    """Vectors computed in process, with the ``FeatureStore.batch`` contract (see ``batching.VisualFeatures``)."""
+    """Vectors computed in process, with the ``FeatureStore.batch`` contract (see ``training.visual_features.VisualFeatures``)."""
 
     def __init__(self, dim: int, m: int) -> None:
         self.dim, self.m = dim, m
