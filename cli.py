@@ -11,8 +11,7 @@ import sys
 import click
 
 from pipeline import __version__
-from pipeline.artifacts.atomic import failure_cause
-from pipeline.core.errors import DghcError
+from pipeline.core.errors import DghcError, failure_cause
 from pipeline.core.signals import Interrupted
 
 # name -> "module:attribute" of a click command. Add a stage here to make it a subcommand.

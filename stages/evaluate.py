@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from pipeline.core.console import setup_logging
 from pipeline.training.config import EvaluateConfig
 from stages.options import configured
 
@@ -21,7 +22,7 @@ def evaluate_command(config: EvaluateConfig) -> None:
     from pipeline.artifacts.lock import output_lock
     from pipeline.core.signals import stop_signals
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    setup_logging(logging.INFO)
     outputs = [path for path in (config.metrics_file, config.summary_file, config.predictions_file) if path]
     with stop_signals("evaluate", at_once=True), \
             output_lock(*outputs, note=lambda message: click.echo(message, err=True)):

@@ -5,6 +5,7 @@ import logging
 
 import click
 
+from pipeline.core.console import setup_logging
 from pipeline.prediction.config import PredictConfig
 from stages.options import configured
 
@@ -36,7 +37,7 @@ def predict_command(config: PredictConfig) -> None:
     """
     from pipeline.prediction.run import run_predict  # torch: imported only when the command runs
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    setup_logging(logging.WARNING)
     # stdin and stdout are looked up at call time (sys.stdin.buffer, sys.stdout), so CliRunner's streams work too
     summary = run_predict(config, log=lambda message: click.echo(message, err=True))
     click.echo(summary.format(), err=True)

@@ -5,6 +5,7 @@ import logging
 
 import click
 
+from pipeline.core.console import setup_logging
 from pipeline.report.config import ReportConfig
 from stages.options import configured
 
@@ -20,7 +21,7 @@ def report_command(config: ReportConfig) -> None:
     """
     from pipeline.report.build import build_report  # torch: imported only when the command runs
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    setup_logging(logging.INFO)
     result = build_report(config)
     counts = ", ".join(f"{count} {name}" for name, count in result.summary.effects.items())
     click.echo(f"{result.summary.posts} posts ({counts}); {len(result.shown)} shown: {result.path}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import yaml
 
+from pipeline.core.console import setup_logging
 from pipeline.core.errors import DghcError
 from pipeline.training.config import TrainConfig
 from stages.options import configured
@@ -34,7 +35,7 @@ def train_command(config: TrainConfig) -> None:
     from pipeline.artifacts.atomic import write_text_atomically
     from pipeline.training.trainer import train  # torch and transformers: imported only when the stage runs
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    setup_logging(logging.INFO)
     result = train(config)
     if not result.is_main_process:
         return

@@ -14,14 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from pipeline.core.errors import DghcError
-
-
-def failure_cause(err: BaseException) -> str:
-    """What went wrong in a write, in a few words ("No space left on device", "Permission denied")."""
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+from pipeline.core.errors import DghcError, failure_cause
 
 
 @contextlib.contextmanager

@@ -4,6 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none): library errors can run to pages."""
+    return (str(err).strip().splitlines() or [""])[0]
+
+
+def failure_cause(err: BaseException) -> str:
+    """What went wrong in a write or a read, in a few words ("No space left on device", "Permission denied")."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return first_line(err)[:200] or type(err).__name__
+
+
 class DghcError(Exception):
     """Base class of every error dghc reports to a user (the CLI prints these without a traceback)."""
 

@@ -24,6 +24,8 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from pipeline.artifacts.fingerprint import sha256_file, sha256_json
+from pipeline.core.errors import first_line
+from pipeline.core.seeding import seeded
 from pipeline.detection.config import PACKAGED_DETECTOR
 from pipeline.detection.merge import SourceBoxes
 
@@ -143,17 +145,14 @@ def resolve_weights(spec: str) -> ResolvedWeights:
 def _build_model(weights: ResolvedWeights) -> Any:
     """An ultralytics model object; a yaml is built with seeded random weights so runs repeat exactly."""
     import_ultralytics()
-    import torch
     from ultralytics import YOLO
 
     source = str(weights.path) if weights.path is not None else weights.spec
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with seeded(0):
             model = YOLO(source)
     except Exception as err:  # a corrupt or foreign file: ultralytics raises many types
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        raise SourceUnavailable(f"cannot load {weights.name!r}: {type(err).__name__}: {first_line}") from None
+        raise SourceUnavailable(f"cannot load {weights.name!r}: {type(err).__name__}: {first_line(err)}") from None
     if getattr(model, "task", None) not in ("detect", "segment", "obb", "pose"):
         raise SourceUnavailable(f"{weights.name!r} is a {model.task!r} model, not a detector")
     return model

@@ -17,7 +17,8 @@ from pipeline.artifacts.atomic import writing
 from pipeline.artifacts.fingerprint import sha256_file, sha256_json
 from pipeline.artifacts.lock import output_lock
 from pipeline.artifacts.partial import PartialOutput
-from pipeline.core.errors import DghcError
+from pipeline.core.console import say
+from pipeline.core.errors import DghcError, first_line
 from pipeline.core.signals import StopRequest, stop_signals
 from pipeline.data.conll import check_image_id, image_path_for, read_conll
 from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
@@ -109,8 +110,7 @@ def check_device(device: str) -> None:
     try:
         select_device(device, verbose=False)
     except (ValueError, RuntimeError, AssertionError) as err:
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        raise DghcError(f"detect: device {device!r} is not available here ({first_line}); use --device cpu") from None
+        raise DghcError(f"detect: device {device!r} is not available here ({first_line(err)}); use --device cpu") from None
 
 
 def image_sha256(path: Path) -> str | None:
@@ -151,10 +151,6 @@ def build_fingerprint(config: DetectConfig, items: Sequence[ImageItem], loaded: 
     return fingerprint
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def detect_batch(items: Sequence[ImageItem], sources: Sequence[Any], m: int, iou: float) -> dict[str, np.ndarray]:
     """Rows of the output for a batch of images: load, detect with each source, merge, keep the top m."""
     rows = empty_arrays([item.image_id for item in items], m)
@@ -181,7 +177,7 @@ def detect_batch(items: Sequence[ImageItem], sources: Sequence[Any], m: int, iou
 
 
 def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
-               text_encoder: TextEncoder | None = None, log: Callable[[str], None] = _log,
+               text_encoder: TextEncoder | None = None, log: Callable[[str], None] = say,
                on_batch_done: Callable[[int, int], None] | None = None) -> DetectSummary:
     """Run the stage. ``loaded`` gives ready sources (tests, benchmarks); else they are loaded from the config.
 

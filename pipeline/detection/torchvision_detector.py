@@ -16,6 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.artifacts.fingerprint import sha256_file, sha256_json
+from pipeline.core.errors import first_line
+from pipeline.core.seeding import seeded
 from pipeline.detection.detectors import (
     DETECTOR,
     TORCHVISION_PREFIX,
@@ -55,8 +57,7 @@ class TorchvisionDetector:
         sizes = {"min_size": settings.imgsz, "max_size": settings.imgsz, "box_score_thresh": settings.conf,
                  "box_nms_thresh": settings.iou, "box_detections_per_img": settings.max_det}
         if weights_spec == UNTRAINED:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
+            with seeded(0):
                 model = builder(weights=None, weights_backbone=None, num_classes=len(self.class_names), **sizes)
             digest = sha256_json({"torchvision": model_name, "seed": 0})
             self.weights = ResolvedWeights(spec, f"{PREFIX}{model_name}:{UNTRAINED}", None, digest, untrained=True)
@@ -68,8 +69,7 @@ class TorchvisionDetector:
             try:
                 model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             except (RuntimeError, OSError, ValueError, KeyError) as err:
-                first_line = (str(err).strip().splitlines() or [""])[0]
-                raise SourceUnavailable(f"cannot load {path.name!r} into {model_name}: {first_line[:200]}") from None
+                raise SourceUnavailable(f"cannot load {path.name!r} into {model_name}: {first_line(err)[:200]}") from None
             self.weights = ResolvedWeights(spec, f"{PREFIX}{model_name}:{path.name}", path, sha256_file(path))
         else:
             cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(default_weights.url).name

@@ -18,6 +18,7 @@ import torch
 from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError
 from pipeline.core.quiet import quiet_transformers
+from pipeline.core.seeding import seeded
 from pipeline.features.config import UNTRAINED_NAME, UNTRAINED_SEED
 from pipeline.features.preprocess import RegionPreprocessor, make_preprocessor, processor_settings
 
@@ -45,8 +46,7 @@ def build_untrained_clip(seed: int = 0, config=None):
     from transformers import CLIPVisionModelWithProjection
 
     config = config if config is not None else untrained_clip_config()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = CLIPVisionModelWithProjection(config)
     return model.eval()
 

@@ -21,6 +21,7 @@ from pipeline.artifacts.atomic import writing
 from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.artifacts.lock import output_lock
 from pipeline.artifacts.partial import PartialOutput
+from pipeline.core.console import say
 from pipeline.core.errors import DghcError
 from pipeline.core.signals import StopRequest, stop_signals
 from pipeline.data.conll import read_conll
@@ -110,12 +111,8 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
     One run per output (a second one is refused at once); SIGINT/SIGTERM stop it after the batch being written.
     """
     out = Path(config.out)
-    with stop_signals("extract") as stop, output_lock(out, note=_log):
+    with stop_signals("extract") as stop, output_lock(out, note=say):
         return _extract(config, out, encoder, on_batch, stop)
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_batch: Callable[[int], None] | None,
@@ -143,7 +140,7 @@ def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_b
     start, note = partial.resume_point(lambda path, rows: _check_work_file(path, fingerprint_sha, n, rows),
                                        restart=not config.no_restart)
     if note:
-        _log(f"extract: {note}")
+        say(f"extract: {note}")
     kept = f"the finished rows are kept in {partial.path}: rerun the same command to resume"
     if start == 0:
         with writing(partial.path, "nothing was kept"):

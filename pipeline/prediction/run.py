@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from pipeline.artifacts.atomic import atomic_text
 from pipeline.artifacts.lock import output_lock
+from pipeline.core.console import say
 from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError
 from pipeline.core.precision import check_precision
@@ -56,10 +57,6 @@ class PredictSummary:
         if self.out is not None:
             text += f"; written: {self.out}"
         return text
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def entities_of(post: InputPost, labels: Sequence[str]) -> list[dict[str, Any]]:
@@ -100,7 +97,7 @@ def _output_stream(out: Path | None, stdout: TextIO) -> Iterator[TextIO]:
 
 
 def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout: TextIO | None = None,
-                log: Callable[[str], None] = _log) -> PredictSummary:
+                log: Callable[[str], None] = say) -> PredictSummary:
     """Read and check every input line, then tag chunk by chunk and write the JSONL output (one run per ``--out``;
     SIGINT/SIGTERM stop it at once, with ``--out`` unwritten)."""
     kept = f"{config.out} was not written" if config.out else "the posts tagged so far were written to stdout"
