@@ -231,7 +231,8 @@ def _stop_agreed(stop: StopRequest, accelerator: Any) -> int | None:
 
 def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts: Sequence[Post] | None,
            dev_posts: Sequence[Post] | None, features: VisualFeatures | None) -> TrainResult:
-    rank, processes, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    """Set the run up (data, model, optimizer, the saved state if any), then train epoch by epoch."""
+    main = accelerator.is_main_process
     set_seed(config.seed)
     train_posts = list(train_posts) if train_posts is not None else read_split(config.train_file, config.merge_other,
                                                                                "train")
@@ -260,7 +261,6 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
     state = None if config.restart else state_folder.load(key, restart_damaged=not config.no_restart, clear=main,
                                                           note=logger.warning if main else lambda _: None)
     accelerator.wait_for_everyone()
-    progress = state.progress if state is not None else Progress()
     if state is not None:
         tagger.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
@@ -269,131 +269,184 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
     if state is not None:
         if accelerator.scaler is not None and state.scaler is not None:
             accelerator.scaler.load_state_dict(state.scaler)
-        restore_rng(state.rng[rank])
+        restore_rng(state.rng[accelerator.process_index])
     average = make_weight_average(accelerator.unwrap_model(step_module).tagger, config.ema_decay)
     if average is not None and state is not None and state.average is not None:
         average.load_state_dict(state.average)
+    progress = state.progress if state is not None else Progress()
     if main and state is not None:
         logger.info("resuming from %s: %d epoch(s) done, %d step(s) into the next", state.folder, progress.epoch,
                     progress.step_in_epoch)
     effective_batch = config.batch_size * config.grad_accum_steps
     if main:
         logger.info("effective batch: %d posts per optimizer step (%d per pass split over %d process(es) = ~%d "
-                    "each, x %d accumulation)", effective_batch, config.batch_size, processes,
-                    math.ceil(config.batch_size / processes), config.grad_accum_steps)
-    features_fingerprint = getattr(features, "fingerprint", None)
+                    "each, x %d accumulation)", effective_batch, config.batch_size, accelerator.num_processes,
+                    math.ceil(config.batch_size / accelerator.num_processes), config.grad_accum_steps)
     train_image_share = image_share(features, train_posts) if features is not None else None
     if main:
         warn_if_images_rare(train_image_share, str(config.train_file))
-    detections_fingerprint = read_fingerprint(config.detections_file) if config.use_image else None
+    run = _Run(config, accelerator, step_module, optimizer, scheduler, average, state_folder, key, progress,
+               examples, tokenizer, features, dev_posts,
+               fingerprints=(getattr(features, "fingerprint", None),
+                             read_fingerprint(config.detections_file) if config.use_image else None),
+               info={"encoder": config.encoder, "train_config": config.to_json(), "effective_batch": effective_batch,
+                     "processes": accelerator.num_processes, "grad_accum_steps": config.grad_accum_steps,
+                     "precision": config.precision, "train_image_share": train_image_share})
 
-    def checkpoint_info(best_epoch: int | None, scores: dict | None) -> dict:
-        return {"best_epoch": best_epoch, "dev_scores": scores, "encoder": config.encoder,
-                "train_config": config.to_json(), "effective_batch": effective_batch, "processes": processes,
-                "grad_accum_steps": config.grad_accum_steps, "precision": config.precision,
-                "train_image_share": train_image_share}
+    resumed_from = (progress.epoch, progress.step_in_epoch) if state is not None else None
+    for epoch in range(progress.epoch + 1, config.epochs + 1):
+        record = run.train_epoch(epoch, stop)
+        if epoch >= config.eval_begin_epoch and dev_posts:
+            run.score_and_keep(epoch, record)
+        if run.end_epoch(epoch, record):
+            break
+    run.finish()
+    history = [EpochRecord(**r) for r in progress.history]
+    return TrainResult(progress.best_epoch, progress.best_dev, history, Path(config.output_dir), effective_batch,
+                       resumed_from, main)
 
-    def save_progress() -> None:
+
+@dataclass
+class _Run:
+    """One training run once set up: its prepared model, optimizer and schedule, and its progress. The parts of
+    the loop are its methods: an epoch of optimizer steps, dev scoring, the end of an epoch, the final write."""
+
+    config: TrainConfig
+    accelerator: Any
+    step_module: Any  # TrainingStep, prepared by Accelerate (wrapped for data parallelism)
+    optimizer: Any
+    scheduler: Any
+    average: Any  # torch's AveragedModel of the tagger with ema_decay, else None
+    state_folder: StateFolder
+    key: dict[str, Any]  # the resume key saved with the state
+    progress: Progress
+    examples: list
+    tokenizer: Any
+    features: VisualFeatures | None
+    dev_posts: Sequence[Post]
+    fingerprints: tuple[dict | None, dict | None]  # of the features and detections files, for the checkpoint
+    info: dict[str, Any]  # what every checkpoint records beside the best epoch and its scores
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def tagger(self) -> DGHCTagger:
+        """The weights scored and kept: their moving average when there is one."""
+        return self.average.module if self.average is not None else \
+            self.accelerator.unwrap_model(self.step_module).tagger
+
+    def checkpoint(self, best_epoch: int | None, scores: dict | None) -> Checkpoint:
+        return Checkpoint(self.tagger(), self.tokenizer, *self.fingerprints,
+                          {"best_epoch": best_epoch, "dev_scores": scores, **self.info})
+
+    def save_progress(self) -> None:
         """Every process's RNG states go to rank 0, which writes the whole state."""
         from accelerate.utils import gather_object
 
-        rng = gather_object([capture_rng()]) if processes > 1 else [capture_rng()]
-        if main:
-            scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
-            state_folder.save(model=accelerator.unwrap_model(step_module).tagger.state_dict(),
-                              optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler,
-                              rng=rng, progress=progress, resume_key=key,
-                              average=average.state_dict() if average is not None else None)
-        accelerator.wait_for_everyone()
+        rng = gather_object([capture_rng()]) if self.accelerator.num_processes > 1 else [capture_rng()]
+        if self.main:
+            scaler = self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else None
+            self.state_folder.save(model=self.accelerator.unwrap_model(self.step_module).tagger.state_dict(),
+                                   optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                                   scaler=scaler, rng=rng, progress=self.progress, resume_key=self.key,
+                                   average=self.average.state_dict() if self.average is not None else None)
+        self.accelerator.wait_for_everyone()
 
-    resumed_from = (progress.epoch, progress.step_in_epoch) if state is not None else None
-    pad_id = tokenizer.pad_token_id
-    for epoch in range(progress.epoch + 1, config.epochs + 1):
-        step_module.train()
-        steps = epoch_steps(epoch_order(len(examples), config.seed, epoch), config)
+    def optimizer_step(self, step: list[list[int]]) -> torch.Tensor:
+        """One optimizer step over the passes of ``step`` (post indices); returns its loss, the mean NLL of a pass
+        as one process would compute it."""
+        accelerator, processes = self.accelerator, self.accelerator.num_processes
+        step_loss = torch.zeros((), device=accelerator.device)
+        for number, indices in enumerate(step):
+            mine = [self.examples[i] for i in share(indices, accelerator.process_index, processes)]
+            batch = collate(mine, self.tokenizer.pad_token_id, self.features).to(accelerator.device)
+            # sum of this share's NLL / posts of the pass: the average over processes (what data parallelism
+            # does to gradients) times processes is the pass's mean NLL, as one process would compute it
+            weight = processes / (len(indices) * len(step))
+            last = number == len(step) - 1
+            sync = contextlib.nullcontext() if last else accelerator.no_sync(self.step_module)
+            with sync, accelerator.autocast():
+                loss = self.step_module(batch) * weight
+            accelerator.backward(loss)
+            step_loss += loss.detach() / processes
+        if processes > 1:
+            step_loss = accelerator.reduce(step_loss, reduction="sum")
+        accelerator.clip_grad_norm_(self.step_module.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.average is not None:
+            self.average.update_parameters(self.accelerator.unwrap_model(self.step_module).tagger)
+        return step_loss
+
+    def train_epoch(self, epoch: int, stop: StopRequest) -> EpochRecord:
+        """The epoch's optimizer steps from where the progress stands; a stop signal saves the state and raises."""
+        config, progress = self.config, self.progress
+        self.step_module.train()
+        steps = epoch_steps(epoch_order(len(self.examples), config.seed, epoch), config)
         bar = tqdm(total=len(steps), initial=progress.step_in_epoch, desc=f"epoch {epoch}/{config.epochs}",
-                   unit="step", disable=not (config.progress and main))
+                   unit="step", disable=not (config.progress and self.main))
         for step in steps[progress.step_in_epoch:]:
-            step_loss = torch.zeros((), device=accelerator.device)
-            for number, indices in enumerate(step):
-                mine = [examples[i] for i in share(indices, rank, processes)]
-                batch = collate(mine, pad_id, features).to(accelerator.device)
-                # sum of this share's NLL / posts of the pass: the average over processes (what data parallelism
-                # does to gradients) times processes is the pass's mean NLL, as one process would compute it
-                weight = processes / (len(indices) * len(step))
-                last = number == len(step) - 1
-                sync = contextlib.nullcontext() if last else accelerator.no_sync(step_module)
-                with sync, accelerator.autocast():
-                    loss = step_module(batch) * weight
-                accelerator.backward(loss)
-                step_loss += loss.detach() / processes
-            if processes > 1:
-                step_loss = accelerator.reduce(step_loss, reduction="sum")
-            accelerator.clip_grad_norm_(step_module.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if average is not None:
-                average.update_parameters(accelerator.unwrap_model(step_module).tagger)
+            step_loss = self.optimizer_step(step)
             progress.step_in_epoch += 1
             progress.global_step += 1
             progress.loss_sum += float(step_loss)
             bar.update(1)
             bar.set_postfix(loss=f"{float(step_loss):.3f}")
-            signum = _stop_agreed(stop, accelerator)
+            signum = _stop_agreed(stop, self.accelerator)
             if signum is not None:
-                save_progress()
+                self.save_progress()
                 raise Interrupted(f"train: stopped by {signal.Signals(signum).name} at epoch {epoch}, step "
                                   f"{progress.step_in_epoch} of {len(steps)}; the state is saved in "
                                   f"{config.state_dir}: rerun the same command to resume", signum)
             if config.save_every_steps and progress.global_step % config.save_every_steps == 0 \
                     and progress.step_in_epoch < len(steps):
-                save_progress()
+                self.save_progress()
         bar.close()
-        record = EpochRecord(epoch, progress.loss_sum / len(steps))
-        if epoch >= config.eval_begin_epoch and dev_posts:
-            # the weights scored and kept: their moving average when there is one
-            tagger_now = average.module if average is not None else accelerator.unwrap_model(step_module).tagger
-            scores = score_dev(accelerator, tagger_now, tokenizer, dev_posts, features, config)
-            overall = scores[config.eval_mode]["overall"]
-            record.dev_precision, record.dev_recall, record.dev_f1 = (overall["precision"], overall["recall"],
-                                                                      overall["f1"])
-            if main:
-                logger.info("epoch %d: loss %.4f dev F1 %.4f", epoch, record.loss, overall["f1"])
-            if overall["f1"] > progress.best_score:
-                progress.best_score, progress.best_epoch, progress.best_dev = overall["f1"], epoch, scores
-                progress.stale = 0
-                if main:
-                    save_checkpoint(state_folder.best, Checkpoint(tagger_now, tokenizer, features_fingerprint,
-                                                                  detections_fingerprint,
-                                                                  checkpoint_info(epoch, scores)))
-            else:
-                progress.stale += 1
+        return EpochRecord(epoch, progress.loss_sum / len(steps))
+
+    def score_and_keep(self, epoch: int, record: EpochRecord) -> None:
+        """Score dev into ``record``; a better score than the best so far writes the best checkpoint (rank 0)."""
+        progress = self.progress
+        scores = score_dev(self.accelerator, self.tagger(), self.tokenizer, self.dev_posts, self.features,
+                           self.config)
+        overall = scores[self.config.eval_mode]["overall"]
+        record.dev_precision, record.dev_recall, record.dev_f1 = overall["precision"], overall["recall"], overall["f1"]
+        if self.main:
+            logger.info("epoch %d: loss %.4f dev F1 %.4f", epoch, record.loss, overall["f1"])
+        if overall["f1"] > progress.best_score:
+            progress.best_score, progress.best_epoch, progress.best_dev = overall["f1"], epoch, scores
+            progress.stale = 0
+            if self.main:
+                save_checkpoint(self.state_folder.best, self.checkpoint(epoch, scores))
+        else:
+            progress.stale += 1
+
+    def end_epoch(self, epoch: int, record: EpochRecord) -> bool:
+        """Record the epoch, write the log and the state; True when training stops early."""
+        config, progress = self.config, self.progress
         progress.history.append(asdict(record))
         progress.epoch, progress.step_in_epoch, progress.loss_sum = epoch, 0, 0.0
-        if main and config.log_file:
+        if self.main and config.log_file:
             write_log(Path(config.log_file), [EpochRecord(**r) for r in progress.history])
         early_stop = bool(config.early_stop_patience and progress.stale >= config.early_stop_patience)
         if epoch < config.epochs and not early_stop:
-            save_progress()
-        if early_stop:
-            if main:
-                logger.info("no dev improvement in %d epochs: stopping early", progress.stale)
-            break
+            self.save_progress()
+        if early_stop and self.main:
+            logger.info("no dev improvement in %d epochs: stopping early", progress.stale)
+        return early_stop
 
-    if main:
-        if progress.best_epoch is None:  # no dev scoring happened: keep the last model
-            last = average.module if average is not None else accelerator.unwrap_model(step_module).tagger
-            save_checkpoint(config.output_dir, Checkpoint(last, tokenizer, features_fingerprint, detections_fingerprint,
-                                                          checkpoint_info(None, None)))
-        else:
-            with atomic_folder(config.output_dir) as staging:
-                shutil.copytree(state_folder.best, staging, dirs_exist_ok=True)
-        state_folder.clear()  # a finished run leaves nothing to resume
-    accelerator.wait_for_everyone()
-    history = [EpochRecord(**r) for r in progress.history]
-    return TrainResult(progress.best_epoch, progress.best_dev, history, Path(config.output_dir), effective_batch,
-                       resumed_from, main)
+    def finish(self) -> None:
+        """The best checkpoint (or, without dev scoring, the last weights) into ``output_dir``; the state emptied."""
+        if self.main:
+            if self.progress.best_epoch is None:  # no dev scoring happened: keep the last model
+                save_checkpoint(self.config.output_dir, self.checkpoint(None, None))
+            else:
+                with atomic_folder(self.config.output_dir) as staging:
+                    shutil.copytree(self.state_folder.best, staging, dirs_exist_ok=True)
+            self.state_folder.clear()  # a finished run leaves nothing to resume
+        self.accelerator.wait_for_everyone()
 
 
 def write_log(path: Path, history: Sequence[EpochRecord]) -> None:
