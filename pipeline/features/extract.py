@@ -117,7 +117,6 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
 
 def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_batch: Callable[[int], None] | None,
              stop: StopRequest) -> ExtractResult:
-    import h5py
     from tqdm import tqdm
 
     images = collect_images(config.inputs, config.images)
@@ -133,11 +132,11 @@ def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_b
     # compute bit-identical vectors.
     resume_key = {"fingerprint_sha256": fingerprint_sha, "ids_sha256": sha256_json(images.ids),
                   "batch_size": config.batch_size, "device_type": encoder.device.type}
-    if not config.force and _is_up_to_date(out, fingerprint_sha, images.ids):
+    if not config.force and layout.is_up_to_date(out, fingerprint_sha, images.ids):
         return _summarise(out, rows_resumed=0, empty_boxes=0, untrained=encoder.untrained, fingerprint=fingerprint,
                           up_to_date=True)
     partial = PartialOutput(out, resume_key)
-    start, note = partial.resume_point(lambda path, rows: _check_work_file(path, fingerprint_sha, n, rows),
+    start, note = partial.resume_point(lambda path, rows: layout.check_work_file(path, fingerprint_sha, n, rows),
                                        restart=not config.no_restart)
     if note:
         say(f"extract: {note}")
@@ -155,7 +154,7 @@ def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_b
     loader = make_loader(dataset, config.batch_size, num_workers, pin_memory=encoder.device.type == "cuda")
     np_dtype = np.dtype(config.dtype)
     rows_done = start
-    with h5py.File(partial.path, "r+") as handle, \
+    with layout.open_work_file(partial.path) as handle, \
             tqdm(total=n, initial=start, unit="img", desc="extract", file=sys.stderr, disable=not config.progress) as bar:
         for batch in loader:
             first, last = batch["rows"][0], batch["rows"][-1] + 1
@@ -169,12 +168,7 @@ def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_b
                                 f"{vectors.abs().max().item():.3g}); use --dtype float32")
             with writing(partial.path, f"{rows_done} of {n} finished rows are kept there: rerun the same command "
                                        "to resume"):
-                handle[layout.STATUS][first:last] = batch["status"].numpy()
-                handle[layout.IMAGE_VECTORS][first:last] = stored[:, 0]
-                handle[layout.REGION_VECTORS][first:last] = stored[:, 1:]
-                handle[layout.IMAGE_MASK][first:last] = batch["slots"][:, 0].numpy()
-                handle[layout.REGION_MASK][first:last] = batch["slots"][:, 1:].numpy()
-                handle.flush()
+                layout.write_rows(handle, first, batch["status"].numpy(), stored, batch["slots"].numpy())
                 partial.mark_done(last)
             rows_done = last
             counts["empty_boxes"] += batch["empty_boxes"]
@@ -191,36 +185,8 @@ def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_b
                       fingerprint=fingerprint)
 
 
-def _check_work_file(path: Path, fingerprint_sha: str, rows: int, rows_done: int) -> None:
-    """Raise when the work file is not one of these settings (or does not open: a crash may cut it)."""
-    import h5py
-
-    with h5py.File(path, "r") as handle:
-        if handle.attrs["fingerprint_sha256"] != fingerprint_sha or len(handle[layout.STATUS]) != rows \
-                or rows_done > rows:
-            raise ValueError("another file")
-
-
-def _is_up_to_date(out: Path, sha256: str, ids: Sequence[str]) -> bool:
-    import h5py
-
-    if not out.is_file():
-        return False
-    try:
-        with h5py.File(out, "r") as handle:
-            return (handle.attrs.get("fingerprint_sha256") == sha256
-                    and handle[layout.IMAGE_IDS].asstr()[()].tolist() == list(ids))
-    except (OSError, KeyError):
-        return False
-
-
 def _summarise(path: Path, **fields: Any) -> ExtractResult:
-    import h5py
-
-    with h5py.File(path, "r") as handle:
-        status = handle[layout.STATUS][()]
-        regions = int(handle[layout.REGION_MASK][()].sum())
-        dim, m = int(handle.attrs["dim"]), int(handle.attrs["m"])
+    status, regions, dim, m = layout.read_summary(path)
     return ExtractResult(path=path, images=len(status), present=int((status == ImageStatus.PRESENT).sum()),
                          missing=int((status == ImageStatus.MISSING).sum()),
                          unreadable=int((status == ImageStatus.UNREADABLE).sum()), regions=regions, dim=dim, m=m,

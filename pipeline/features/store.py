@@ -1,4 +1,5 @@
-"""The features HDF5 file: its layout, the writer of an extract run's work file, and ``FeatureStore``, its reader.
+"""The features HDF5 file: its layout, the writer of an extract run's work file (create, write rows, check,
+summarise), and ``FeatureStore``, its reader.
 
 Training reads cached CLIP vectors with ``FeatureStore(path).batch(image_ids)``.
 
@@ -219,3 +220,52 @@ def create_features_file(path: Path, ids: Sequence[str], m: int, dim: int, dtype
                                                "h5py": h5py.__version__}, sort_keys=True)
 
 
+def open_work_file(path: Path) -> Any:
+    """The work file, open for writing rows (an h5py File: use it in a ``with``)."""
+    import h5py
+
+    return h5py.File(path, "r+")
+
+
+def write_rows(handle: Any, first: int, status: np.ndarray, vectors: np.ndarray, slots: np.ndarray) -> None:
+    """Write complete rows from ``first`` on into an open work file and flush them to disk. ``vectors``: (rows,
+    1 + m, dim) as stored, the whole image first; ``slots``: (rows, 1 + m), which of them exist."""
+    last = first + len(status)
+    handle[STATUS][first:last] = status
+    handle[IMAGE_VECTORS][first:last] = vectors[:, 0]
+    handle[REGION_VECTORS][first:last] = vectors[:, 1:]
+    handle[IMAGE_MASK][first:last] = slots[:, 0]
+    handle[REGION_MASK][first:last] = slots[:, 1:]
+    handle.flush()
+
+
+def check_work_file(path: Path, fingerprint_sha256: str, rows: int, rows_done: int) -> None:
+    """Raise when the work file is not one of these settings (or does not open: a crash may cut it)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        if handle.attrs["fingerprint_sha256"] != fingerprint_sha256 or len(handle[STATUS]) != rows \
+                or rows_done > rows:
+            raise ValueError("another file")
+
+
+def is_up_to_date(path: Path, fingerprint_sha256: str, ids: Sequence[str]) -> bool:
+    """Whether ``path`` is a finished features file of these settings and these image ids, in this order."""
+    import h5py
+
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as handle:
+            return (handle.attrs.get("fingerprint_sha256") == fingerprint_sha256
+                    and handle[IMAGE_IDS].asstr()[()].tolist() == list(ids))
+    except (OSError, KeyError):
+        return False
+
+
+def read_summary(path: Path) -> tuple[np.ndarray, int, int, int]:
+    """A finished file's status per image, its number of regions, dim and m (for the stage's summary)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        return handle[STATUS][()], int(handle[REGION_MASK][()].sum()), int(handle.attrs["dim"]), int(handle.attrs["m"])
