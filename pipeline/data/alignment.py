@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ def _starts_from_word_ids(word_ids: Sequence[int | None]) -> dict[int, int]:
     return starts
 
 
-def encode_words(tokenizer, words: Sequence[str], max_length: int) -> EncodedPost:
+def encode_words(tokenizer: PreTrainedTokenizerFast, words: Sequence[str], max_length: int) -> EncodedPost:
     """Encode one post given as words. ``tokenizer`` must be a fast (Rust) tokenizer."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("a fast tokenizer is needed for word alignment (word_ids())")
@@ -63,7 +66,7 @@ def _shorten(tokenizer, input_ids, word_ids, starts, n_words: int, max_length: i
     return EncodedPost(ids, list(range(1, len(kept) + 1)), n_words, shortened=True)
 
 
-def encode_posts(tokenizer, posts_words: Sequence[Sequence[str]], max_length: int) -> list[EncodedPost]:
+def encode_posts(tokenizer: PreTrainedTokenizerFast, posts_words: Sequence[Sequence[str]], max_length: int) -> list[EncodedPost]:
     """Encode many posts; logs one warning with how many posts were shortened or cut."""
     encoded = [encode_words(tokenizer, words, max_length) for words in posts_words]
     shortened = sum(e.shortened for e in encoded)

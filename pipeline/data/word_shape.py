@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SHAPES: tuple[str, ...] = ("other", "lower", "capitalised", "all_caps", "mixed_case", "digits", "hashtag",
                            "mention", "url", "emoji", "punctuation")
@@ -50,6 +54,6 @@ def word_shape_ids(words: list[str]) -> list[int]:
     return [SHAPE_IDS[word_shape(word)] for word in words]
 
 
-def tokenizer_lowercases(tokenizer) -> bool:
+def tokenizer_lowercases(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Whether the tokenizer maps upper and lower case to the same sub-tokens (an uncased encoder)."""
     return tokenizer.tokenize("Paris NASA") == tokenizer.tokenize("paris nasa")

@@ -11,7 +11,7 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -22,6 +22,9 @@ from pipeline.core.seeding import seeded
 from pipeline.features.config import UNTRAINED_NAME, UNTRAINED_SEED
 from pipeline.features.preprocess import RegionPreprocessor, make_preprocessor, processor_settings
 
+if TYPE_CHECKING:
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
 Output = Literal["pooled", "projected"]
 OUTPUTS: tuple[str, ...] = ("pooled", "projected")
 
@@ -30,7 +33,7 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "pytorch_model.bin.index.json")
 
 
-def untrained_clip_config():
+def untrained_clip_config() -> CLIPVisionConfig:
     """The config of the offline default (also used by the demo data to check that its images are separable)."""
     from transformers import CLIPVisionConfig
 
@@ -38,7 +41,7 @@ def untrained_clip_config():
                             num_hidden_layers=4, num_attention_heads=4, projection_dim=256)
 
 
-def build_untrained_clip(seed: int = 0, config=None):
+def build_untrained_clip(seed: int = 0, config: CLIPVisionConfig | None = None) -> CLIPVisionModelWithProjection:
     """A randomly initialised ``CLIPVisionModelWithProjection`` (default: ``untrained_clip_config()``), in eval mode.
 
     The same seed gives the same weights; the caller's random state is left untouched.
@@ -51,7 +54,7 @@ def build_untrained_clip(seed: int = 0, config=None):
     return model.eval()
 
 
-def standard_processor(image_size: int):
+def standard_processor(image_size: int) -> CLIPImageProcessor:
     """CLIP's standard preprocessing: shortest side to ``image_size`` (bicubic), center crop, CLIP mean/std."""
     from transformers import CLIPImageProcessor
 

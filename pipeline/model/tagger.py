@@ -21,7 +21,7 @@ from pipeline.data.word_shape import SHAPES
 from pipeline.model.characters import CharacterCNN
 from pipeline.model.crf import ConstrainedCRF
 from pipeline.model.gates import DynamicGates
-from pipeline.model.prefix_attention import install_prefix_attention
+from pipeline.model.prefix_attention import LayerPrefix, install_prefix_attention
 from pipeline.model.relevance import RelevanceScore
 from pipeline.model.visual_prefix import PrefixNorm, PrefixProjection, PrefixScaling, VisualPrefix
 
@@ -228,7 +228,8 @@ class DGHCTagger(nn.Module):
         return (embedded * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
     # -- vision ----------------------------------------------------------------------------------
-    def visual_prefixes(self, batch: Batch, embedded: torch.Tensor | None = None):
+    def visual_prefixes(self, batch: Batch, embedded: torch.Tensor | None = None
+                        ) -> tuple[list[LayerPrefix], torch.Tensor, torch.Tensor]:
         """Prefixes per layer plus the relevance score and gates (for reporting)."""
         if batch.visual is None or batch.visual_mask is None:
             raise ValueError("this model uses the image: the batch needs visual features")
@@ -277,7 +278,7 @@ class DGHCTagger(nn.Module):
         emissions = self.emissions(self.dropout(word_hidden)).float()
         return TaggerOutput(emissions, batch.word_mask, relevance, gates)
 
-    def _run_with_prefix_from_embeddings(self, batch: Batch):
+    def _run_with_prefix_from_embeddings(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One encoder pass whose prefix is built from the output of its own embedding layer.
 
         The text vector is the mean embedding output, which the pass computes anyway: a forward hook on the
@@ -286,7 +287,7 @@ class DGHCTagger(nn.Module):
         """
         built: dict = {}
 
-        def build_prefix(module, inputs, embedded):
+        def build_prefix(module: nn.Module, inputs: tuple, embedded: torch.Tensor) -> None:  # a forward hook
             prefixes, built["relevance"], built["gates"] = self.visual_prefixes(batch, embedded)
             self.prefix_state.layers = prefixes
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -216,7 +216,8 @@ class VisualPipeline:
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, model_dir: Path, device: torch.device, *,
                         detector_weights: str | None = None, grounding_weights: str | None = None,
-                        clip_model: str | None = None, warn=lambda message: None) -> "VisualPipeline":
+                        clip_model: str | None = None,
+                        warn: Callable[[str], None] = lambda message: None) -> "VisualPipeline":
 
         detect = _require_keys(checkpoint.detections_fingerprint, ("detector", "grounding", "conf", "iou", "m",
                                                                    "imgsz"), "detections", model_dir)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 
@@ -14,6 +14,9 @@ from pipeline.data.word_shape import word_shape_ids
 from pipeline.model.tagger import Batch
 from pipeline.training.visual_features import VisualFeatures
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
 
 @dataclass
 class Example:
@@ -22,7 +25,7 @@ class Example:
     tag_ids: list[int] | None  # BIOES tag ids of the words that fit; None when labels are not needed
 
 
-def make_examples(posts: Sequence[Post], tokenizer, max_length: int,
+def make_examples(posts: Sequence[Post], tokenizer: PreTrainedTokenizerFast, max_length: int,
                   label_to_id: dict[str, int] | None = None) -> list[Example]:
     """Encode posts; with ``label_to_id`` also their BIOES tag ids (every label must be known)."""
     encoded = encode_posts(tokenizer, [p.tokens for p in posts], max_length)
@@ -79,7 +82,8 @@ def collate(examples: Sequence[Example], pad_token_id: int, features: VisualFeat
 
 
 def batches(examples: Sequence[Example], batch_size: int, pad_token_id: int,
-            features: VisualFeatures | None = None, order: Sequence[int] | None = None):
+            features: VisualFeatures | None = None,
+            order: Sequence[int] | None = None) -> Iterator[tuple[list[Example], Batch]]:
     """Yield (examples, Batch) in ``order`` (default: as given)."""
     indices = list(order) if order is not None else list(range(len(examples)))
     for start in range(0, len(indices), batch_size):

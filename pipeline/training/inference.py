@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -12,6 +12,9 @@ from pipeline.data.tags import OUTSIDE, bioes_to_bio
 from pipeline.model.tagger import DGHCTagger
 from pipeline.training.batching import batches, make_examples
 from pipeline.training.visual_features import VisualFeatures
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 
 @dataclass
@@ -24,7 +27,7 @@ class PostPrediction:
     has_image: bool = False  # the post's image vector was present (relevance and gates mean something)
 
 
-def predict(tagger: DGHCTagger, tokenizer, posts: Sequence[Post], features: VisualFeatures | None,
+def predict(tagger: DGHCTagger, tokenizer: PreTrainedTokenizerFast, posts: Sequence[Post], features: VisualFeatures | None,
             batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False,
             precision: str = "no") -> list[PostPrediction]:
     """Tag posts in batches of similar length (results come back in the input order), on ``device`` under the
