@@ -12,7 +12,7 @@ from cli import dghc
 from pipeline.core.errors import DghcError
 from pipeline.experiments.runs import runs_from_folders, variant_of
 from pipeline.experiments.significance import paired_bootstrap
-from pipeline.experiments.stats import spread
+from pipeline.experiments.spread import spread
 from pipeline.experiments.table import build_table, markdown
 
 GOLD = [["B-PER", "O", "B-LOC"], ["O", "B-ORG", "I-ORG"], ["B-MISC"], ["O", "O"], ["B-PER", "I-PER"]] * 8

@@ -15,7 +15,7 @@ import jinja2
 from pipeline.core.errors import DghcError
 from pipeline.experiments.runs import FULL, VARIANTS, Run
 from pipeline.experiments.significance import Comparison, paired_bootstrap
-from pipeline.experiments.stats import Spread, spread
+from pipeline.experiments.spread import Spread, spread
 
 PAPER = json.loads((Path(__file__).with_name("paper.json")).read_text(encoding="utf-8"))
 TABLES: dict[str, list[str]] = {
