@@ -98,23 +98,7 @@ def read_conll(
     path = Path(path)
     images = Path(images_dir) if images_dir is not None else default_images_dir(path)
     allowed = set(allowed_types) if allowed_types is not None else None
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFormatError(path, None, "file not found", "check the path") from None
-    except IsADirectoryError:
-        raise DataFormatError(path, None, "is a folder, not a CoNLL file", "give the .txt file") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line_no = raw[: err.start].count(b"\n") + 1
-        raise DataFormatError(
-            path, line_no, f"bytes that are not UTF-8 ({raw[err.start:err.start + 1]!r} at byte {err.start})",
-            "re-encode the file as UTF-8",
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-
+    text = _read_text(path)
     posts: list[Post] = []
     report = ReadReport(path=path)
     seen_ids: dict[str, int] = {}
@@ -169,30 +153,56 @@ def read_conll(
         if current is None:
             raise DataFormatError(path, line_no, "token line outside a post (no IMGID line before it)",
                                   "start each post with an 'IMGID:<id>' line")
-        token, tab, label = line.rpartition("\t")
-        if not tab:
-            raise DataFormatError(path, line_no, f"token line without a label: {line!r}",
-                                  "write 'token<TAB>label', the label O for no entity")
-        label = label.strip()
-        if not label:
-            raise DataFormatError(path, line_no, f"token line without a label: {line!r}",
-                                  "write 'token<TAB>label', the label O for no entity")
-        if not token:
-            raise DataFormatError(path, line_no, "empty token before the label", "remove the line or add the token")
-        if not is_valid_bio_label(label):
-            raise DataFormatError(path, line_no, f"unknown label {label!r}",
-                                  "labels are O, B-<TYPE> or I-<TYPE>")
-        renamed_type = split_label(label)[1]
-        if type_map and renamed_type in type_map:
-            renamed_type = type_map[renamed_type]
-        if allowed is not None and renamed_type is not None and renamed_type not in allowed:
-            raise DataFormatError(path, line_no, f"unknown entity type {renamed_type!r} in label {label!r}",
-                                  f"known types: {', '.join(sorted(allowed))}")
+        token, label = _token_line(path, line_no, line, type_map, allowed)
         current.tokens.append(token)
         current.labels.append(label)
         label_lines.append(line_no)
     finish()
     return posts, report
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: UTF-8, a BOM dropped; a missing file, a folder or other bytes are one clear error."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFormatError(path, None, "file not found", "check the path") from None
+    except IsADirectoryError:
+        raise DataFormatError(path, None, "is a folder, not a CoNLL file", "give the .txt file") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line_no = raw[: err.start].count(b"\n") + 1
+        raise DataFormatError(
+            path, line_no, f"bytes that are not UTF-8 ({raw[err.start:err.start + 1]!r} at byte {err.start})",
+            "re-encode the file as UTF-8",
+        ) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _token_line(path: Path, line_no: int, line: str, type_map: Mapping[str, str] | None,
+                allowed: set[str] | None) -> tuple[str, str]:
+    """The token and its label of a ``token<TAB>label`` line, checked: a label of O, B-TYPE or I-TYPE whose type
+    (after ``type_map``) is ``allowed``."""
+    token, tab, label = line.rpartition("\t")
+    if not tab:
+        raise DataFormatError(path, line_no, f"token line without a label: {line!r}",
+                              "write 'token<TAB>label', the label O for no entity")
+    label = label.strip()
+    if not label:
+        raise DataFormatError(path, line_no, f"token line without a label: {line!r}",
+                              "write 'token<TAB>label', the label O for no entity")
+    if not token:
+        raise DataFormatError(path, line_no, "empty token before the label", "remove the line or add the token")
+    if not is_valid_bio_label(label):
+        raise DataFormatError(path, line_no, f"unknown label {label!r}", "labels are O, B-<TYPE> or I-<TYPE>")
+    renamed_type = split_label(label)[1]
+    if type_map and renamed_type in type_map:
+        renamed_type = type_map[renamed_type]
+    if allowed is not None and renamed_type is not None and renamed_type not in allowed:
+        raise DataFormatError(path, line_no, f"unknown entity type {renamed_type!r} in label {label!r}",
+                              f"known types: {', '.join(sorted(allowed))}")
+    return token, label
 
 
 def format_conll(posts: Sequence[Post], extra_columns: Sequence[Sequence[Sequence[str]]] = ()) -> str:
