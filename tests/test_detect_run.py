@@ -358,7 +358,7 @@ def test_command_line_end_to_end_with_show_strict_and_params(small_set, tmp_path
 
     params = tmp_path / "params.yaml"
     params.write_text(f"detect:\n  files: [{conll}]\n  imgsz: {IMGSZ}\n  m: 2\n  grounding: none\n"
-                      f"  out: {tmp_path / 'p.h5'}\n")
+                      f"  out: {tmp_path / 'p.h5'}\n  device: auto\n")  # auto: the GPU if any, else the CPU
     result = runner.invoke(dghc, ["detect", "--params", str(params), "--m", "3", "--no-progress"])
     assert result.exit_code == 0, result.output
     det = load_detections(tmp_path / "p.h5")

@@ -40,7 +40,7 @@ class DetectConfig:
                                   "'none'. Skipped with a message when its weights or text encoder are not on this "
                                   "machine.")
     max_phrases: int = param(MAX_PHRASES, help="Prompt phrases per post (grounding).", minimum=1)
-    device: str = param("cpu", help="Torch device: cpu, cuda, cuda:0, ...")
+    device: str = param("cpu", help="Torch device: cpu, cuda, cuda:0, ..., auto (the GPU when there is one).")
     strict: bool = param(False, help="Any image that is not present is an error.")
     force: bool = param(False, help="Recompute even when the output is up to date.")
     no_restart: bool = param(False, help="Refuse to start over when an unfinished run's files cannot be resumed "

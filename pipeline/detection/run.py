@@ -18,6 +18,7 @@ from pipeline.artifacts.fingerprint import sha256_file, sha256_json
 from pipeline.artifacts.lock import output_lock
 from pipeline.artifacts.partial import PartialOutput
 from pipeline.core.console import say
+from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError, first_line
 from pipeline.core.signals import StopRequest, stop_signals
 from pipeline.data.conll import check_image_id, image_path_for, read_conll
@@ -102,8 +103,11 @@ def collect_items(conll_files: Sequence[Path], images_dir: Path | None, max_phra
     return [by_id[key] for key in sorted(by_id)]
 
 
-def check_device(device: str) -> None:
-    """Refuse a torch device this machine does not have before any work starts."""
+def detector_device(device: str) -> str:
+    """The device the detectors run on, as ultralytics and torchvision take it: ``auto`` is the first GPU when
+    there is one, else the CPU; a device this machine lacks is refused before any work starts."""
+    if device == "auto":
+        return "cuda:0" if resolve_device("auto").type == "cuda" else "cpu"
     import_ultralytics()
     from ultralytics.utils.torch_utils import select_device
 
@@ -111,6 +115,7 @@ def check_device(device: str) -> None:
         select_device(device, verbose=False)
     except (ValueError, RuntimeError, AssertionError) as err:
         raise DghcError(f"detect: device {device!r} is not available here ({first_line(err)}); use --device cpu") from None
+    return device
 
 
 def image_sha256(path: Path) -> str | None:
@@ -199,8 +204,8 @@ def _run_detect(config: DetectConfig, out: Path, loaded: LoadedSources | None, t
 
     items = collect_items(config.files, config.images, config.max_phrases)
     if loaded is None:
-        check_device(config.device)
-        settings = PredictSettings(imgsz=config.imgsz, conf=config.conf, iou=config.iou, device=config.device)
+        settings = PredictSettings(imgsz=config.imgsz, conf=config.conf, iou=config.iou,
+                                   device=detector_device(config.device))
         loaded = load_sources(config.detector, config.grounding, settings, text_encoder=text_encoder)
     for message in loaded.messages:
         log(message)
