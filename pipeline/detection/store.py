@@ -31,6 +31,7 @@ import numpy as np
 
 from pipeline.artifacts.atomic import atomic_path
 from pipeline.artifacts.fingerprint import canonical_json, sha256_json
+from pipeline.artifacts.hdf5 import attribute_text
 from pipeline.core.errors import DghcError
 from pipeline.data.images import STATUS_NAMES, ImageStatus
 
@@ -188,13 +189,6 @@ def load_detections(path: str | Path) -> Detections:
 
 def _detections_from(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> Detections:
     """The arrays and attributes of a file, each checked for its kind and shape (or an exception)."""
-    def text(value: Any) -> str:
-        if isinstance(value, bytes):
-            return value.decode("utf-8")
-        if not isinstance(value, str):
-            raise TypeError(f"expected text, found {type(value).__name__}")
-        return value
-
     m = int(attrs["m"])
     n = len(arrays["image_ids"])
     shapes = {"status": (n,), "reason": (n,), "image_size": (n, 2), "boxes": (n, m, 4), "scores": (n, m),
@@ -202,8 +196,8 @@ def _detections_from(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> De
     for name, shape in shapes.items():
         if tuple(arrays[name].shape) != shape:
             raise ValueError(f"{name} has shape {tuple(arrays[name].shape)}, not {shape}")
-    fingerprint = json.loads(text(attrs["fingerprint"]))
-    sources_run = json.loads(text(attrs.get("sources_run", "{}")))
+    fingerprint = json.loads(attribute_text(attrs["fingerprint"]))
+    sources_run = json.loads(attribute_text(attrs.get("sources_run", "{}")))
     if not isinstance(fingerprint, dict) or not isinstance(sources_run, dict):
         raise ValueError("the fingerprint and sources_run must be JSON objects")
     return Detections(
@@ -218,7 +212,7 @@ def _detections_from(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> De
         sources=arrays["sources"],
         m=m,
         fingerprint=fingerprint,
-        fingerprint_sha256=text(attrs["fingerprint_sha256"]),
+        fingerprint_sha256=attribute_text(attrs["fingerprint_sha256"]),
         sources_run=sources_run,
     )
 

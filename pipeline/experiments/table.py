@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import jinja2
-
 from pipeline.core.errors import DghcError
+from pipeline.core.templates import template_environment
 from pipeline.experiments.runs import FULL, VARIANTS, Run
 from pipeline.experiments.significance import Comparison, paired_bootstrap
 from pipeline.experiments.spread import Spread, spread
@@ -22,9 +21,7 @@ TABLES: dict[str, list[str]] = {
     "main": ["text only (BERT-CRF)", FULL],  # the paper's Table 3
     "ablations": ["w/o RE score", "w/o gating", "w/o augmentation", FULL],  # Table 5
 }  # and "cross" (Table 6): every variant found, with its F1 on the other data sets of params.yaml's `cross`
-_ENVIRONMENT = jinja2.Environment(loader=jinja2.PackageLoader("pipeline.experiments", "templates"),
-                                  autoescape=True, trim_blocks=True, lstrip_blocks=True,
-                                  undefined=jinja2.StrictUndefined)
+_ENVIRONMENT = template_environment("pipeline.experiments")
 
 
 @dataclass

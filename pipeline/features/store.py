@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.artifacts.fingerprint import canonical_json, sha256_json
+from pipeline.artifacts.hdf5 import attribute_text
 from pipeline.core.errors import DghcError
 from pipeline.data.images import STATUS_NAMES
 from pipeline.features.fingerprint import require_match
@@ -31,23 +32,15 @@ UNTRAINED_NOTE = ("UNTRAINED CLIP: the vision model has random weights (built fr
                   "so these vectors are a fixed random function of the pixels, not learned visual features")
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if not isinstance(value, str):
-        raise TypeError(f"expected text, found {type(value).__name__}")
-    return value
-
-
 def _checked_attributes(handle: Any) -> tuple[int, int, dict[str, Any], str]:
     """dim, m, fingerprint and its sha256 from a file's attributes, each of the right kind (or an exception)."""
     dim, m = int(handle.attrs["dim"]), int(handle.attrs["m"])
     if dim < 1 or m < 0:
         raise ValueError(f"dim {dim} and m {m} cannot be")
-    fingerprint = json.loads(_text(handle.attrs["fingerprint"]))
+    fingerprint = json.loads(attribute_text(handle.attrs["fingerprint"]))
     if not isinstance(fingerprint, dict):
         raise ValueError("the fingerprint is not a JSON object")
-    return dim, m, fingerprint, _text(handle.attrs["fingerprint_sha256"])
+    return dim, m, fingerprint, attribute_text(handle.attrs["fingerprint_sha256"])
 
 
 def _check_shapes(handle: Any, n: int, m: int, dim: int) -> None:

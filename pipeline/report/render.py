@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import jinja2
 from PIL import Image
 
+from pipeline.core.templates import template_environment
 from pipeline.data.conll import Post
 from pipeline.data.tags import bio_spans
 from pipeline.detection.draw import draw_regions
@@ -35,9 +35,7 @@ EFFECT_TITLES = {
 }
 BADGES = {Effect.HELPED: "image helped", Effect.HURT: "image hurt", Effect.SAME: "image: no difference"}
 
-_ENVIRONMENT = jinja2.Environment(loader=jinja2.PackageLoader("pipeline.report", "templates"),
-                                  autoescape=True, trim_blocks=True, lstrip_blocks=True,
-                                  undefined=jinja2.StrictUndefined)
+_ENVIRONMENT = template_environment("pipeline.report")
 
 
 @dataclass
