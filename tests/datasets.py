@@ -60,13 +60,18 @@ REAL_SETS = [
 ]
 
 
+def available_sets() -> list[DataSet]:
+    """The fixture sets, and each real set whose files lie in ../shared/data (a copy may hold only one of them)."""
+    return FIXTURE_SETS + [d for d in REAL_SETS if d.split("train").is_file() and d.split("valid").is_file()]
+
+
 def data_sets(style: str | None = None) -> list:
     """pytest params: the fixture sets, and the real ones when ../shared/data is there."""
-    chosen = FIXTURE_SETS + (REAL_SETS if SHARED_DATA.is_dir() else [])
+    chosen = available_sets()
     return [pytest.param(d, id=d.name) for d in chosen if style is None or d.style == style]
 
 
 def image_files(style: str | None = None) -> list[Path]:
     """Every image of the available sets: generated pictures, plus real tweet photos where they exist."""
-    sets = [d for d in FIXTURE_SETS + (REAL_SETS if SHARED_DATA.is_dir() else []) if style in (None, d.style)]
+    sets = [d for d in available_sets() if style in (None, d.style)]
     return sorted(p for d in sets for p in d.images.glob("*.jpg"))

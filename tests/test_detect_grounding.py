@@ -193,23 +193,31 @@ def test_fake_grounding_outputs_win_their_region_by_score(tmp_path, person_detec
     others = np.delete(detector_alone.scores, best)
     expected = sorted(others[others > 0], reverse=True)[:2]
     assert [r.source for r in regions[1:]] == ["detector"] * len(expected)
-    np.testing.assert_allclose([r.score for r in regions[1:]], expected, rtol=1e-6)
+    np.testing.assert_allclose([r.score for r in regions[1:]], expected, rtol=1e-4)
 
 
 @pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
+def no_network(monkeypatch) -> list[str]:
+    """Refuses every connection and sleep, and records them: a library may catch the refusal and retry."""
+    attempts: list[str] = []
 
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    def refuse(what: str):
+        def call(*args, **kwargs):
+            attempts.append(what)
+            raise OSError(f"{what} refused by the test")
+        return call
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
+    monkeypatch.setattr(time, "sleep", refuse("sleep"))
+    return attempts
 
 
 def test_default_grounding_weights_are_skipped_at_once_without_network(no_network):
-    start = time.perf_counter()
     loaded = load_sources(None, DEFAULT_GROUNDING, GROUNDING_SETTINGS)
-    assert time.perf_counter() - start < 5
+    # "At once": no connection tried and no retry's wait (counted, not timed: timing depends on the machine).
+    assert no_network == []
     assert loaded.sources == [] and len(loaded.messages) == 1
     assert loaded.messages[0].startswith("grounding source skipped") and DEFAULT_GROUNDING in loaded.messages[0]
     assert loaded.report["grounding"] == {"ran": False, "weights": DEFAULT_GROUNDING,
@@ -228,6 +236,7 @@ def test_local_open_vocabulary_weights_without_the_text_encoder_are_skipped(tmp_
     reason = loaded.report["grounding"]["reason"]
     assert "text encoder" in reason and ("clip" in reason or "mobileclip" in reason)
     assert loaded.report["grounding"]["weights"] == "yoloe-local.pt"  # no folder in the file's attributes
+    assert no_network == []
 
 
 def test_generic_detector_takes_any_yolo_yaml_and_reports_a_corrupt_file(tmp_path):

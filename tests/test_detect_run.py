@@ -96,7 +96,8 @@ def test_real_detector_finds_people_on_real_photos(tmp_path, detector):
     # The best region is exactly ultralytics' best box for that photo (the merge neither moves nor invents).
     raw = detector.sources[0].predict_raw([Image.open(ASSETS / "bus.jpg").convert("RGB")])[0]
     best = int(raw.boxes.conf.argmax())
-    np.testing.assert_allclose(bus[0].box, raw.boxes.xyxy[best].numpy(), rtol=0, atol=1e-3)
+    # 0.05 px: the stage letterboxes a batch, the raw call one image; float rounding differs by CPU, never by a pixel
+    np.testing.assert_allclose(bus[0].box, raw.boxes.xyxy[best].numpy(), rtol=0, atol=0.05)
     for image_id in ids:
         row = det.index[image_id]
         with Image.open(tmp_path / "images" / f"{image_id}.jpg") as image:

@@ -137,10 +137,11 @@ def test_a_model_that_rarely_saw_an_image_keeps_its_text_path_with_any_image(dem
         f1 = {mode: f1_score(gold, [p.labels for p in predict(checkpoint.tagger, checkpoint.tokenizer, test_posts,
                                                               ImagesAs(store, mode))])
               for mode in ("none", "real", "shuffled", "noise")}
-        figures[seed] = {mode: round(value, 4) for mode, value in f1.items()}
-        ratios.append(min(f1["real"], f1["shuffled"], f1["noise"]) / f1["none"])
-    with capsys.disabled():
-        print(f"\ntest F1 of models trained with {len(kept)} of {len(posts)} images, by the images they are given: "
-              f"{figures}; worst / without images: {[round(r, 3) for r in ratios]}")
+        figures[seed] = {mode: round(float(value), 4) for mode, value in f1.items()}
+        ratios.append(min(f1["real"], f1["shuffled"], f1["noise"]) / max(f1["none"], 1e-9))
+        with capsys.disabled():  # each seed's figures as soon as they exist, whatever fails later
+            print(f"\nseed {seed}: test F1 of a model trained with {len(kept)} of {len(posts)} images, by the images "
+                  f"it is given: {figures[seed]}; worst / without images: {ratios[-1]:.3f}")
     assert min(f["none"] for f in figures.values()) >= 0.5, "the text path itself did not learn"
+    # 95%: the requirement (measured 0.98 on the machine that wrote this test).
     assert statistics.fmean(ratios) >= 0.95, f"an image took away {1 - statistics.fmean(ratios):.0%} of the F1"

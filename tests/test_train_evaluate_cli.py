@@ -1,6 +1,7 @@
 """`dghc train` and `dghc evaluate` through the CLI on a tiny real pipeline, and their bad-input messages."""
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import shutil
@@ -55,7 +56,13 @@ def assert_clean_error(result, *phrases: str) -> None:
 def test_train_writes_checkpoint_metrics_and_log(pipeline_files):
     root = pipeline_files["root"]
     metrics = json.loads((root / "train_metrics.json").read_text())
-    assert metrics["best_epoch"] in (1, 2)
+    # the best epoch is the one with the best dev F1 in the log, and its scores are the ones reported
+    rows = list(csv.DictReader((root / "log.csv").open()))
+    print(f"dev F1 by epoch: {[row['dev_f1'] for row in rows]}; best epoch {metrics['best_epoch']}")
+    assert [int(row["epoch"]) for row in rows] == [1, 2]
+    best_f1 = max(float(row["dev_f1"]) for row in rows)
+    assert float(rows[metrics["best_epoch"] - 1]["dev_f1"]) == pytest.approx(best_f1)
+    assert metrics["dev_default_f1"] == pytest.approx(best_f1, abs=1e-4)
     assert {"dev_default_f1", "dev_strict_f1", "dev_default_precision", "dev_default_recall"} <= set(metrics)
     assert {"model.safetensors", "dghc.json", "encoder"} <= {p.name for p in pipeline_files["model"].iterdir()}
     meta = json.loads((pipeline_files["model"] / "dghc.json").read_text())
@@ -100,7 +107,8 @@ def test_empty_split_is_refused(pipeline_files, tmp_path):
     result = invoke("evaluate", str(pipeline_files["model"]), str(empty), "--features", str(pipeline_files["features"]))
     assert_clean_error(result, "no posts")
     result = invoke("train", "--train", str(empty), "--dev", str(pipeline_files["valid"]),
-                    "--features", str(pipeline_files["features"]), "--out", str(tmp_path / "m"))
+                    "--features", str(pipeline_files["features"]), "--out", str(tmp_path / "m"),
+                    "--state", str(tmp_path / "state"))  # not the repository's cache/train_state
     assert_clean_error(result, str(empty), "no posts")
 
 
@@ -168,13 +176,21 @@ def test_evaluate_under_the_precision_switch(pipeline_files, tmp_path):
     args = ["evaluate", str(pipeline_files["model"]), str(pipeline_files["test"]), "--features",
             str(pipeline_files["features"])]
     assert_clean_error(invoke(*args, "--precision", "fp16"), "fp16 needs a CUDA GPU")
-    scores = {}
+    scores, labels = {}, {}
     for precision in ("no", "bf16"):  # bf16 autocast runs on the CPU too
-        result = invoke(*args, "--precision", precision, "--summary", str(tmp_path / f"{precision}.json"))
+        result = invoke(*args, "--precision", precision, "--summary", str(tmp_path / f"{precision}.json"),
+                        "--predictions", str(tmp_path / f"{precision}.txt"))
         assert result.exit_code == 0, result.output
         scores[precision] = json.loads((tmp_path / f"{precision}.json").read_text())["default_f1"]
-    print(f"test F1 in float32 {scores['no']:.4f}, under bf16 autocast {scores['bf16']:.4f}")
-    assert abs(scores["no"] - scores["bf16"]) <= 0.1
+        labels[precision] = [line.split("\t")[2] for line in (tmp_path / f"{precision}.txt").read_text().splitlines()
+                             if line and not line.startswith("IMGID")]
+    agreement = sum(a == b for a, b in zip(labels["no"], labels["bf16"])) / len(labels["no"])
+    print(f"test F1 in float32 {scores['no']:.4f}, under bf16 autocast {scores['bf16']:.4f}; "
+          f"same predicted label on {agreement:.1%} of {len(labels['no'])} tokens")
+    # Token labels, not F1: on 6 posts one flipped entity moves F1 a lot; bf16 keeps 8 mantissa bits, so the
+    # emissions of a 2-epoch model can tie differently on a few tokens, and no more.
+    assert len(labels["no"]) == len(labels["bf16"]) > 0
+    assert agreement >= 0.8
 
 
 def test_dev_scores_read_the_gold_as_written_like_evaluate(pipeline_files, tmp_path, caplog):
