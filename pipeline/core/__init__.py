@@ -1,1 +1,2 @@
-"""What every package uses: user-facing errors, parameter declarations, devices, quiet library loading."""
+"""What every package uses: user-facing errors, messages on stderr, parameter declarations, devices, precision,
+graceful stop on signals, seeded weights, quiet library loading, the HTML pages' Jinja2 setup."""

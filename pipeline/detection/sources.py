@@ -1,6 +1,7 @@
 """Which detection sources run: ``load_sources`` turns the detector and grounding specs into loaded wrappers
 (``UltralyticsDetector`` / ``GroundingDetector`` from ``detectors.py``, ``TorchvisionDetector`` from
-``torchvision_detector.py``), skipping an unavailable one with its reason for the file's attributes."""
+``torchvision_detector.py``), skipping an unavailable one with its reason for the file's attributes;
+``detector_source`` builds the generic detector from its spec, for detect and for predict."""
 from __future__ import annotations
 
 import re

@@ -1,6 +1,6 @@
 """The DGHC tagger: relevance score, dynamic gates, visual prefix attention and a CRF over a BERT encoder.
 
 Modules: ``encoder`` (loading the text encoder and tokenizer), ``relevance`` (eqs. 2-5), ``gates`` (eqs. 6-8),
-``visual_prefix`` (eqs. 10-13), ``prefix_attention`` (eq. 14), ``tagger`` (the whole model and its CRF); see
-docs/ARCHITECTURE.md for each equation.
+``visual_prefix`` (eqs. 10-13), ``prefix_attention`` (eq. 14), ``crf`` (the constrained BIOES CRF, eqs. 16-17),
+``characters`` (the character CNN), ``tagger`` (the whole model); see docs/ARCHITECTURE.md for each equation.
 """

@@ -10,7 +10,8 @@ relative-position terms); the prefix slots have no position, so their scores are
 Q phi_k^T scaled as DeBERTa scales its content term.
 
 The prefix is no part of the input sequence: text position ids start at 0 and the encoder's own mask
-logic is not involved (the transformers ``past_key_values`` path would shift positions; docs/ARCHITECTURE.md, "Traps avoided").
+logic is not involved (the transformers ``past_key_values`` path would shift positions; docs/ARCHITECTURE.md,
+section 6: traps avoided).
 The prefix of the current batch is handed over through ``PrefixState``, which the tagger fills before
 calling the encoder and clears after.
 """
@@ -35,7 +36,8 @@ class UnsupportedEncoder(DghcError, TypeError):
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """(batch, length, d) -> (batch, heads, length, d / heads): a view per head, then a transpose.
 
-    Reshaping straight to (batch, heads, length, d_h) would mix tokens into heads (docs/ARCHITECTURE.md, "Traps avoided").
+    Reshaping straight to (batch, heads, length, d_h) would mix tokens into heads (docs/ARCHITECTURE.md,
+    section 6: traps avoided).
     """
     batch, length, width = x.shape
     return x.view(batch, length, num_heads, width // num_heads).transpose(1, 2)

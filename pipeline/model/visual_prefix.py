@@ -14,7 +14,7 @@ With ``match_norm`` (``prefix_norm: text``) the attention layer first rescales e
 mean length of its text keys and values, then applies the gates: the image steers attention by direction.
 
 Heads are split by viewing d as (heads, head_size) and moving the head axis forward (a plain reshape to
-(heads, length, head_size) would scramble heads: docs/ARCHITECTURE.md, "Traps avoided").
+(heads, length, head_size) would scramble heads: docs/ARCHITECTURE.md, section 6: traps avoided).
 """
 from __future__ import annotations
 
