@@ -11,7 +11,6 @@ Images: the synthetic demo set (``pipeline.demo``), written to a temporary folde
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -19,9 +18,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / ".yolo"))
+from pipeline.core.offline import offline_environment  # noqa: E402
+
+offline_environment(REPO)
 
 from benchmarks.report import update_section  # noqa: E402
 

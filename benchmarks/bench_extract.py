@@ -24,13 +24,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import numpy as np
-import torch
+from pipeline.core.offline import offline_environment
 
 REPO = Path(__file__).resolve().parents[1]
+offline_environment(REPO)  # before transformers is imported
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 SHARED_IMAGES = [REPO.parent / "shared" / "data" / name / "images" for name in ("twitter2015", "twitter2017")]
 
 

@@ -9,14 +9,15 @@ all of them alike; the figure is the ratio of median step times. Also: posts per
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from pipeline.core.offline import offline_environment  # noqa: E402
+
+offline_environment(Path(__file__).resolve().parents[1])
 
 import torch  # noqa: E402
 

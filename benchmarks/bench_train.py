@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,9 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / ".yolo"))
+from pipeline.core.offline import offline_environment  # noqa: E402
+
+offline_environment(ROOT)
 
 from benchmarks.report import update_section  # noqa: E402
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / ".yolo"))
+from pipeline.core.offline import offline_environment  # noqa: E402
+
+offline_environment(REPO)
 
 import yaml  # noqa: E402
 

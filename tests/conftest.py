@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.core.offline import offline_environment
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # real benchmark data, beside the repository (not in a clone)
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / ".yolo"))
-os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-os.environ.setdefault("MPLCONFIGDIR", str(REPO / ".mplconfig"))
+offline_environment(REPO)
 
 # The cores each test process may use: pytest-xdist runs one worker per core, and two workers that each start an
 # OpenMP thread per core slow each other 2-3x (measured: the Durant test 109 s alone, 328 s beside the DVC
