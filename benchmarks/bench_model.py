@@ -14,10 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 from pipeline.core.offline import offline_environment  # noqa: E402
 
-offline_environment(Path(__file__).resolve().parents[1])
+offline_environment(REPO)
 
 import torch  # noqa: E402
 

@@ -66,7 +66,7 @@ def available_sets() -> list[DataSet]:
 
 
 def data_sets(style: str | None = None) -> list:
-    """pytest params: the fixture sets, and the real ones when ../shared/data is there."""
+    """pytest params: the fixture sets, and each real set whose files are in ../shared/data."""
     chosen = available_sets()
     return [pytest.param(d, id=d.name) for d in chosen if style is None or d.style == style]
 
