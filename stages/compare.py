@@ -15,13 +15,14 @@ def compare_command(config: CompareConfig) -> None:
     PRED_A and PRED_B are prediction files of `dghc evaluate --predictions` on the same test posts.
     """
     from pipeline.core.errors import DghcError
+    from pipeline.data.conll import read_utf8_text
     from pipeline.experiments.runs import read_predictions
     from pipeline.experiments.significance import paired_bootstrap
 
     systems = []
     for path in (config.predictions_a, config.predictions_b):
         try:
-            systems.append(read_predictions(path.read_text(encoding="utf-8"), str(path)))
+            systems.append(read_predictions(read_utf8_text(path), str(path)))
         except OSError as err:
             raise DghcError(f"{path}: cannot read it ({err.strerror})") from None
     a, b = systems

@@ -215,6 +215,17 @@ def test_token_line_with_tab_but_empty_label(tmp_path):
     assert_names(read_error(path), path, 3, "token line without a label")
 
 
+def test_three_columns_are_refused_not_read_as_token_and_last_label(tmp_path):
+    # A predictions file (token, gold, predicted) must not be read with the predictions as its labels.
+    path = write(tmp_path, "IMGID:1\nJordan\tB-PER\tO\n")
+    assert_names(read_error(path), path, 2, "3 tab-separated columns", "cut -f1,2")
+
+
+def test_trailing_tab_is_not_a_third_column(tmp_path):
+    posts, _ = read_conll(write(tmp_path, "IMGID:1\nJordan\tB-PER\t\n"))
+    assert posts[0].tokens == ["Jordan"] and posts[0].labels == ["B-PER"]
+
+
 def test_space_instead_of_tab_is_a_line_without_label(tmp_path):
     path = write(tmp_path, "IMGID:1\nhello O\n")
     assert_names(read_error(path), path, 2, "token line without a label", "TAB")

@@ -115,3 +115,27 @@ def test_cross_table_shows_the_other_data_sets(tmp_path):
     assert "F1 on twitter2017" in text and "70.00 ± 14.14" in text
     with pytest.raises(DghcError, match="no run was scored on another data set"):
         build_table(runs_from_folders([write_run(tmp_path / "plain", seed=1, f1=0.5)]), "cross")
+
+
+def test_compare_cli_reads_windows_line_endings_and_a_bom_like_plain_files(tmp_path):
+    # The same predictions saved with CRLF and a BOM must give the same F1, not 0 (labels read as 'B-PER\r').
+    posts = "\n\n".join(f"IMGID:{i}\nJordan\tB-PER\t{'B-PER' if i % 3 else 'O'}\nsmiles\tO\tO" for i in range(12))
+    plain = tmp_path / "plain.txt"
+    plain.write_text(posts + "\n", encoding="utf-8")
+    windows = tmp_path / "windows.txt"
+    windows.write_bytes(b"\xef\xbb\xbf" + (posts + "\n").replace("\n", "\r\n").encode("utf-8"))
+    result = CliRunner().invoke(dghc, ["compare", str(windows), str(plain), "--samples", "50"])
+    print(result.output)
+    assert result.exit_code == 0, result.output
+    assert "F1 A 80.00, B 80.00" in result.output and "A - B: +0.00 points" in result.output
+
+
+def test_compare_cli_names_a_file_that_is_not_utf8(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("IMGID:1\nJordan\tB-PER\tB-PER\n", encoding="utf-8")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"IMGID:1\nJ\xe9rdan\tB-PER\tB-PER\n")
+    result = CliRunner().invoke(dghc, ["compare", str(good), str(bad)])
+    print(result.output)
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert f"{bad}:2: bytes that are not UTF-8" in result.output and "Traceback" not in result.output

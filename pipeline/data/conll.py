@@ -98,7 +98,7 @@ def read_conll(
     path = Path(path)
     images = Path(images_dir) if images_dir is not None else default_images_dir(path)
     allowed = set(allowed_types) if allowed_types is not None else None
-    text = _read_text(path)
+    text = read_utf8_text(path)
     posts: list[Post] = []
     report = ReadReport(path=path)
     seen_ids: dict[str, int] = {}
@@ -161,8 +161,8 @@ def read_conll(
     return posts, report
 
 
-def _read_text(path: Path) -> str:
-    """The file's text: UTF-8, a BOM dropped; a missing file, a folder or other bytes are one clear error."""
+def read_utf8_text(path: Path) -> str:
+    """A data file's text: UTF-8, a BOM dropped; a missing file, a folder or other bytes are one clear error."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -184,11 +184,16 @@ def _token_line(path: Path, line_no: int, line: str, type_map: Mapping[str, str]
                 allowed: set[str] | None) -> tuple[str, str]:
     """The token and its label of a ``token<TAB>label`` line, checked: a label of O, B-TYPE or I-TYPE whose type
     (after ``type_map``) is ``allowed``."""
-    token, tab, label = line.rpartition("\t")
-    if not tab:
+    columns = line.rstrip().split("\t")
+    if len(columns) > 2:
+        # e.g. a predictions file of `dghc evaluate --predictions` (token, gold, predicted): reading its last
+        # column as the label would silently score predictions as gold.
+        raise DataFormatError(path, line_no, f"{len(columns)} tab-separated columns: {line!r}",
+                              "give a file of two columns, token<TAB>label (keep the first two: cut -f1,2)")
+    if len(columns) < 2:
         raise DataFormatError(path, line_no, f"token line without a label: {line!r}",
                               "write 'token<TAB>label', the label O for no entity")
-    label = label.strip()
+    token, label = columns[0], columns[1].strip()
     if not label:
         raise DataFormatError(path, line_no, f"token line without a label: {line!r}",
                               "write 'token<TAB>label', the label O for no entity")

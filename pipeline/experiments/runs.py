@@ -81,7 +81,9 @@ def read_log(text: str) -> list[tuple[int, float]]:
 def read_predictions(text: str, where: str) -> list[tuple[str, list[str], list[str]]]:
     """The CoNLL columns token, gold, predicted of `dghc evaluate --predictions`."""
     posts: list[tuple[str, list[str], list[str]]] = []
+    text = text.removeprefix("\ufeff")
     for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")  # a file saved with Windows line endings
         if line.startswith("IMGID:"):
             posts.append((line[len("IMGID:"):], [], []))
         elif line.strip():
