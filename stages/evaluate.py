@@ -34,16 +34,16 @@ def _evaluate(config: EvaluateConfig) -> None:
     from pipeline.core.devices import resolve_device
     from pipeline.core.precision import check_precision
     from pipeline.data.conll import read_conll
-    from pipeline.data.tags import OTHER_AS_MISC, invalid_bio_positions
+    from pipeline.data.tags import invalid_bio_positions
     from pipeline.training.checkpoint import load_checkpoint  # torch: imported only when the stage runs
-    from pipeline.training.evaluation import evaluate, predictions_conll
+    from pipeline.training.evaluation import evaluate, gold_type_map, predictions_conll
     from pipeline.training.visual_features import open_for_model
 
     device = resolve_device(config.device)  # `auto` becomes the GPU or the CPU here, once
     check_precision(config.precision, device)
     checkpoint = load_checkpoint(config.model_dir)
     # Gold as written (stray I- kept): default mode reads it as conlleval does, strict mode as IOB2.
-    posts, _ = read_conll(config.data_file, type_map=None if config.keep_other else OTHER_AS_MISC,
+    posts, _ = read_conll(config.data_file, type_map=gold_type_map(checkpoint, config.keep_other),
                           invalid_bio="keep")
     features = open_for_model(checkpoint, config.features_file)
     result = evaluate(checkpoint, posts, features, config.batch_size, device, progress=True,

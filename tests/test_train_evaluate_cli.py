@@ -242,3 +242,28 @@ def test_a_model_that_saw_few_images_says_so(pipeline_files, tmp_path, caplog):
                         str(pipeline_files["features"]))
         assert result.exit_code == 0, result.output
         assert ("only 1.0% of the training posts had an image" in caplog.text) == warned, caplog.text
+
+
+def test_gold_other_is_read_as_the_model_was_trained():
+    from types import SimpleNamespace
+
+    from pipeline.core.errors import DghcError
+    from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set
+    from pipeline.training.evaluation import gold_type_map
+
+    def model(*types: str):
+        return SimpleNamespace(tagger=SimpleNamespace(config=SimpleNamespace(labels=bioes_label_set(list(types)))))
+
+    # trained with --no-merge-other: the gold keeps OTHER, with or without --keep-other
+    assert gold_type_map(model("PER", "OTHER"), keep_other=False) is None
+    assert gold_type_map(model("PER", "OTHER"), keep_other=True) is None
+    # trained with OTHER read as MISC: the gold too; --keep-other would make every OTHER entity a miss
+    assert gold_type_map(model("PER", "MISC"), keep_other=False) == OTHER_AS_MISC
+    with pytest.raises(DghcError, match="trained with OTHER read as MISC"):
+        gold_type_map(model("PER", "MISC"), keep_other=True)
+
+
+def test_evaluate_refuses_keep_other_for_a_model_that_learned_misc(pipeline_files):
+    result = invoke("evaluate", str(pipeline_files["model"]), str(pipeline_files["test"]), "--features",
+                    str(pipeline_files["features"]), "--keep-other")
+    assert_clean_error(result, "--keep-other: the model was trained with OTHER read as MISC", "leave --keep-other out")

@@ -19,13 +19,12 @@ from pipeline.core.precision import check_precision
 from pipeline.core.signals import stop_signals
 from pipeline.data.conll import read_conll
 from pipeline.data.images import ImageStatus, load_image
-from pipeline.data.tags import OTHER_AS_MISC
 from pipeline.detection.store import Detections, Region, load_detections
 from pipeline.report.analysis import Effect, MaskedFeatures, choose_samples, image_effect
 from pipeline.report.config import DEFAULT_DETECTIONS, ReportConfig
 from pipeline.report.render import ReportItem, ReportSummary, render_report
 from pipeline.training.checkpoint import load_checkpoint
-from pipeline.training.evaluation import evaluate
+from pipeline.training.evaluation import evaluate, gold_type_map
 from pipeline.training.inference import PostPrediction
 from pipeline.training.visual_features import open_for_model
 
@@ -64,7 +63,7 @@ def _build_report(config: ReportConfig) -> ReportResult:
     device = resolve_device(config.device)  # `auto` becomes the GPU or the CPU here, once
     check_precision(config.precision, device)
     checkpoint = load_checkpoint(config.model)
-    posts, _ = read_conll(config.data, config.images, type_map=None if config.keep_other else OTHER_AS_MISC)
+    posts, _ = read_conll(config.data, config.images, type_map=gold_type_map(checkpoint, config.keep_other))
     if not posts:
         raise DghcError(f"{config.data}: no posts to report on")
     features = open_for_model(checkpoint, config.features)

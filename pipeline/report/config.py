@@ -28,7 +28,8 @@ class ReportConfig:
     samples: int = param(40, help="Posts to show (helped/hurt ones first).", minimum=1)
     seed: int = param(0, help="Seed of the sample of the other posts.")
     batch_size: int = param(32, help="Posts per batch.", minimum=1)
-    keep_other: bool = param(False, help="Keep OTHER as its own type instead of MISC.")
+    keep_other: bool = param(False, help="Keep OTHER as its own type instead of MISC (the gold is read as the model "
+                             "was trained: OTHER kept when it learned OTHER; refused when it learned MISC).")
     device: str = param("cpu", help="Torch device: cpu, cuda, cuda:N, auto (the GPU when there is one).")
     precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of the tagging (autocast; fp16 "
                                                      "needs a CUDA GPU).")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from pipeline.core.errors import DghcError
 from pipeline.data.conll import Post, format_conll
-from pipeline.data.tags import entity_types, split_label
+from pipeline.data.tags import OTHER_AS_MISC, entity_types, split_label
 from pipeline.training.checkpoint import Checkpoint
 from pipeline.training.inference import PostPrediction, predict
 from pipeline.training.metrics import all_modes
@@ -41,6 +41,24 @@ def summarise_visual(predictions: Sequence[PostPrediction]) -> dict:
     return summary
 
 
+def model_types(checkpoint: Checkpoint) -> set[str]:
+    """The entity types the model tags."""
+    return {split_label(label)[1] for label in checkpoint.tagger.config.labels} - {None}
+
+
+def gold_type_map(checkpoint: Checkpoint, keep_other: bool) -> Mapping[str, str] | None:
+    """How to read a gold file's OTHER type for this model: as it was trained (train's merge_other), so that
+    Twitter-2015's OTHER entities are neither all missed nor all wrong. ``keep_other`` against a model that
+    learned OTHER as MISC is refused."""
+    types = model_types(checkpoint)
+    if "OTHER" in types:
+        return None
+    if keep_other:
+        raise DghcError(f"--keep-other: the model was trained with OTHER read as MISC (it tags {', '.join(sorted(types))}),"
+                        " so every OTHER entity would count as missed; leave --keep-other out")
+    return OTHER_AS_MISC
+
+
 def evaluate(checkpoint: Checkpoint, posts: Sequence[Post], features: VisualFeatures | None,
              batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False,
              allow_missing_features: bool = False, precision: str = "no") -> Evaluation:
@@ -48,12 +66,12 @@ def evaluate(checkpoint: Checkpoint, posts: Sequence[Post], features: VisualFeat
     ``allow_missing_features`` (the HTML report shows them, marked as read from the text alone)."""
     if not posts:
         raise DghcError("the split to evaluate has no posts")
-    model_types = {split_label(label)[1] for label in checkpoint.tagger.config.labels} - {None}
+    known = model_types(checkpoint)
     data_types = set(entity_types([p.labels for p in posts]))
-    unknown = sorted(data_types - model_types)
+    unknown = sorted(data_types - known)
     if unknown:
         logger.warning("the data has entity types %s that the model was not trained on (it knows %s): "
-                       "those entities count as missed", unknown, sorted(model_types))
+                       "those entities count as missed", unknown, sorted(known))
     if features is not None and not allow_missing_features:
         require_coverage(features, posts, "the data to evaluate")
     predictions = predict(checkpoint.tagger, checkpoint.tokenizer, posts, features, batch_size, device, progress,
