@@ -159,3 +159,9 @@ def test_partial_output_publishes_the_work_file(tmp_path):
     partial.mark_done(1)
     partial.publish()
     assert out.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_differences_name_the_inner_key_of_a_nested_object():
+    saved = {"params": {"seed": 1, "lr": 0.001, "epochs": 8}, "code": "x"}
+    now = {"params": {"seed": 1, "lr": 0.01, "epochs": 8, "new": True}, "code": "x"}
+    assert differences(saved, now) == ["params.lr: expected 0.001, found 0.01", "params.new: expected nothing, found true"]

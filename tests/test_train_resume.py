@@ -177,7 +177,9 @@ def test_refusals_are_one_clear_line(files, tmp_path):
     killed.wait()
     assert saved_step(run) >= 3
     message = refused("--lr-head", "0.01")
-    assert "belongs to another run" in message and "params" in message and "--restart" in message
+    print(message)
+    assert "belongs to another run" in message and "params.lr_head: saved for 0.001, now 0.01" in message
+    assert "params.seed" not in message and "--restart" in message
     (run / "state" / "current" / "training.pt").write_bytes(b"garbage")
     assert "the training state is damaged" in refused("--no-restart")  # without it: a note, then a new start
     result = CliRunner().invoke(dghc, train_args(files, run, "--restart", "--epochs", "1"))

@@ -35,14 +35,20 @@ def normalise(value: Any) -> Any:
 
 
 def differences(expected: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:
-    """One line per key of ``expected`` whose value differs in ``found``: ``key: expected X, found Y``."""
+    """One line per key of ``expected`` whose value differs in ``found``: ``key: expected X, found Y``; nested
+    objects name the inner key that differs (``params.seed``), not the whole object."""
     lines = []
     for key in sorted(expected):
         want = normalise(expected[key])
         if key not in found:
             lines.append(f"{key}: expected {_show(want)}, found nothing (the file does not record it)")
-        elif want != normalise(found[key]):
-            lines.append(f"{key}: expected {_show(want)}, found {_show(normalise(found[key]))}")
+            continue
+        got = normalise(found[key])
+        if isinstance(want, dict) and isinstance(got, dict):
+            lines.extend(f"{key}.{line}" for line in differences(want, got))
+            lines.extend(f"{key}.{extra}: expected nothing, found {_show(got[extra])}" for extra in sorted(set(got) - set(want)))
+        elif want != got:
+            lines.append(f"{key}: expected {_show(want)}, found {_show(got)}")
     return lines
 
 
