@@ -267,3 +267,24 @@ def test_evaluate_refuses_keep_other_for_a_model_that_learned_misc(pipeline_file
     result = invoke("evaluate", str(pipeline_files["model"]), str(pipeline_files["test"]), "--features",
                     str(pipeline_files["features"]), "--keep-other")
     assert_clean_error(result, "--keep-other: the model was trained with OTHER read as MISC", "leave --keep-other out")
+
+
+def test_train_warns_when_the_detections_file_is_missing_or_not_the_features_one(pipeline_files, tmp_path, caplog):
+    from pipeline.detection.config import DetectConfig as Detect
+    from pipeline.features.store import FeatureStore
+    from pipeline.training.visual_features import recorded_detections
+
+    features = FeatureStore(pipeline_files["features"])
+    with caplog.at_level(logging.WARNING):
+        assert recorded_detections(features, pipeline_files["detections"])["m"] == 3
+    assert not caplog.records  # the file the features came from: silent
+    with caplog.at_level(logging.WARNING):
+        assert recorded_detections(features, tmp_path / "none.h5") is None
+    assert "no detections file there" in caplog.text and "--detections" in caplog.text
+    caplog.clear()
+    other = tmp_path / "other.h5"  # same images, another confidence threshold
+    run_detect(Detect(files=[pipeline_files["train"]], out=other, imgsz=160, conf=0.5, grounding=None, progress=False),
+               log=lambda _: None)
+    with caplog.at_level(logging.WARNING):
+        assert recorded_detections(features, other)["conf"] == 0.5
+    assert "is not the detections file the features were extracted from" in caplog.text

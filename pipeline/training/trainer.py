@@ -47,7 +47,6 @@ from pipeline.core.signals import Interrupted, StopRequest, stop_signals
 from pipeline.data.conll import Post, read_conll
 from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set, entity_types, invalid_bio_positions
 from pipeline.data.word_shape import tokenizer_lowercases
-from pipeline.detection.store import read_fingerprint
 from pipeline.model.encoder import load_encoder_and_tokenizer
 from pipeline.model.tagger import Batch, DGHCTagger
 from pipeline.training.batching import collate, make_examples
@@ -61,6 +60,7 @@ from pipeline.training.visual_features import (
     VisualFeatures,
     image_share,
     open_for_training,
+    recorded_detections,
     require_coverage,
     warn_if_images_rare,
 )
@@ -288,7 +288,7 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
     run = _Run(config, accelerator, step_module, optimizer, scheduler, average, state_folder, key, progress,
                examples, tokenizer, features, dev_posts,
                fingerprints=(getattr(features, "fingerprint", None),
-                             read_fingerprint(config.detections_file) if config.use_image else None),
+                             recorded_detections(features, config.detections_file) if config.use_image else None),
                info={"encoder": config.encoder, "train_config": config.to_json(), "effective_batch": effective_batch,
                      "processes": accelerator.num_processes, "grad_accum_steps": config.grad_accum_steps,
                      "precision": config.precision, "train_image_share": train_image_share})
