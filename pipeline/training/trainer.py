@@ -133,6 +133,8 @@ def make_accelerator(config: TrainConfig) -> Any:
         # Accelerate keeps one state per process and refuses another precision later in the same process (tests,
         # notebooks train several models): start from a fresh one; a launched multi-process run keeps its own.
         AcceleratorState._reset_state(reset_partial_state=True)
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)  # one process runs on the current GPU: make it the one asked for
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=config.precision)
     if accelerator.num_processes != config.processes:
         raise DghcError(f"train: processes is {config.processes} but this run has {accelerator.num_processes}: start "
