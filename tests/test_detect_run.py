@@ -380,3 +380,21 @@ def test_load_detections_refuses_missing_and_foreign_files(tmp_path):
         f["other"] = [1]
     with pytest.raises(DghcError, match="not a detections file"):
         load_detections(tmp_path / "y.h5")
+
+
+def test_detections_file_of_the_wrong_kinds_is_a_message_not_a_traceback(tmp_path):
+    from pipeline.detection.store import ARRAY_NAMES, read_fingerprint
+
+    path = tmp_path / "numbers.h5"
+    with h5py.File(path, "w") as f:  # every dataset there, but numbers where text belongs
+        for name in ARRAY_NAMES:
+            f[name] = [1, 2]
+        f.attrs["fingerprint"] = 5
+    with pytest.raises(DghcError, match=f"{path}: cannot read the detections file.*rerun `dghc detect`"):
+        load_detections(path)
+    with pytest.raises(DghcError, match=f"{path}: cannot read its fingerprint"):
+        read_fingerprint(path)
+    with h5py.File(path, "a") as f:
+        f.attrs["fingerprint"] = "[1, 2]"  # JSON, but not an object
+    with pytest.raises(DghcError, match="not a JSON object"):
+        read_fingerprint(path)

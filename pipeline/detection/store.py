@@ -157,8 +157,11 @@ def read_fingerprint(path: str | Path | None) -> dict[str, Any] | None:
     try:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("fingerprint")
-        return json.loads(raw) if raw is not None else None
-    except (OSError, ValueError) as err:
+            fingerprint = json.loads(attribute_text(raw)) if raw is not None else None
+        if fingerprint is not None and not isinstance(fingerprint, dict):
+            raise ValueError("it is not a JSON object")
+        return fingerprint
+    except (OSError, ValueError, TypeError) as err:  # UnicodeDecodeError is a ValueError
         raise DghcError(f"{path}: cannot read its fingerprint ({err}); rerun `dghc detect`") from None
 
 
@@ -177,8 +180,9 @@ def load_detections(path: str | Path) -> Detections:
                                 "rerun `dghc detect`")
             arrays = read_arrays(handle)
             attrs = {key: handle.attrs[key] for key in handle.attrs}
-    except OSError as err:
-        raise DghcError(f"{path}: cannot read the detections file ({err}); delete it and rerun `dghc detect`") from None
+    except (OSError, ValueError, TypeError) as err:  # unreadable bytes, or datasets of another kind than text
+        raise DghcError(f"{path}: cannot read the detections file ({type(err).__name__}: {str(err)[:150]}); delete it "
+                        "and rerun `dghc detect`") from None
 
     try:
         return _detections_from(arrays, attrs)
