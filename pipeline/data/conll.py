@@ -146,7 +146,7 @@ def read_conll(
                 raise DataFormatError(path, line_no, f"duplicate IMGID {post_id!r} (first at line {seen_ids[post_id]})",
                                       "give each post a unique id")
             seen_ids[post_id] = line_no
-            current = Post(post_id=post_id, tokens=[], labels=[], image_path=images / f"{post_id}{IMAGE_SUFFIX}",
+            current = Post(post_id=post_id, tokens=[], labels=[], image_path=image_path_for(images, post_id),
                            line=line_no)
             label_lines = []
             continue

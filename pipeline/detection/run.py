@@ -21,7 +21,7 @@ from pipeline.core.console import say
 from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError, first_line
 from pipeline.core.signals import StopRequest, stop_signals
-from pipeline.data.conll import check_image_id, image_path_for, read_conll
+from pipeline.data.conll import check_image_id, read_conll
 from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
 from pipeline.detection.config import DetectConfig
 from pipeline.detection.detectors import (
@@ -89,7 +89,6 @@ def collect_items(conll_files: Sequence[Path], images_dir: Path | None, max_phra
     by_id: dict[str, ImageItem] = {}
     for conll in conll_files:
         posts, _ = read_conll(conll, images_dir, invalid_bio="keep", type_map=None)
-        folder = Path(images_dir) if images_dir is not None else Path(conll).parent / "images"
         for post in posts:
             problem = check_image_id(post.post_id)
             if problem:  # read_conll refuses these already; kept here so no other caller can slip one through
@@ -97,7 +96,7 @@ def collect_items(conll_files: Sequence[Path], images_dir: Path | None, max_phra
             phrases = post_phrases(post.tokens, max_phrases)
             item = by_id.get(post.post_id)
             if item is None:
-                by_id[post.post_id] = ImageItem(post.post_id, image_path_for(folder, post.post_id), phrases)
+                by_id[post.post_id] = ImageItem(post.post_id, post.image_path, phrases)  # read_conll's path
             else:  # the same image in several files: one row, phrases of all its posts
                 item.phrases = list(dict.fromkeys(item.phrases + phrases))[:max_phrases]
     return [by_id[key] for key in sorted(by_id)]

@@ -17,7 +17,7 @@ from pipeline.core.devices import resolve_device
 from pipeline.core.errors import DghcError
 from pipeline.core.precision import check_precision
 from pipeline.core.signals import stop_signals
-from pipeline.data.conll import read_conll
+from pipeline.data.conll import default_images_dir, read_conll
 from pipeline.data.images import ImageStatus, load_image
 from pipeline.detection.store import Detections, Region, load_detections
 from pipeline.report.analysis import Effect, MaskedFeatures, choose_samples, image_effect
@@ -115,7 +115,7 @@ def _build_report(config: ReportConfig) -> ReportResult:
                                 visual_slots=slots[index] if slots is not None else None))
     statuses = [item.image_status for item in items]
     if any(status != ImageStatus.PRESENT.label for status in statuses):
-        folder = config.images if config.images is not None else Path(config.data).parent / "images"
+        folder = config.images if config.images is not None else default_images_dir(config.data)
         counts_text = ", ".join(f"{statuses.count(s.label)} {s.label}" for s in ImageStatus if statuses.count(s.label))
         notes.append(f"Images of the shown posts (looked for in {folder}): {counts_text}.")
     summary = ReportSummary(title=f"dghc report: {Path(config.model).name} on {Path(config.data).name}",
