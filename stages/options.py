@@ -132,15 +132,21 @@ def build_config(ctx: click.Context, config_class: type[C], params_file: Path | 
     section = config_class.SECTION  # type: ignore[attr-defined]
     values: dict[str, Any] = {}
     known = f"(known: {', '.join(sorted(declared))})"
-    sources = []
+    sources = []  # (values, message for unknown keys, prefix naming a key, read from a file)
     if params_file is not None:
         sources.append((read_section(params_file, section), f"{params_file}: unknown keys in section {section!r}",
-                        f"{params_file}: {section}."))
-    sources.append((parse_overrides(overrides), "--set: unknown parameter(s)", "--set "))
-    for mapping, unknown_message, where in sources:
+                        f"{params_file}: {section}.", True))
+    sources.append((parse_overrides(overrides), "--set: unknown parameter(s)", "--set ", False))
+    for mapping, unknown_message, where, from_file in sources:
         unknown = sorted(set(mapping) - set(declared))
         if unknown:
             raise DghcError(f"{unknown_message}: {', '.join(unknown)} {known}")
+        if from_file:  # keys such as force would act on every `dvc repro`
+            command_line_only = sorted(key for key in mapping if not declared[key].info.in_params)
+            if command_line_only:
+                raise DghcError(f"{where}{command_line_only[0]}: a command-line option only ("
+                                f"{option_name(declared[command_line_only[0]])}): in a params file it would act on "
+                                "every run; remove the key")
         for key, value in mapping.items():
             values[key] = convert(declared[key], parameters[key], value, where + key, ctx)
     for name, p in declared.items():
@@ -207,6 +213,8 @@ def params_table(config_class: type) -> str:
         else:
             default = f"`{p.default}`"
         meaning = p.info.help.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+        if not p.info.in_params:
+            meaning += " Command line only."
         if p.choices:
             meaning += " One of: " + ", ".join(f"`{c}`" for c in p.choices) + "."
         rows.append(f"| `{p.name}` | `{option}` | {default} | {meaning} |")

@@ -64,8 +64,7 @@ def _launch_processes(config: TrainConfig) -> None:
     from pipeline.artifacts.lock import HELD_BY_PARENT, output_lock
     from pipeline.core.signals import Interrupted, stop_signals
 
-    values = {key: str(value) if isinstance(value, Path) else value for key, value in config.to_json().items()
-              if key != "expected_features"}
+    values = {key: str(value) if isinstance(value, Path) else value for key, value in config.to_json().items()}
     with tempfile.TemporaryDirectory(prefix="dghc-train-") as folder, stop_signals("train") as stop, \
             output_lock(config.output_dir, config.state_dir, note=lambda message: click.echo(message, err=True)):
         params = Path(folder) / "params.yaml"

@@ -72,6 +72,9 @@ def test_defaults_then_params_then_set_then_options(tmp_path):
     ("train: 3\n", ["section 'train' must be a mapping"]),
     ("train: [\n", ["not valid YAML"]),
     ("detect:\n  files: {a: 1}\n", ["detect.files"]),
+    # --force / --restart in a params file would recompute or start over on every `dvc repro`
+    ("detect:\n  force: true\n", ["params.yaml: detect.force: a command-line option only (--force)"]),
+    ("train:\n  restart: true\n", ["params.yaml: train.restart: a command-line option only (--restart)"]),
 ])
 def test_bad_params_name_the_file_section_and_key(tmp_path, text, phrases):
     params = tmp_path / "params.yaml"
@@ -81,6 +84,11 @@ def test_bad_params_name_the_file_section_and_key(tmp_path, text, phrases):
         parse_config(command(SECTIONS[section]), ["--params", str(params)])
     for phrase in phrases:
         assert phrase in str(caught.value), str(caught.value)
+
+
+def test_command_line_only_options_still_work_on_the_command_line():
+    assert parse_config(command("detect"), ["x.txt", "--force"]).force is True
+    assert parse_config(command("train"), ["--set", "restart=true"]).restart is True
 
 
 def test_bad_set_and_missing_arguments_are_refused():

@@ -27,8 +27,8 @@ class ParamInfo:
     minimum: float | None = None
     maximum: float | None = None
     metavar: str | None = None
-    internal: bool = False  # set by code: neither an option nor a params.yaml key
-    in_params: bool = True  # may be set in params.yaml (False: command line only, e.g. --force)
+    in_params: bool = True  # may be set in a params file (False: command line only, e.g. --force, which
+    # in params.yaml would recompute on every `dvc repro`)
 
 
 def param(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, **info: Any) -> Any:
@@ -59,12 +59,12 @@ class Param:
 
 
 def params_of(config_class: type) -> list[Param]:
-    """The declared parameters of a config dataclass, in field order (internal ones left out)."""
+    """The declared parameters of a config dataclass, in field order (fields not declared with ``param`` left out)."""
     hints = typing.get_type_hints(config_class)
     declared = []
     for spec in dataclasses.fields(config_class):
         info = spec.metadata.get(METADATA_KEY)
-        if info is None or info.internal:
+        if info is None:
             continue
         kind = hints[spec.name]
         args = typing.get_args(kind)

@@ -42,7 +42,7 @@ class DetectConfig:
     max_phrases: int = param(MAX_PHRASES, help="Prompt phrases per post (grounding).", minimum=1)
     device: str = param("cpu", help="Torch device: cpu, cuda, cuda:0, ..., auto (the GPU when there is one).")
     strict: bool = param(False, help="Any image that is not present is an error.")
-    force: bool = param(False, help="Recompute even when the output is up to date.")
+    force: bool = param(False, help="Recompute even when the output is up to date.", in_params=False)
     no_restart: bool = param(False, help="Refuse to start over when an unfinished run's files cannot be resumed "
                              "(damaged, or made with other settings) instead of replacing them.")
     progress: bool = param(True, help="Show a progress bar.", option="--progress/--no-progress")

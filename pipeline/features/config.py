@@ -46,7 +46,7 @@ class ExtractConfig:
     device: str = param("auto", help="auto, cpu, cuda or cuda:N.")
     seed: int = param(UNTRAINED_SEED, help=f"Seed of the weights of {UNTRAINED_NAME} (or of a model folder "
                                            "without weights).")
-    force: bool = param(False, help="Recompute even when the output is up to date.")
+    force: bool = param(False, help="Recompute even when the output is up to date.", in_params=False)
     no_restart: bool = param(False, help="Refuse to start over when an unfinished run's files cannot be resumed "
                              "(damaged, or made with other settings) instead of replacing them.")
     progress: bool = param(True, help="Show a progress bar.", option="--progress/--quiet")

@@ -111,12 +111,10 @@ class TrainConfig:
                            "CPU, one GPU each with CUDA); rank 0 alone writes files.", minimum=1)
     save_every_steps: int = param(0, help="Also save the resumable state every N optimizer steps (0: at the end "
                                   "of every epoch only).", minimum=0)
-    restart: bool = param(False, help="Ignore a saved training state and start over.")
+    restart: bool = param(False, help="Ignore a saved training state and start over.", in_params=False)
     no_restart: bool = param(False, help="Refuse to start over when the saved training state is damaged, instead "
                              "of replacing it.")
     progress: bool = param(True, help="Show a progress bar.")
-    # set by code: fingerprint keys the features file must have
-    expected_features: dict = param(default_factory=dict, help="", internal=True)
 
     def __post_init__(self) -> None:
         check_params(self)

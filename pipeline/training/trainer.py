@@ -69,8 +69,7 @@ logger = logging.getLogger(__name__)
 
 # Parameters that do not change what training computes: a state saved under other values still resumes.
 NOT_IN_RESUME_KEY = frozenset({"train_file", "dev_file", "features_file", "detections_file", "output_dir", "log_file",
-                               "metrics_file", "state_dir", "save_every_steps", "restart", "no_restart", "progress",
-                               "expected_features"})
+                               "metrics_file", "state_dir", "save_every_steps", "restart", "no_restart", "progress"})
 
 
 @dataclass

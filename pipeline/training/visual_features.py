@@ -1,8 +1,7 @@
 """The cached image vectors a tagger reads, and the checks that they are the right ones.
 
 A features file must cover every post (an unknown id would silently be read as text only) and come from the
-vision encoder and settings the model expects: for training, those the user asks for; for a trained model,
-those it was trained with.
+vision encoder and settings the model expects: for a trained model, those it was trained with.
 """
 from __future__ import annotations
 
@@ -104,10 +103,7 @@ def open_for_training(config: TrainConfig) -> FeatureStore | None:
     if not Path(config.features_file).is_file():
         raise DghcError(f"features file {config.features_file} not found: run `dghc extract` first "
                         "(or train text only with use_image false)")
-    store = FeatureStore(config.features_file)
-    if config.expected_features:
-        store.require(config.expected_features)
-    return store
+    return FeatureStore(config.features_file)
 
 
 def open_for_model(checkpoint: Checkpoint, features_file: str | Path | None) -> FeatureStore | None:
