@@ -106,6 +106,8 @@ def test_configs_made_in_code_are_checked_too():
     for bad in ({"eval_mode": "lenient"}, {"epochs": 0}, {"text_vector": "pooler"}, {"warmup_ratio": 2.0}):
         with pytest.raises(DghcError, match=f"train parameter {next(iter(bad))}"):
             TrainConfig(**bad)
+    with pytest.raises(DghcError, match="eval_begin_epoch 3 is after the last epoch \\(2\\)"):
+        TrainConfig(epochs=2, eval_begin_epoch=3)
 
 
 def test_readme_tables_are_the_declarations():

@@ -121,6 +121,10 @@ class TrainConfig:
         if self.processes > self.batch_size:
             raise DghcError(f"train: {self.processes} processes but {self.batch_size} posts in a batch: every process "
                             "needs at least one post of each pass (raise batch_size or lower processes)")
+        if self.eval_begin_epoch > self.epochs:
+            raise DghcError(f"train: eval_begin_epoch {self.eval_begin_epoch} is after the last epoch ({self.epochs}): no "
+                            "epoch would be scored on dev and the best checkpoint chosen (lower eval_begin_epoch or "
+                            "raise epochs)")
 
     def model_config(self, labels: list[str], vision_dim: int, num_regions: int,
                      lowercasing_tokenizer: bool = False) -> ModelConfig:
