@@ -85,16 +85,20 @@ def read_section(params_file: Path, section: str) -> dict[str, Any]:
 
 
 def parse_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
-    """``["epochs=3", "use_image=false"]`` -> ``{"epochs": 3, "use_image": False}`` (values read as YAML)."""
+    """``["epochs=3", "use_image=false"]`` -> ``{"epochs": "3", "use_image": False}``: booleans, null and lists
+    read as YAML, every other value kept as written for the parameter's own type (YAML 1.1 would read seed=010
+    as the octal 8 and encoder=0x1f as the number 31)."""
     result = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise DghcError(f"--set {item!r}: write KEY=VALUE, e.g. --set epochs=3")
         try:
-            result[key.strip().replace("-", "_")] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError:
-            result[key.strip().replace("-", "_")] = value
+            parsed = value
+        keep_yaml = parsed is None or isinstance(parsed, (bool, list, dict))
+        result[key.strip().replace("-", "_")] = parsed if keep_yaml else value
     return result
 
 

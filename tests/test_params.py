@@ -86,6 +86,16 @@ def test_bad_params_name_the_file_section_and_key(tmp_path, text, phrases):
         assert phrase in str(caught.value), str(caught.value)
 
 
+def test_set_values_are_read_by_the_parameter_type_not_as_yaml_numbers():
+    config = parse_config(command("train"), ["--set", "seed=010", "--set", "encoder=0x1f", "--set", "lr_head=3e-4",
+                                             "--set", "use_image=false", "--set", "log_file=null"])
+    print(config.seed, config.encoder, config.lr_head, config.use_image, config.log_file)
+    assert (config.seed, config.encoder, config.lr_head, config.use_image, config.log_file) == (10, "0x1f", 3e-4, False,
+                                                                                                None)
+    with pytest.raises(DghcError, match="--set seed: '0x10' is not a valid integer"):
+        parse_config(command("train"), ["--set", "seed=0x10"])
+
+
 def test_command_line_only_options_still_work_on_the_command_line():
     assert parse_config(command("detect"), ["x.txt", "--force"]).force is True
     assert parse_config(command("train"), ["--set", "restart=true"]).restart is True
