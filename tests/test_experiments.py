@@ -139,3 +139,22 @@ def test_compare_cli_names_a_file_that_is_not_utf8(tmp_path):
     print(result.output)
     assert result.exit_code != 0 and isinstance(result.exception, SystemExit)  # a message, not a traceback
     assert f"{bad}:2: bytes that are not UTF-8" in result.output and "Traceback" not in result.output
+
+
+def test_grid_blames_only_its_own_failed_runs(monkeypatch, tmp_path):
+    # dvc's queue keeps the failures of earlier grids: a later grid that ran well must not report them
+    import subprocess as real
+
+    from pipeline.experiments import grid as grid_module
+
+    statuses = iter(["Task     Name      Created  Status\nab12     exp-old   10:00    Failed\n",
+                     "Task     Name      Created  Status\nab12     exp-old   10:00    Failed\n"
+                     "cd34     exp-new   11:00    Success\nef56     exp-bad   11:00    Failed\n"])
+
+    def fake_run(command, **kwargs):
+        stdout = next(statuses) if command[1:3] == ["queue", "status"] else ""
+        return real.CompletedProcess(command, 0, stdout=stdout, stderr="")
+
+    monkeypatch.setattr(grid_module.subprocess, "run", fake_run)
+    with pytest.raises(DghcError, match=r"1 of 2 experiments failed \(exp-bad\)"):
+        grid_module.run_grid("main", 1, [], 1, tmp_path, log=lambda _: None)

@@ -29,6 +29,7 @@ def run_grid(table: str, seeds: int, overrides: list[str], jobs: int, repo: Path
              log: Callable[[str], None]) -> int:
     """Queue the grid, run it, and return how many experiments ran."""
     runs = grid(table, seeds, overrides)
+    failed_before = failed_experiments(repo)  # the queue keeps failures of earlier grids: not this one's
     for arguments in runs:
         command = [dvc_executable(), "exp", "run", "--queue", *[part for a in arguments for part in ("-S", a)]]
         done = subprocess.run(command, cwd=repo, capture_output=True, text=True)
@@ -36,10 +37,17 @@ def run_grid(table: str, seeds: int, overrides: list[str], jobs: int, repo: Path
             raise DghcError(f"`{' '.join(command)}` failed: {done.stderr.strip()[-800:]}")
     log(f"experiments: {len(runs)} runs queued ({len(TABLES[table])} variants x {seeds} seeds); running them with "
         f"`dvc exp run --run-all --jobs {jobs}`")
-    subprocess.run([dvc_executable(), "exp", "run", "--run-all", "--jobs", str(jobs)], cwd=repo)
-    status = subprocess.run([dvc_executable(), "queue", "status"], cwd=repo, capture_output=True, text=True).stdout
-    failed = [line.split()[1] for line in status.splitlines() if line.split()[-1:] == ["Failed"]]
+    done = subprocess.run([dvc_executable(), "exp", "run", "--run-all", "--jobs", str(jobs)], cwd=repo)
+    failed = sorted(failed_experiments(repo) - failed_before)
     if failed:
         raise DghcError(f"{len(failed)} of {len(runs)} experiments failed ({', '.join(failed)}); "
                         f"`dvc queue logs {failed[0]}` shows why")
+    if done.returncode != 0:
+        raise DghcError(f"`dvc exp run --run-all` exited with {done.returncode}; `dvc queue status` lists the runs")
     return len(runs)
+
+
+def failed_experiments(repo: Path) -> set[str]:
+    """Names of the failed experiments that ``dvc queue status`` lists."""
+    status = subprocess.run([dvc_executable(), "queue", "status"], cwd=repo, capture_output=True, text=True).stdout
+    return {line.split()[1] for line in status.splitlines() if len(line.split()) > 2 and line.split()[-1] == "Failed"}
