@@ -272,7 +272,7 @@ def test_evaluate_refuses_keep_other_for_a_model_that_learned_misc(pipeline_file
 def test_train_warns_when_the_detections_file_is_missing_or_not_the_features_one(pipeline_files, tmp_path, caplog):
     from pipeline.detection.config import DetectConfig as Detect
     from pipeline.features.store import FeatureStore
-    from pipeline.training.visual_features import recorded_detections
+    from pipeline.training.trainer import recorded_detections
 
     features = FeatureStore(pipeline_files["features"])
     with caplog.at_level(logging.WARNING):

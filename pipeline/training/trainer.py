@@ -47,6 +47,7 @@ from pipeline.core.signals import Interrupted, StopRequest, stop_signals
 from pipeline.data.conll import Post, read_conll
 from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set, entity_types, invalid_bio_positions
 from pipeline.data.word_shape import tokenizer_lowercases
+from pipeline.detection.store import read_fingerprint
 from pipeline.model.encoder import load_encoder_and_tokenizer
 from pipeline.model.tagger import Batch, DGHCTagger
 from pipeline.training.batching import collate, make_examples
@@ -60,7 +61,6 @@ from pipeline.training.visual_features import (
     VisualFeatures,
     image_share,
     open_for_training,
-    recorded_detections,
     require_coverage,
     warn_if_images_rare,
 )
@@ -139,6 +139,24 @@ def make_accelerator(config: TrainConfig) -> Any:
         raise DghcError(f"train: processes is {config.processes} but this run has {accelerator.num_processes}: start "
                         f"several with `dghc train --processes {config.processes}` (or torchrun/accelerate launch)")
     return accelerator
+
+
+def recorded_detections(features: VisualFeatures | None, detections_file: Path) -> dict | None:
+    """The detection settings a model records for `dghc predict` (those of ``detections_file``), with a warning
+    when the file is missing or is not the one the features were extracted from: training itself reads only the
+    vectors, so either mistake would otherwise show up only when predict tags a new image."""
+    settings = read_fingerprint(detections_file)
+    if settings is None:
+        logger.warning("%s: no detections file there: the model records no detection settings, so `dghc predict` "
+                       "cannot tag new images with it (give --detections, the file the features were extracted "
+                       "from)", detections_file)
+        return None
+    made_from = (getattr(features, "fingerprint", None) or {}).get("detections_fingerprint_sha256")
+    if made_from and made_from != sha256_json(settings):
+        logger.warning("%s is not the detections file the features were extracted from (other settings): `dghc "
+                       "predict` will detect regions with its settings (give --detections, the file the features "
+                       "were extracted from)", detections_file)
+    return settings
 
 
 def epoch_order(count: int, seed: int, epoch: int) -> list[int]:

@@ -70,27 +70,6 @@ def warn_if_images_rare(share: float | None, what: str) -> None:
                        what, 100 * share, 100 * RARE_IMAGE_SHARE)
 
 
-def recorded_detections(features: VisualFeatures | None, detections_file: Path) -> dict | None:
-    """The detection settings a model records for `dghc predict` (those of ``detections_file``), with a warning
-    when the file is missing or is not the one the features were extracted from: training itself reads only the
-    vectors, so either mistake would otherwise show up only when predict tags a new image."""
-    from pipeline.artifacts.fingerprint import sha256_json
-    from pipeline.detection.store import read_fingerprint
-
-    settings = read_fingerprint(detections_file)
-    if settings is None:
-        logger.warning("%s: no detections file there: the model records no detection settings, so `dghc predict` "
-                       "cannot tag new images with it (give --detections, the file the features were extracted "
-                       "from)", detections_file)
-        return None
-    made_from = (getattr(features, "fingerprint", None) or {}).get("detections_fingerprint_sha256")
-    if made_from and made_from != sha256_json(settings):
-        logger.warning("%s is not the detections file the features were extracted from (other settings): `dghc "
-                       "predict` will detect regions with its settings (give --detections, the file the features "
-                       "were extracted from)", detections_file)
-    return settings
-
-
 def model_defining_keys(fingerprint: dict) -> dict:
     """The part of a features fingerprint that must be equal for a model to read the vectors correctly."""
     return {key: value for key, value in fingerprint.items() if key not in IGNORED_KEYS}
