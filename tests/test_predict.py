@@ -280,3 +280,18 @@ def test_entity_offsets_follow_the_raw_text():
         assert text[entity["start_char"]:entity["end_char"]] == entity["text"]
     joined, spaced = tokens_with_offsets(["New", "York", "!"])
     assert joined == "New York !" and [(t.start, t.end) for t in spaced] == [(0, 3), (4, 8), (9, 10)]
+
+
+def test_a_model_that_saw_few_images_says_so_when_it_tags_an_image(trained, tmp_path, caplog):
+    rare = tmp_path / "rare_model"
+    shutil.copytree(trained["model"], rare)
+    meta = json.loads((rare / "dghc.json").read_text())
+    meta["info"]["train_image_share"] = 0.01
+    (rare / "dghc.json").write_text(json.dumps(meta))
+    image = trained["demo"] / "images" / "train-0000.jpg"
+    post = jsonl([{"id": "a", "text": "Jordan in Paris", "image": str(image)}])
+    for model, warned in ((trained["model"], False), (rare, True)):
+        caplog.clear()
+        result = invoke([model, "-"], stdin=post)
+        assert result.exit_code == 0, result.output
+        assert ("only 1.0% of the training posts had an image" in caplog.text) == warned, caplog.text

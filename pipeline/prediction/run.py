@@ -39,6 +39,7 @@ from pipeline.prediction.inputs import InputPost, open_input, read_posts
 from pipeline.prediction.visual import NO_IMAGE, ImageRequest, ImageResult, MemoryFeatures, VisualPipeline
 from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.inference import predict
+from pipeline.training.visual_features import warn_if_images_rare
 
 
 @dataclass
@@ -133,6 +134,7 @@ def _predict(config: PredictConfig, stdin: BinaryIO | None, stdout: TextIO | Non
                                                   detector_weights=config.detector_weights,
                                                   grounding_weights=config.grounding_weights,
                                                   clip_model=config.clip_model, warn=log)
+        warn_if_images_rare(checkpoint.info.get("train_image_share"), str(config.model_dir))
 
     summary = PredictSummary(skipped_lines=len(read.skipped), out=config.out,
                              image_status={"present": 0, "missing": 0, "unreadable": 0, NO_IMAGE: 0})
