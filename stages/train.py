@@ -62,9 +62,14 @@ def _launch_processes(config: TrainConfig) -> None:
     process holds the run's locks, and passes a SIGINT or SIGTERM on to the processes, which stop together after
     their current step with the state saved."""
     from pipeline.artifacts.lock import HELD_BY_PARENT, output_lock
+    from pipeline.core.params import params_of
     from pipeline.core.signals import Interrupted, stop_signals
 
-    values = {key: str(value) if isinstance(value, Path) else value for key, value in config.to_json().items()}
+    # restart is refused in a params file (there it would act on every run): it travels as --set instead
+    command_line_only = sorted(p.name for p in params_of(TrainConfig) if not p.info.in_params)
+    values = {key: str(value) if isinstance(value, Path) else value for key, value in config.to_json().items()
+              if key not in command_line_only}
+    settings = [part for key in command_line_only for part in ("--set", f"{key}={str(getattr(config, key)).lower()}")]
     with tempfile.TemporaryDirectory(prefix="dghc-train-") as folder, stop_signals("train") as stop, \
             output_lock(config.output_dir, config.state_dir, note=lambda message: click.echo(message, err=True)):
         params = Path(folder) / "params.yaml"
@@ -73,7 +78,8 @@ def _launch_processes(config: TrainConfig) -> None:
         if config.device == "cpu" and "OMP_NUM_THREADS" not in env:  # the cores are shared by the processes
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // config.processes))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={config.processes}", "--module", "cli", "train", "--params", str(params)]
+                   f"--nproc_per_node={config.processes}", "--module", "cli", "train", "--params", str(params),
+                   *settings]
         click.echo(f"train: starting {config.processes} processes: {' '.join(command[2:])}", err=True)
         process = subprocess.Popen(command, env=env, cwd=os.getcwd())
         forwarded = False
