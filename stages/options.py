@@ -146,11 +146,10 @@ def build_config(ctx: click.Context, config_class: type[C], params_file: Path | 
         if unknown:
             raise DghcError(f"{unknown_message}: {', '.join(unknown)} {known}")
         if from_file:  # keys such as force would act on every `dvc repro`
-            command_line_only = sorted(key for key in mapping if not declared[key].info.in_params)
-            if command_line_only:
-                raise DghcError(f"{where}{command_line_only[0]}: a command-line option only ("
-                                f"{option_name(declared[command_line_only[0]])}): in a params file it would act on "
-                                "every run; remove the key")
+            for key in sorted(mapping):
+                if not declared[key].info.in_params:
+                    raise DghcError(f"{where}{key}: a command-line option only ({option_name(declared[key])}): in a "
+                                    "params file it would act on every run; remove the key")
         for key, value in mapping.items():
             values[key] = convert(declared[key], parameters[key], value, where + key, ctx)
     for name, p in declared.items():

@@ -16,7 +16,8 @@ def resolve_device(device: str) -> torch.device:
         raise DghcError(f"unknown device {device!r}: {err} (use auto, cpu, cuda or cuda:N)") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise DghcError(f"device {device!r} asked for, but no CUDA GPU is available (use --device cpu)")
-    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise DghcError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                        f"numbered from 0 (use cuda:0 to cuda:{torch.cuda.device_count() - 1}, or cuda)")
+    count = torch.cuda.device_count() if resolved.type == "cuda" else 0
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= count:
+        raise DghcError(f"device {device!r} asked for, but this machine has {count} CUDA GPU(s), numbered from 0 "
+                        f"(use cuda:0 to cuda:{count - 1}, or cuda)")
     return resolved

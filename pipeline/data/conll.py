@@ -190,13 +190,10 @@ def _token_line(path: Path, line_no: int, line: str, type_map: Mapping[str, str]
         # column as the label would silently score predictions as gold.
         raise DataFormatError(path, line_no, f"{len(columns)} tab-separated columns: {line!r}",
                               "give a file of two columns, token<TAB>label (keep the first two: cut -f1,2)")
-    if len(columns) < 2:
+    if len(columns) < 2 or not columns[1].strip():
         raise DataFormatError(path, line_no, f"token line without a label: {line!r}",
                               "write 'token<TAB>label', the label O for no entity")
     token, label = columns[0], columns[1].strip()
-    if not label:
-        raise DataFormatError(path, line_no, f"token line without a label: {line!r}",
-                              "write 'token<TAB>label', the label O for no entity")
     if not token:
         raise DataFormatError(path, line_no, "empty token before the label", "remove the line or add the token")
     if not is_valid_bio_label(label):

@@ -50,4 +50,5 @@ def run_grid(table: str, seeds: int, overrides: list[str], jobs: int, repo: Path
 def failed_experiments(repo: Path) -> set[str]:
     """Names of the failed experiments that ``dvc queue status`` lists."""
     status = subprocess.run([dvc_executable(), "queue", "status"], cwd=repo, capture_output=True, text=True).stdout
-    return {line.split()[1] for line in status.splitlines() if len(line.split()) > 2 and line.split()[-1] == "Failed"}
+    rows = [line.split() for line in status.splitlines()]  # task, name, created..., status
+    return {row[1] for row in rows if len(row) > 2 and row[-1] == "Failed"}
