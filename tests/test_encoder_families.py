@@ -15,7 +15,7 @@ from pipeline.training.batching import collate, make_examples
 from pipeline.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tests.tiny_models import save_tiny_encoder
 
-FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "deberta-v2"]
+FAMILIES = ["bert", "roberta", "mpnet", "xlm-roberta", "electra", "deberta-v2"]
 LABELS = bioes_label_set(["LOC", "PER"])
 POSTS = [Post("a", ["Kevin", "Durant", "signs", "with", "the", "Warriors", "#NBA"],
               ["B-PER", "I-PER", "O", "O", "O", "B-LOC", "O"]),
@@ -58,6 +58,10 @@ def test_every_slot_masked_equals_the_plain_encoder(family):
         attention = tagger.encoder.encoder.layer[0].attention.self
         assert type(attention).__name__ == "PrefixDisentangledSelfAttention" and attention.relative_attention
         assert attention.pos_att_type == ["p2c", "c2p"]
+    if name == "mpnet":  # its relative-position bias is in play
+        attention = tagger.encoder.encoder.layer[0].attention.attn
+        assert type(attention).__name__ == "PrefixMPNetSelfAttention"
+        assert tagger.encoder.encoder.relative_attention_bias.weight.abs().sum() > 0
     with_image = tagger._run_encoder(batch_for(tokenizer, [[True] * 4] * 2), tagger.visual_prefixes(
         batch_for(tokenizer, [[True] * 4] * 2))[0])
     assert not torch.allclose(with_image[mask], expected[mask], atol=1e-3), f"{name}: the image changes nothing"
@@ -96,6 +100,27 @@ def test_an_unsupported_family_is_named_in_one_line():
     from transformers import DistilBertConfig
 
     encoder = AutoModel.from_config(DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=64))
-    with pytest.raises(DghcError, match="supports BERT, RoBERTa, XLM-RoBERTa, ELECTRA.*DeBERTa-v2/v3") as error:
+    with pytest.raises(DghcError, match="supports BERT, RoBERTa, XLM-RoBERTa, ELECTRA.*MPNet.*DeBERTa-v2/v3") as error:
         DGHCTagger(ModelConfig(labels=LABELS, vision_dim=16), encoder)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("damage, expected", [("drop", "1 missing (encoder.layer.1.output.dense.weight)"),
+                                              ("rename", "1 missing (encoder.layer.1.output.dense.weight); "
+                                                         "1 unexpected (encoder.layer.1.output.dense.weight_old)")])
+def test_an_encoder_whose_weights_do_not_fit_is_refused_naming_the_keys(tmp_path, damage, expected):
+    from safetensors.torch import load_file, save_file
+
+    from tests.tiny_models import save_tiny_bert
+
+    folder = save_tiny_bert(tmp_path / "bert", hidden=16, layers=2, heads=2)
+    load_encoder_and_tokenizer(str(folder))  # complete: loads (a pooler in the file is a head, dropped in silence)
+    weights = load_file(folder / "model.safetensors")
+    moved = weights.pop("encoder.layer.1.output.dense.weight")
+    if damage == "rename":
+        weights["encoder.layer.1.output.dense.weight_old"] = moved
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(DghcError) as error:
+        load_encoder_and_tokenizer(str(folder))
+    print(error.value)
+    assert expected in str(error.value) and str(folder) in str(error.value)

@@ -195,3 +195,25 @@ def test_relevance_start_sets_the_untrained_score_and_how_much_an_untrained_imag
     for start in (0.0, 1.0):
         with pytest.raises(ValueError, match="start must lie in"):
             RelevanceScore(8, 8, start)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("text_vector", ["encoder", "embeddings"])
+def test_an_ablated_score_or_gates_are_reported_as_none_not_as_one(tiny_bert, text_vector):  # noqa: F811
+    """The ablations "w/o RE score" and "w/o gating" compute with s = 1 and g = 1, but have no score or gate to
+    report: predictions (and evaluate's means) carry None for them, so a table cannot read 1.0 as a measurement."""
+    from pipeline.training.evaluation import summarise_visual
+    from pipeline.training.inference import PostPrediction
+
+    batch = make_batch(tiny_bert, [[True] * 4, [True] * 4])
+    for use_relevance, use_gates in itertools.product([True, False], repeat=2):
+        output = make_tagger(tiny_bert, text_vector=text_vector, use_relevance=use_relevance,
+                             use_gates=use_gates)(batch)
+        assert (output.relevance is not None) == use_relevance and (output.gates is not None) == use_gates
+        if use_relevance:
+            assert torch.all((output.relevance > 0) & (output.relevance < 1))
+        prediction = PostPrediction("a", ["O"], None if output.relevance is None else float(output.relevance[0]),
+                                    None if output.gates is None else output.gates[0].tolist(), has_image=True)
+        summary = summarise_visual([prediction])
+        assert (summary["relevance_mean"] is None) == (not use_relevance)
+        assert (summary["gates_mean_per_layer"] is None) == (not use_gates)

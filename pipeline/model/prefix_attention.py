@@ -5,7 +5,9 @@ which reuses the layer's own query/key/value projections and computes
 
     softmax(Q [phi_k ; K]^T / sqrt(d_h) + mask) [phi_v ; V]
 
-DeBERTa-v2/v3 layers get ``PrefixDisentangledSelfAttention``: the text's own scores are DeBERTa's (content plus
+MPNet layers (``attention.attn``) get ``PrefixMPNetSelfAttention``: the text's scores keep MPNet's relative-position
+bias; the prefix slots have no position, so theirs are the content term alone. DeBERTa-v2/v3 layers get
+``PrefixDisentangledSelfAttention``: the text's own scores are DeBERTa's (content plus
 relative-position terms); the prefix slots have no position, so their scores are the content term alone,
 Q phi_k^T scaled as DeBERTa scales its content term.
 
@@ -24,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention, scaled_size_sqrt
+from transformers.models.mpnet.modeling_mpnet import MPNetSelfAttention
 
 from pipeline.core.errors import DghcError
 from pipeline.model.encoder import SUPPORTED_FAMILIES
@@ -193,8 +196,50 @@ class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
         return attended.transpose(1, 2).reshape(batch, length, heads * head_size), None
 
 
+class PrefixMPNetSelfAttention(nn.Module):
+    """MPNet's self-attention (q/k/v/o projections, a relative-position bias added by the encoder) with the visual
+    prefix in front of the text's keys. It keeps the original's submodules under their names, so checkpoints of
+    the plain encoder load."""
+
+    def __init__(self, original: MPNetSelfAttention, layer_index: int, state: PrefixState) -> None:
+        super().__init__()
+        self.q, self.k, self.v, self.o = original.q, original.k, original.v, original.o
+        self.dropout = original.dropout
+        self.num_heads: int = original.num_attention_heads
+        self.head_size: int = original.attention_head_size
+        self.layer_index = layer_index
+        self.state = state
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_bias: torch.Tensor | None = None, output_attentions: bool = False,
+                **kwargs: Any) -> tuple[torch.Tensor]:
+        batch, length, _ = hidden_states.shape
+        query = split_heads(self.q(hidden_states), self.num_heads)
+        key = split_heads(self.k(hidden_states), self.num_heads)
+        value = split_heads(self.v(hidden_states), self.num_heads)
+        scale = self.head_size ** 0.5
+        scores = query @ key.transpose(-1, -2) / scale  # (batch, heads, length, length)
+        if position_bias is not None:
+            scores = scores + position_bias
+        if attention_mask is not None:  # MPNet's additive mask (batch, 1, 1, length)
+            scores = scores + attention_mask
+        prefix = self.state.layers[self.layer_index] if self.state.layers else None
+        if prefix is not None:
+            text_mask = self.state.text_mask
+            if text_mask is None:
+                text_mask = torch.ones(batch, length, dtype=torch.bool, device=hidden_states.device)
+            prefix_keys, prefix_values = prefix_keys_and_values(prefix, key, value, text_mask)
+            prefix_scores = query @ prefix_keys.transpose(-1, -2) / scale  # content only: a prefix has no position
+            prefix_scores = prefix_scores + prefix_logit_offsets(prefix, query.dtype)[:, None, None, :]
+            scores = torch.cat([prefix_scores, scores], dim=-1)
+            value = torch.cat([prefix_values, value], dim=2)
+        weights = self.dropout(torch.softmax(scores, dim=-1))
+        attended = (weights @ value).transpose(1, 2).reshape(batch, length, self.num_heads * self.head_size)
+        return (self.o(attended),)
+
+
 def install_prefix_attention(encoder: nn.Module) -> PrefixState:
-    """Replace every self-attention module of ``encoder`` (a BERT-style or DeBERTa-v2 model) in place.
+    """Replace every self-attention module of ``encoder`` (a BERT-style, MPNet or DeBERTa-v2 model) in place.
 
     Returns the shared state through which prefixes are passed. Weights are untouched, so a checkpoint of
     the plain encoder loads into the wrapped one.
@@ -206,7 +251,9 @@ def install_prefix_attention(encoder: nn.Module) -> PrefixState:
     state = PrefixState()
     for index, layer in enumerate(layers):
         attention = layer.attention
-        if isinstance(attention.self, DisentangledSelfAttention):
+        if isinstance(getattr(attention, "attn", None), MPNetSelfAttention):
+            attention.attn = PrefixMPNetSelfAttention(attention.attn, index, state)
+        elif isinstance(attention.self, DisentangledSelfAttention):
             attention.self = PrefixDisentangledSelfAttention(attention.self, index, state)
         else:
             attention.self = PrefixSelfAttention(attention.self, index, state)

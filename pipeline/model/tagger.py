@@ -229,8 +229,8 @@ class DGHCTagger(nn.Module):
 
     # -- vision ----------------------------------------------------------------------------------
     def visual_prefixes(self, batch: Batch, embedded: torch.Tensor | None = None
-                        ) -> tuple[list[LayerPrefix], torch.Tensor, torch.Tensor]:
-        """Prefixes per layer plus the relevance score and gates (for reporting)."""
+                        ) -> tuple[list[LayerPrefix], torch.Tensor | None, torch.Tensor | None]:
+        """Prefixes per layer plus the relevance score and gates (for reporting; None when ablated)."""
         if batch.visual is None or batch.visual_mask is None:
             raise ValueError("this model uses the image: the batch needs visual features")
         blocks = batch.visual[:, : self.config.num_blocks].float()
@@ -252,8 +252,12 @@ class DGHCTagger(nn.Module):
         else:
             gates = blocks.new_ones(batch_size, self.num_layers, self.config.num_blocks)
         if self.config.prefix_scaling == "attention":  # s weighs the attention, not the vectors
-            return self.visual_prefix(blocks, block_mask, gates, relevance), relevance, gates
-        return self.visual_prefix(scaled, block_mask, gates), relevance, gates
+            prefixes = self.visual_prefix(blocks, block_mask, gates, relevance)
+        else:
+            prefixes = self.visual_prefix(scaled, block_mask, gates)
+        # An ablated score or gate is reported as None (no such thing), not as the constant 1 that stands in for it.
+        return (prefixes, relevance if self.relevance is not None else None,
+                gates if self.gates is not None else None)
 
     # -- tagging ---------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> TaggerOutput:

@@ -9,7 +9,8 @@ Each output line:
      "words_cut": 0}
 
 ``relevance`` and ``gates`` (layers x blocks) are null for a text-only model and for a post whose image is not
-present: the model's visual prefix is then fully masked and it tags from the text alone. Posts are read and
+present (the model's visual prefix is then fully masked and it tags from the text alone), and each is null for a
+model trained without it (the ablations use_relevance / use_gates false). Posts are read and
 checked first (errors name the line), then processed in chunks of ``batch_size``: detect + encode their images,
 tag, write. Output lines follow the input order.
 """

@@ -94,7 +94,7 @@ class TrainConfig:
     lr_crf: float = param(5e-2, help="Learning rate of the CRF transitions.", minimum=0.0)
     weight_decay: float = param(0.01, help="AdamW weight decay (none on biases and LayerNorm).", minimum=0.0)
     warmup_ratio: float = param(0.01, help="Share of the steps with a linear warmup.", minimum=0.0, maximum=1.0)
-    max_grad_norm: float = param(1.0, help="Gradient clipping norm.", minimum=0.0)
+    max_grad_norm: float = param(1.0, help="Gradient clipping norm; 0: no clipping.", minimum=0.0)
     ema_decay: float = param(0.0, help="Decay of an exponential moving average of the weights, updated after every "
                              "optimizer step; dev scoring and the saved model use the average (e.g. 0.998). 0: the "
                              "trained weights themselves.", minimum=0.0, maximum=0.9999)

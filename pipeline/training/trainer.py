@@ -391,7 +391,8 @@ class _Run:
             step_loss += loss.detach() / processes
         if processes > 1:
             step_loss = accelerator.reduce(step_loss, reduction="sum")
-        accelerator.clip_grad_norm_(self.step_module.parameters(), self.config.max_grad_norm)
+        if self.config.max_grad_norm > 0:  # 0: no clipping (a norm of 0 would scale every gradient to 0)
+            accelerator.clip_grad_norm_(self.step_module.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
