@@ -31,7 +31,7 @@ def evaluate_command(config: EvaluateConfig) -> None:
 
 def _evaluate(config: EvaluateConfig) -> None:
     from pipeline.artifacts.atomic import write_text_atomically
-    from pipeline.core.devices import resolve_device
+    from pipeline.core.devices import announce_device, resolve_device
     from pipeline.core.precision import check_precision
     from pipeline.data.conll import read_conll
     from pipeline.data.tags import invalid_bio_positions
@@ -40,6 +40,7 @@ def _evaluate(config: EvaluateConfig) -> None:
     from pipeline.training.visual_features import open_for_model
 
     device = resolve_device(config.device)  # `auto` becomes the GPU or the CPU here, once
+    announce_device("evaluate", device, config.device)
     check_precision(config.precision, device)
     checkpoint = load_checkpoint(config.model_dir)
     # Gold as written (stray I- kept): default mode reads it as conlleval does, strict mode as IOB2.

@@ -26,8 +26,8 @@ def train_command(config: TrainConfig) -> None:
     """Train on --train, score --dev every epoch from eval_begin_epoch, keep the best checkpoint in --out.
 
     Every parameter can also come from the `train` section of a params file (--params) or --set KEY=VALUE.
-    The run saves its state in --state every epoch (and every save_every_steps steps): after a crash, the same
-    command resumes where it stopped. --processes N trains with N data-parallel processes.
+    The run saves its state in --state every save_every_epochs epochs (and every save_every_steps steps): after a
+    crash, the same command resumes where it stopped. --processes N trains with N data-parallel processes.
     """
     if config.processes > 1 and "WORLD_SIZE" not in os.environ:
         _launch_processes(config)

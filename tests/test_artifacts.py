@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.artifacts.atomic import atomic_folder, atomic_path, atomic_text, write_text_atomically
-from pipeline.artifacts.fingerprint import canonical_json, differences, require_match, sha256_file, sha256_json
+from pipeline.artifacts.fingerprint import (
+    canonical_json,
+    code_sha256,
+    differences,
+    require_match,
+    sha256_file,
+    sha256_json,
+)
 from pipeline.artifacts.partial import PartialOutput
 from pipeline.core.errors import FingerprintMismatch
 from tests.conftest import REPO
@@ -165,3 +172,31 @@ def test_differences_name_the_inner_key_of_a_nested_object():
     saved = {"params": {"seed": 1, "lr": 0.001, "epochs": 8}, "code": "x"}
     now = {"params": {"seed": 1, "lr": 0.01, "epochs": 8, "new": True}, "code": "x"}
     assert differences(saved, now) == ["params.lr: expected 0.001, found 0.01", "params.new: expected nothing, found true"]
+
+
+CODE = '''"""A module."""
+import math
+
+
+def area(radius):
+    """The disc's area."""
+    return math.pi * radius ** 2  # pi r squared
+'''
+
+
+@pytest.mark.parametrize("edit, same", [
+    (lambda text: text.replace("# pi r squared", "# the formula"), True),
+    (lambda text: text.replace('"""The disc\'s area."""', '"""Area of a disc of that radius."""'), True),
+    (lambda text: text.replace('"""A module."""\n', "# no docstring\n"), True),
+    (lambda text: text.replace("def area", "\n\ndef area"), True),
+    (lambda text: text.replace("radius ** 2", "radius ** 3"), False),
+    (lambda text: text.replace("return math.pi", "return 2 * math.pi"), False),
+])
+def test_the_code_hash_ignores_comments_docstrings_and_layout_only(tmp_path, edit, same):
+    """The training state's resume key hashes the model and training code: a comment-only edit must not make a
+    saved state unusable, an edit of what runs must."""
+    path = tmp_path / "geometry.py"
+    path.write_text(CODE)
+    before = code_sha256([path])
+    path.write_text(edit(CODE))
+    assert (code_sha256([path]) == before) is same

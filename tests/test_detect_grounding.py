@@ -22,7 +22,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.detection.config import DEFAULT_GROUNDING, PACKAGED_DETECTOR, DetectConfig
+from pipeline.core.errors import DghcError
+from pipeline.detection.config import PACKAGED_DETECTOR, YOLOE_GROUNDING, DetectConfig
 from pipeline.detection.detectors import (
     GroundingDetector,
     PredictSettings,
@@ -214,28 +215,34 @@ def no_network(monkeypatch) -> list[str]:
     return attempts
 
 
-def test_default_grounding_weights_are_skipped_at_once_without_network(no_network):
-    loaded = load_sources(None, DEFAULT_GROUNDING, GROUNDING_SETTINGS)
+def test_grounding_weights_not_on_the_machine_are_refused_at_once_without_network(no_network):
+    """A configured source that cannot run is an error (regions cached without it would pass for its output)."""
+    with pytest.raises(DghcError) as error:
+        load_sources(None, YOLOE_GROUNDING, GROUNDING_SETTINGS)
     # "At once": no connection tried and no retry's wait (counted, not timed: timing depends on the machine).
     assert no_network == []
-    assert loaded.sources == [] and len(loaded.messages) == 1
-    assert loaded.messages[0].startswith("grounding source skipped") and DEFAULT_GROUNDING in loaded.messages[0]
-    assert loaded.report["grounding"] == {"ran": False, "weights": DEFAULT_GROUNDING,
-                                          "reason": loaded.report["grounding"]["reason"]}
-    assert "not on this machine" in loaded.report["grounding"]["reason"]
+    message = str(error.value)
+    assert f"the grounding source '{YOLOE_GROUNDING}' cannot run here" in message and "not on this machine" in message
+    assert "--grounding none" in message and "\n" not in message
 
 
-def test_local_open_vocabulary_weights_without_the_text_encoder_are_skipped(tmp_path, no_network):
+def test_a_source_turned_off_is_recorded_as_off():
+    loaded = load_sources("none", None, GROUNDING_SETTINGS)
+    assert loaded.sources == []
+    assert loaded.report == {role: {"ran": False, "weights": None, "reason": "turned off (none)"}
+                             for role in ("detector", "grounding")}
+
+
+def test_local_open_vocabulary_weights_without_the_text_encoder_are_refused(tmp_path, no_network):
     import_ultralytics()
     from ultralytics import YOLO
 
     weights = tmp_path / "yoloe-local.pt"
     YOLO("yoloe-11n.yaml").save(weights)
-    loaded = load_sources(None, str(weights), GROUNDING_SETTINGS)
-    assert loaded.sources == [] and len(loaded.messages) == 1
-    reason = loaded.report["grounding"]["reason"]
-    assert "text encoder" in reason and ("clip" in reason or "mobileclip" in reason)
-    assert loaded.report["grounding"]["weights"] == "yoloe-local.pt"  # no folder in the file's attributes
+    with pytest.raises(DghcError) as error:
+        load_sources(None, str(weights), GROUNDING_SETTINGS)
+    reason = str(error.value)
+    assert "text encoder" in reason and ("clip" in reason or "mobileclip" in reason) and "yoloe-local.pt" in reason
     assert no_network == []
 
 
@@ -246,6 +253,6 @@ def test_generic_detector_takes_any_yolo_yaml_and_reports_a_corrupt_file(tmp_pat
     found = detector.detect(photos()[:1])[0]
     assert found.source == "detector" and set(found.class_names) <= set(detector.class_names)
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint" * 10)
-    loaded = load_sources(str(tmp_path / "broken.pt"), None, PredictSettings())
-    assert loaded.sources == [] and "cannot load 'broken.pt'" in loaded.messages[0]
-    assert "\n" not in loaded.messages[0] and str(tmp_path) not in loaded.report["detector"]["reason"]
+    with pytest.raises(DghcError, match="cannot load 'broken.pt'") as error:
+        load_sources(str(tmp_path / "broken.pt"), None, PredictSettings())
+    assert "\n" not in str(error.value)

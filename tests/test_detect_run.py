@@ -317,13 +317,18 @@ def test_ids_that_could_leave_the_images_folder_are_refused(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
-def test_no_source_available_is_an_error_naming_each_reason(tmp_path):
+def test_a_source_that_cannot_run_or_no_source_at_all_is_an_error(tmp_path):
     conll = write_conll(tmp_path / "t.txt", [("a", "x")])
     result = CliRunner().invoke(dghc, ["detect", str(conll), "--detector", "nowhere.pt", "--grounding", "none",
                                        "--out", str(tmp_path / "d.h5"), "--no-progress"])
     assert result.exit_code == 1
-    assert "no detection source can run" in result.output and "nowhere.pt" in result.output
-    assert "turned off" in result.output and not (tmp_path / "d.h5").exists()
+    assert "the detector source 'nowhere.pt' cannot run here" in result.output and "--detector none" in result.output
+    assert not (tmp_path / "d.h5").exists()
+    result = CliRunner().invoke(dghc, ["detect", str(conll), "--detector", "none", "--grounding", "none",
+                                       "--out", str(tmp_path / "d.h5"), "--no-progress"])
+    assert result.exit_code == 1
+    assert "no detection source can run" in result.output and "turned off" in result.output
+    assert not (tmp_path / "d.h5").exists()
 
 
 def test_command_line_end_to_end_with_show_strict_and_params(small_set, tmp_path):
@@ -332,11 +337,11 @@ def test_command_line_end_to_end_with_show_strict_and_params(small_set, tmp_path
     out = tmp_path / "cache" / "detections.h5"
     result = runner.invoke(dghc, ["detect", str(conll), "--out", str(out), "--imgsz", str(IMGSZ), "--no-progress"])
     assert result.exit_code == 0, result.output
-    # The default grounding weights are not on this machine: skipped with one message, recorded in the file.
-    assert result.output.count("grounding source skipped") == 1 and "YOLO_OFFLINE" in result.output
+    # No grounding weights by default (none offline): recorded in the file as turned off.
+    assert "grounding: off (turned off (none))" in result.output
     assert f"detect: {len(ids) + 1} images: {len(ids)} present, 1 missing, 0 unreadable" in result.output
     det = load_detections(out)
-    assert det.sources_run["grounding"]["ran"] is False and "yoloe" in det.sources_run["grounding"]["weights"]
+    assert det.sources_run["grounding"] == {"ran": False, "weights": None, "reason": "turned off (none)"}
 
     png = tmp_path / "bus_boxes.png"
     result = runner.invoke(dghc, ["detect", str(conll), "--show", "bus", "--detections", str(out), "--out", str(png)])

@@ -93,5 +93,5 @@ def test_unavailable_weights_are_one_clear_reason(posts, tmp_path, monkeypatch, 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # an empty cache
     result = detect(conll, tmp_path / "d.h5", spec)
     assert result.exit_code == 1
-    assert "no detection source can run" in result.output and phrase in result.output, result.output
+    assert f"the detector source '{spec}' cannot run here" in result.output and phrase in result.output, result.output
     assert "Traceback" not in result.output

@@ -18,6 +18,7 @@ from cli import dghc
 from pipeline.data.raw_text import tokenize
 from pipeline.prediction.inputs import tokens_with_offsets
 from pipeline.prediction.run import entities_of
+from tests.datasets import data_sets
 
 LAYERS, BLOCKS = 2, 4  # tiny BERT layers; whole image + m = 3 regions
 FIELDS = {"id", "tokens", "entities", "relevance", "gates", "image_status", "image_reason", "regions", "words_cut"}
@@ -295,3 +296,36 @@ def test_a_model_that_saw_few_images_says_so_when_it_tags_an_image(trained, tmp_
         result = invoke([model, "-"], stdin=post)
         assert result.exit_code == 0, result.output
         assert ("only 1.0% of the training posts had an image" in caplog.text) == warned, caplog.text
+
+
+@pytest.mark.parametrize("data", data_sets())
+def test_the_text_split_of_each_data_set_is_read_from_its_words(data):
+    """Twitter-2015 keeps "#NBA" and "@user" whole, Twitter-2017 cuts the sign off ("#", "NBA")."""
+    from pipeline.data.conll import read_conll
+    from pipeline.data.raw_text import TextSplit
+
+    posts, _ = read_conll(data.split("train"))
+    split = TextSplit.of_words(p.tokens for p in posts)
+    whole = data.style == "twitter2015"
+    print(f"{data.name}: {split}")
+    assert split == TextSplit(hashtags_whole=whole, mentions_whole=whole)
+    words = [t.text for t in tokenize("RT @nba_news: #NBA Finals tonight!", split)]
+    expected = ["RT", "@nba_news", ":", "#NBA", "Finals", "tonight", "!"] if whole else \
+        ["RT", "@", "nba_news", ":", "#", "NBA", "Finals", "tonight", "!"]
+    assert words == expected
+
+
+def test_predict_cuts_raw_text_as_the_model_s_training_data_was_cut(trained, tmp_path):
+    """The model records its training data's split; a model of Twitter-2017 style data gets "#", "NBA"."""
+    meta = json.loads((trained["text_model"] / "dghc.json").read_text())
+    assert meta["info"]["text_split"] == {"hashtags_whole": True, "mentions_whole": True}  # the demo keeps them
+    split_model = tmp_path / "split_model"
+    shutil.copytree(trained["text_model"], split_model)
+    meta["info"]["text_split"] = {"hashtags_whole": False, "mentions_whole": False}
+    (split_model / "dghc.json").write_text(json.dumps(meta))
+    post = jsonl([{"id": "a", "text": "@bob loves #NYC"}])
+    for model, words in ((trained["text_model"], ["@bob", "loves", "#NYC"]),
+                         (split_model, ["@", "bob", "loves", "#", "NYC"])):
+        result = invoke([model], stdin=post)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["tokens"] == words

@@ -206,3 +206,33 @@ def test_a_pass_is_shared_by_the_processes_without_losing_or_doubling_posts():
     steps = epoch_steps(list(range(10)), config)  # passes of 4, 4, 2 (+1 from the start: every process gets one)
     assert steps == [[[0, 1, 2, 3], [4, 5, 6, 7]], [[8, 9, 0]]]
     assert epoch_order(30, seed=5, epoch=3) == epoch_order(30, seed=5, epoch=3) != epoch_order(30, seed=5, epoch=2)
+
+
+def test_max_grad_norm_zero_trains_without_clipping(tmp_path, tiny_bert):
+    """0 turns clipping off; clipping to a norm of 0 would scale every gradient to 0 and train nothing."""
+    from transformers import AutoModel
+
+    config = tiny_config(tmp_path, tiny_bert, epochs=1, max_grad_norm=0.0, weight_decay=0.0)
+    result = train(config, POSTS, POSTS, image_features())
+    trained = load_checkpoint(result.output_dir).tagger.encoder.state_dict()
+    initial = AutoModel.from_pretrained(tiny_bert).state_dict()
+    moved = [name for name, tensor in initial.items() if name in trained and not torch.equal(tensor, trained[name])]
+    print(f"{len(moved)} of {len(initial)} encoder tensors moved in one epoch")
+    assert len(moved) > len(initial) // 2
+
+
+@pytest.mark.parametrize("every, saved_after", [(1, [1, 2, 3]), (2, [2]), (5, [])])
+def test_the_state_is_saved_every_save_every_epochs_epochs(tmp_path, tiny_bert, monkeypatch, every, saved_after):
+    """The last epoch saves no state (the run ends); a large model saves gigabytes, so a user may save less often."""
+    from pipeline.training.state import StateFolder
+
+    saved: list[int] = []
+    original = StateFolder.save
+
+    def recording(self, **state):
+        saved.append(state["progress"].epoch)
+        return original(self, **state)
+
+    monkeypatch.setattr(StateFolder, "save", recording)
+    train(tiny_config(tmp_path, tiny_bert, epochs=4, save_every_epochs=every), POSTS, POSTS, image_features())
+    assert saved == saved_after

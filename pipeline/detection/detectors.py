@@ -9,8 +9,9 @@ picks the wrappers for a run; ``torchvision_detector.py`` wraps the paper's Fast
   ultralytics (MobileCLIP or CLIP) or, in tests, from a stand-in.
 
 Weights that cannot be had make a source *unavailable* (``SourceUnavailable`` with one clear reason); the stage
-skips it. Nothing here downloads when ``YOLO_OFFLINE`` is set: local files are checked before any model is
-constructed, because ultralytics would otherwise try to download (and pip-install its CLIP fork).
+refuses to run with it (``sources.load_sources``). Nothing here downloads when ``YOLO_OFFLINE`` is set: local
+files are checked before any model is constructed, because ultralytics would otherwise try to download (and
+pip-install its CLIP fork).
 """
 from __future__ import annotations
 
@@ -258,7 +259,7 @@ class UltralyticsTextEncoder:
         if importlib.util.find_spec("clip") is None:
             raise SourceUnavailable(
                 "ultralytics' text encoder needs the 'clip' package, which is not installed "
-                "(pip install git+https://github.com/ultralytics/CLIP.git)")
+                "(pip install 'dghc[grounding]', or ultralytics' fork: git+https://github.com/ultralytics/CLIP.git)")
         from ultralytics.utils import SETTINGS
 
         file = _TEXT_WEIGHTS.get(self.variant)

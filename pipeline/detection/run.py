@@ -18,7 +18,7 @@ from pipeline.artifacts.fingerprint import sha256_file, sha256_json
 from pipeline.artifacts.lock import output_lock
 from pipeline.artifacts.partial import PartialOutput
 from pipeline.core.console import say
-from pipeline.core.devices import resolve_device
+from pipeline.core.devices import announce_device, resolve_device
 from pipeline.core.errors import DghcError, first_line
 from pipeline.core.signals import StopRequest, stop_signals
 from pipeline.data.conll import check_image_id, read_conll
@@ -64,7 +64,6 @@ class DetectSummary:
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (id, status, reason), not present
     resumed_from: int = 0
     up_to_date: bool = False
-    messages: list[str] = field(default_factory=list)
 
     def format(self, limit: int = 10) -> str:
         counts = ", ".join(f"{self.counts.get(name, 0)} {name}" for name in STATUS_NAMES)
@@ -74,7 +73,7 @@ class DetectSummary:
             if info.get("ran"):
                 lines.append(f"  {role}: ran with {info.get('weights')}")
             else:
-                lines.append(f"  {role}: skipped ({info.get('reason')})")
+                lines.append(f"  {role}: off ({info.get('reason')})")
         unreadable = [p for p in self.problems if p[1] == ImageStatus.UNREADABLE.label]
         for image_id, status, reason in unreadable[:limit]:
             lines.append(f"  {status}: {image_id}: {reason}")
@@ -203,11 +202,10 @@ def _run_detect(config: DetectConfig, out: Path, loaded: LoadedSources | None, t
 
     items = collect_items(config.files, config.images, config.max_phrases)
     if loaded is None:
-        settings = PredictSettings(imgsz=config.imgsz, conf=config.conf, iou=config.iou,
-                                   device=detector_device(config.device))
+        device = detector_device(config.device)
+        announce_device("detect", device, config.device)
+        settings = PredictSettings(imgsz=config.imgsz, conf=config.conf, iou=config.iou, device=device)
         loaded = load_sources(config.detector, config.grounding, settings, text_encoder=text_encoder)
-    for message in loaded.messages:
-        log(message)
     if not loaded.sources:
         reasons = "; ".join(f"{role}: {info.get('reason')}" for role, info in sorted(loaded.report.items()))
         raise DghcError(f"detect: no detection source can run ({reasons})")
@@ -258,7 +256,6 @@ def _run_detect(config: DetectConfig, out: Path, loaded: LoadedSources | None, t
     summary = _summary(out, arrays["status"], arrays["reason"], arrays["image_ids"], arrays["sources"],
                        arrays["valid"], loaded.report)
     summary.resumed_from = start
-    summary.messages = list(loaded.messages)
     _check_strict(config, summary)  # under --strict the output is not published; the work file stays
     with writing(out, f"the previous {out.name}, if any, is untouched; {kept}"):
         write_detections(out, arrays, config.m, fingerprint, loaded.report)

@@ -1,14 +1,13 @@
 """Which detection sources run: ``load_sources`` turns the detector and grounding specs into loaded wrappers
 (``UltralyticsDetector`` / ``GroundingDetector`` from ``detectors.py``, ``TorchvisionDetector`` from
-``torchvision_detector.py``), skipping an unavailable one with its reason for the file's attributes;
+``torchvision_detector.py``) and refuses a configured one that cannot run here, naming why;
 ``detector_source`` builds the generic detector from its spec, for detect and for predict."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from pipeline.core.errors import DghcError
 from pipeline.detection.detectors import (
     DETECTOR,
     GROUNDING,
@@ -22,21 +21,13 @@ from pipeline.detection.detectors import (
 )
 from pipeline.detection.torchvision_detector import TorchvisionDetector
 
-_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s'\"()/]+/)+([^\s'\"()/]*)")
-
-
-def strip_paths(text: str) -> str:
-    """``text`` with absolute paths cut to their last part: the file's attributes must not depend on folders."""
-    return _ABSOLUTE_PATH.sub(r"\1", text)
-
 
 @dataclass
 class LoadedSources:
-    """The sources that run, and for the file's attributes which ran and which were skipped and why."""
+    """The sources that run, and for the file's attributes which ran and which were turned off."""
 
     sources: list[Any] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
-    messages: list[str] = field(default_factory=list)
 
 
 def detector_source(spec: str, settings: PredictSettings) -> Any:
@@ -49,9 +40,10 @@ def detector_source(spec: str, settings: PredictSettings) -> Any:
 
 def load_sources(detector: str | None, grounding: str | None, settings: PredictSettings,
                  text_encoder: TextEncoder | None = None) -> LoadedSources:
-    """Load the generic detector and the grounding detector; an unavailable one is skipped with a message.
+    """Load the generic detector and the grounding detector.
 
-    ``detector`` / ``grounding``: weights, or None / "none" to leave the source out.
+    ``detector`` / ``grounding``: weights, or None / "none" to leave the source out. A source that is configured
+    but cannot run here is an error, not a skip: regions computed without it would be cached as if it had run.
     """
     loaded = LoadedSources()
     for role, spec in ((DETECTOR, detector), (GROUNDING, grounding)):
@@ -64,10 +56,8 @@ def load_sources(detector: str | None, grounding: str | None, settings: PredictS
             else:
                 source = GroundingDetector(resolve_weights(str(spec)), settings, encoder=text_encoder)
         except SourceUnavailable as err:
-            # The file name only: attributes hold no absolute paths (the bytes must not depend on the folder).
-            loaded.report[role] = {"ran": False, "weights": Path(str(spec)).name, "reason": strip_paths(str(err))}
-            loaded.messages.append(f"{role} source skipped: {err}")
-            continue
+            raise DghcError(f"detect: the {role} source {spec!r} cannot run here: {err}. Make it available, or "
+                            f"leave it out ({role}: none in params.yaml, --{role} none)") from None
         loaded.sources.append(source)
         loaded.report[role] = {"ran": True, **source.describe()}
     return loaded

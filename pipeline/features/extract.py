@@ -22,6 +22,7 @@ from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.artifacts.lock import output_lock
 from pipeline.artifacts.partial import PartialOutput
 from pipeline.core.console import say
+from pipeline.core.devices import announce_device
 from pipeline.core.errors import DghcError
 from pipeline.core.signals import StopRequest, stop_signals
 from pipeline.data.conll import read_conll
@@ -123,6 +124,7 @@ def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_b
     detections = load_detection_rows(config.detections, images.ids, config.inputs)
     if encoder is None:
         encoder = load_clip(config.model, config.output, config.device, config.seed)
+        announce_device("extract", encoder.device, config.device)
     m, dim, n = detections.m, encoder.dim, len(images.ids)
     fingerprint = build_fingerprint(encoder.identity(), dtype=config.dtype, crop_padding=config.crop_padding,
                                     min_crop_size=config.min_crop_size, max_aspect=config.max_aspect, m=m,

@@ -4,7 +4,8 @@
     {"id": "p2", "tokens": ["Jordan", "scored", "twice"]}
 
 ``id`` (string, unique) names the post in the output and nothing else: it is never used as a file name.
-``text`` is split into word tokens with character offsets (``pipeline.data.raw_text``); ``tokens`` gives the
+``text`` is split into word tokens with character offsets (``pipeline.data.raw_text``, cutting hashtags and
+mentions as the model's training data did); ``tokens`` gives the
 words directly, and offsets then refer to the tokens joined by single spaces. ``image`` is a path, relative to
 the input file's folder (or to the current folder when reading stdin). Blank lines are ignored.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 from pipeline.core.errors import DataFormatError, DghcError
-from pipeline.data.raw_text import Token, tokenize
+from pipeline.data.raw_text import TextSplit, Token, tokenize
 
 KNOWN_FIELDS = ("id", "text", "tokens", "image")
 STDIN_NAME = "<stdin>"
@@ -51,8 +52,9 @@ def tokens_with_offsets(words: list[str]) -> tuple[str, list[Token]]:
     return " ".join(words), tokens
 
 
-def parse_post(value: object, *, source: str, line: int, base_dir: Path) -> InputPost:
-    """One decoded JSON value as a post; raises DataFormatError naming ``source:line`` and the fix."""
+def parse_post(value: object, *, source: str, line: int, base_dir: Path, split: TextSplit = TextSplit()) -> InputPost:
+    """One decoded JSON value as a post (``text`` cut into words by ``split``); raises DataFormatError naming
+    ``source:line`` and the fix."""
 
     def bad(problem: str, fix: str) -> DataFormatError:
         return DataFormatError(source, line, problem, fix)
@@ -79,7 +81,7 @@ def parse_post(value: object, *, source: str, line: int, base_dir: Path) -> Inpu
         if not isinstance(text, str):
             raise bad(f"post {post_id!r}: \"text\" must be a string, found a {type(text).__name__}",
                       'write the post as one string, or use "tokens": [...] for a list of words')
-        tokens = tokenize(text)
+        tokens = tokenize(text, split)
         if not tokens:
             raise bad(f"post {post_id!r}: \"text\" is empty", "give the post's text, or leave the line out")
     else:
@@ -108,8 +110,9 @@ def parse_post(value: object, *, source: str, line: int, base_dir: Path) -> Inpu
 
 
 def read_posts(lines: Iterable[bytes], *, source: str, base_dir: Path, skip_bad: bool = False,
-               warn: Callable[[str], None] = lambda message: None) -> ReadResult:
-    """Parse every line; a bad line raises DataFormatError, or with ``skip_bad`` is reported through ``warn``."""
+               warn: Callable[[str], None] = lambda message: None, split: TextSplit = TextSplit()) -> ReadResult:
+    """Parse every line; a bad line raises DataFormatError, or with ``skip_bad`` is reported through ``warn``.
+    ``split``: how raw ``text`` is cut into words (as the model's training data was)."""
     posts: list[InputPost] = []
     seen: dict[str, int] = {}
     skipped: list[str] = []
@@ -130,7 +133,7 @@ def read_posts(lines: Iterable[bytes], *, source: str, base_dir: Path, skip_bad:
             except json.JSONDecodeError as err:
                 raise DataFormatError(source, number, f"not valid JSON ({err.msg} at column {err.colno})",
                                       'write one JSON object per line, e.g. {"id": "p1", "text": "..."}') from None
-            post = parse_post(value, source=source, line=number, base_dir=base_dir)
+            post = parse_post(value, source=source, line=number, base_dir=base_dir, split=split)
             if post.post_id in seen:
                 raise DataFormatError(source, number,
                                       f"id {post.post_id!r} already used on line {seen[post.post_id]}",

@@ -28,12 +28,13 @@ from tqdm import tqdm
 from pipeline.artifacts.atomic import atomic_text
 from pipeline.artifacts.lock import output_lock
 from pipeline.core.console import say
-from pipeline.core.devices import resolve_device
+from pipeline.core.devices import announce_device, resolve_device
 from pipeline.core.errors import DghcError
 from pipeline.core.precision import check_precision
 from pipeline.core.signals import stop_signals
 from pipeline.data.conll import Post
 from pipeline.data.images import load_image
+from pipeline.data.raw_text import TextSplit
 from pipeline.data.tags import bio_spans
 from pipeline.prediction.config import PredictConfig
 from pipeline.prediction.inputs import InputPost, open_input, read_posts
@@ -114,9 +115,11 @@ def _predict(config: PredictConfig, stdin: BinaryIO | None, stdout: TextIO | Non
             and Path(config.out).resolve() == Path(config.input).resolve():
         raise DghcError(f"--out {config.out} is the input file: write the output elsewhere")
     stdin = stdin if stdin is not None else sys.stdin.buffer
+    checkpoint = load_checkpoint(config.model_dir)  # first: its training data says how to cut raw text into words
     stream, source, base_dir = open_input(config.input, stdin)
     try:
-        read = read_posts(stream, source=source, base_dir=base_dir, skip_bad=config.skip_bad, warn=log)
+        read = read_posts(stream, source=source, base_dir=base_dir, skip_bad=config.skip_bad, warn=log,
+                          split=TextSplit.from_json(checkpoint.info.get("text_split")))
     finally:
         if stream is not stdin:
             stream.close()
@@ -125,8 +128,8 @@ def _predict(config: PredictConfig, stdin: BinaryIO | None, stdout: TextIO | Non
             "(known: id, text, tokens, image)")
     posts = read.posts
     device = resolve_device(config.device)
+    announce_device("predict", device, config.device)
     check_precision(config.precision, device)
-    checkpoint = load_checkpoint(config.model_dir)
     tagger = checkpoint.tagger.to(device)
     uses_image = tagger.config.use_image
     pipeline = None

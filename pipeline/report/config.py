@@ -30,7 +30,8 @@ class ReportConfig:
     batch_size: int = param(32, help="Posts per batch.", minimum=1)
     keep_other: bool = param(False, help="Keep OTHER as its own type instead of MISC (the gold is read as the model "
                              "was trained: OTHER kept when it learned OTHER; refused when it learned MISC).")
-    device: str = param("cpu", help="Torch device: cpu, cuda, cuda:N, auto (the GPU when there is one).")
+    device: str = param("auto", help="Torch device: auto (the GPU when there is one, else the CPU), cpu, cuda, "
+                                 "cuda:N.")
     precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of the tagging (autocast; fp16 "
                                                      "needs a CUDA GPU).")
     progress: bool = param(True, help="Show a progress bar.")

@@ -104,13 +104,17 @@ class TrainConfig:
                                      minimum=0)
     eval_mode: Literal["default", "strict"] = param("default", help="seqeval mode whose F1 picks the best epoch.")
     merge_other: bool = param(True, help="Read Twitter-2015's OTHER as MISC.")
-    device: str = param("cpu", help="Torch device: cpu, cuda, auto (the GPU when there is one).")
+    device: str = param("auto", help="Torch device: auto (the GPU when there is one, else the CPU), cpu, cuda, "
+                                 "cuda:N.")
     precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of training and dev scoring "
                                                      "(fp16 needs a CUDA GPU; bf16 a GPU or CPU that has it).")
     processes: int = param(1, help="Data-parallel processes: `dghc train --processes N` starts N (gloo on the "
                            "CPU, one GPU each with CUDA); rank 0 alone writes files.", minimum=1)
-    save_every_steps: int = param(0, help="Also save the resumable state every N optimizer steps (0: at the end "
-                                  "of every epoch only).", minimum=0)
+    save_every_epochs: int = param(1, help="Save the resumable state at the end of every N-th epoch (a crash then "
+                                   "repeats at most N-1 epochs; with large models each save writes gigabytes).",
+                                   minimum=1)
+    save_every_steps: int = param(0, help="Also save the resumable state every N optimizer steps (0: at epoch ends "
+                                  "only).", minimum=0)
     restart: bool = param(False, help="Ignore a saved training state and start over.", in_params=False)
     no_restart: bool = param(False, help="Refuse to start over when the saved training state is damaged, instead "
                              "of replacing it.")
@@ -166,7 +170,8 @@ class EvaluateConfig:
     batch_size: int = param(32, help="Posts per batch.", minimum=1)
     keep_other: bool = param(False, help="Keep OTHER as its own type instead of MISC (the gold is read as the model "
                              "was trained: OTHER kept when it learned OTHER; refused when it learned MISC).")
-    device: str = param("cpu", help="Torch device: cpu, cuda, cuda:N, auto (the GPU when there is one).")
+    device: str = param("auto", help="Torch device: auto (the GPU when there is one, else the CPU), cpu, cuda, "
+                                 "cuda:N.")
     precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of the tagging (autocast; fp16 "
                                                      "needs a CUDA GPU).")
 

@@ -9,11 +9,11 @@ The state folder (``state_dir``, default ``cache/train_state/``) holds
     current/state.json          format, the resume key, and the progress (epoch, step, loss so far, best score...)
     best/                       the best dev checkpoint so far (a checkpoint folder, see ``checkpoint``)
 
-``current/`` is written as a whole (``atomic_folder``) at the end of every epoch and every ``save_every_steps``
-steps, so a kill at any moment leaves the previous state; a kill between the two renames of the swap leaves it as
-``.current.old``, which is read too. ``best/`` lives here, not in the output folder, because DVC deletes a stage's
-outputs before it runs it: the output folder is written from ``best/`` when training ends. A state made for other
-data, parameters or code is refused, naming each key that differs; ``--restart`` ignores it. A damaged one
+``current/`` is written as a whole (``atomic_folder``) at the end of every ``save_every_epochs``-th epoch and every
+``save_every_steps`` steps, so a kill at any moment leaves the previous state; a kill between the two renames of the
+swap leaves it as ``.current.old``, which is read too. ``best/`` lives here, not in the output folder, because DVC
+deletes a stage's outputs before it runs it: the output folder is written from ``best/`` when training ends. A state made for
+other data, parameters or code is refused, naming each key that differs; ``--restart`` ignores it. A damaged one
 (checksums in ``state.json``) is never trusted: training starts over with a note, or refuses with
 ``--no-restart``. A finished run empties the folder (DVC keeps the folder itself: it is a ``persist`` output).
 """

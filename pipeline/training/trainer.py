@@ -10,9 +10,9 @@ ours, because resuming must be exact:
 - ``grad_accum_steps`` passes make one optimizer step; AdamW with transformers' warmup schedule; with
   ``ema_decay``, a moving average of the weights (torch's AveragedModel) is what dev scoring and the checkpoint use;
 - dev scoring splits the dev posts across the processes and gathers the predictions: every post exactly once;
-- the state (weights and their average, optimizer, scheduler, scaler, every process's RNGs, progress) is saved at the end of every
-  epoch and every ``save_every_steps`` steps (``state``); rerunning the same command resumes from it, and on the
-  CPU the final weights equal those of an uninterrupted run, tensor for tensor.
+- the state (weights and their average, optimizer, scheduler, scaler, every process's RNGs, progress) is saved at the
+  end of every ``save_every_epochs``-th epoch and every ``save_every_steps`` steps (``state``); rerunning the same
+  command resumes from it, and on the CPU the final weights equal those of an uninterrupted run, tensor for tensor.
 
 Rank 0 alone writes the best checkpoint, the log and the state.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
 import logging
 import math
@@ -38,13 +37,14 @@ from transformers import set_seed
 
 import pipeline
 from pipeline.artifacts.atomic import atomic_folder, write_text_atomically
-from pipeline.artifacts.fingerprint import sha256_json
+from pipeline.artifacts.fingerprint import code_sha256, sha256_json
 from pipeline.artifacts.lock import output_lock
-from pipeline.core.devices import resolve_device
+from pipeline.core.devices import announce_device, resolve_device
 from pipeline.core.errors import DghcError
 from pipeline.core.precision import autocast, check_precision
 from pipeline.core.signals import Interrupted, StopRequest, stop_signals
 from pipeline.data.conll import Post, read_conll
+from pipeline.data.raw_text import TextSplit
 from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set, entity_types, invalid_bio_positions
 from pipeline.data.word_shape import tokenizer_lowercases
 from pipeline.detection.store import read_fingerprint
@@ -69,7 +69,8 @@ logger = logging.getLogger(__name__)
 
 # Parameters that do not change what training computes: a state saved under other values still resumes.
 NOT_IN_RESUME_KEY = frozenset({"train_file", "dev_file", "features_file", "detections_file", "output_dir", "log_file",
-                               "metrics_file", "state_dir", "save_every_steps", "restart", "no_restart", "progress"})
+                               "metrics_file", "state_dir", "save_every_epochs",
+                               "save_every_steps", "restart", "no_restart", "progress"})
 
 
 @dataclass
@@ -135,6 +136,8 @@ def make_accelerator(config: TrainConfig) -> Any:
         if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)  # one process runs on the current GPU: make it the one asked for
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=config.precision)
+    if accelerator.is_main_process:
+        announce_device("train", accelerator.device, config.device)
     if accelerator.num_processes != config.processes:
         raise DghcError(f"train: processes is {config.processes} but this run has {accelerator.num_processes}: start "
                         f"several with `dghc train --processes {config.processes}` (or torchrun/accelerate launch)")
@@ -190,16 +193,14 @@ def resume_key(config: TrainConfig, train_posts: Sequence[Post], dev_posts: Sequ
                features: VisualFeatures | None, device: torch.device) -> dict[str, Any]:
     """What a saved state must have been made with to be resumed: parameters, data, features, code, processes."""
     params = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in NOT_IN_RESUME_KEY}
-    source = hashlib.sha256()
     root = Path(pipeline.__file__).parent
-    for path in sorted((root / "model").glob("*.py")) + sorted((root / "training").glob("*.py")):
-        source.update(path.read_bytes())
+    code = code_sha256(sorted((root / "model").glob("*.py")) + sorted((root / "training").glob("*.py")))
     return {
         "params": {k: str(v) if isinstance(v, Path) else v for k, v in params.items()},
         "train_data": sha256_json([[p.post_id, p.tokens, p.labels] for p in train_posts]),
         "dev_data": sha256_json([[p.post_id, p.tokens, p.labels] for p in dev_posts]),
         "features": getattr(features, "fingerprint_sha256", None),
-        "code": f"dghc {pipeline.__version__}, model+training sources sha256 {source.hexdigest()[:16]}",
+        "code": f"dghc {pipeline.__version__}, model+training code sha256 {code[:16]}",
         "device_type": device.type,
     }
 
@@ -310,7 +311,9 @@ def _train(config: TrainConfig, accelerator: Any, stop: StopRequest, train_posts
                              recorded_detections(features, config.detections_file) if config.use_image else None),
                info={"encoder": config.encoder, "train_config": config.to_json(), "effective_batch": effective_batch,
                      "processes": accelerator.num_processes, "grad_accum_steps": config.grad_accum_steps,
-                     "precision": config.precision, "train_image_share": train_image_share})
+                     "precision": config.precision, "train_image_share": train_image_share,
+                     # how `dghc predict` cuts raw text into words: as this training data was cut
+                     "text_split": asdict(TextSplit.of_words(p.tokens for p in train_posts))})
 
     resumed_from = (progress.epoch, progress.step_in_epoch) if state is not None else None
     for epoch in range(progress.epoch + 1, config.epochs + 1):
@@ -451,7 +454,7 @@ class _Run:
         if self.main and config.log_file:
             write_log(Path(config.log_file), [EpochRecord(**r) for r in progress.history])
         early_stop = bool(config.early_stop_patience and progress.stale >= config.early_stop_patience)
-        if epoch < config.epochs and not early_stop:
+        if epoch < config.epochs and not early_stop and epoch % config.save_every_epochs == 0:
             self.save_progress()
         if early_stop and self.main:
             logger.info("no dev improvement in %d epochs: stopping early", progress.stale)
