@@ -10,6 +10,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -337,6 +338,7 @@ def test_command_line_end_to_end_with_show_strict_and_params(small_set, tmp_path
     out = tmp_path / "cache" / "detections.h5"
     result = runner.invoke(dghc, ["detect", str(conll), "--out", str(out), "--imgsz", str(IMGSZ), "--no-progress"])
     assert result.exit_code == 0, result.output
+    assert re.search(r"detect: running on (cpu|cuda:0 \(.*\)) \(device auto", result.output), result.output
     # No grounding weights by default (none offline): recorded in the file as turned off.
     assert "grounding: off (turned off (none))" in result.output
     assert f"detect: {len(ids) + 1} images: {len(ids)} present, 1 missing, 0 unreadable" in result.output

@@ -25,19 +25,19 @@ def resolve_device(device: str) -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
-    """``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu (no CUDA GPU)``: which device, in words."""
+    """``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu``: which device, in words."""
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    if device.type == "cpu":
-        return "cpu" + ("" if torch.cuda.is_available() else " (no CUDA GPU)")
     return str(device)
 
 
 def announce_device(stage: str, device: torch.device | str, asked: str) -> None:
-    """One line on stderr saying where ``stage`` runs, and that ``auto`` chose it when it did."""
+    """One line on stderr saying where ``stage`` runs: ``train: running on cpu (device auto; no CUDA GPU here)``."""
     try:
         chosen = describe_device(torch.device(device))
     except RuntimeError:  # a form torch does not read but ultralytics does ("0", "0,1")
         chosen = f"device {device}"
-    say(f"{stage}: running on {chosen}" + (" (device auto)" if asked == "auto" else ""))
+    notes = (["device auto"] if asked == "auto" else []) + \
+        (["no CUDA GPU here"] if chosen == "cpu" and not torch.cuda.is_available() else [])
+    say(f"{stage}: running on {chosen}" + (f" ({'; '.join(notes)})" if notes else ""))
