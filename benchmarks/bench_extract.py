@@ -167,7 +167,7 @@ def bench_store_and_step(root: Path, rows: int, batch: int, reads: int, steps: i
     from pipeline.data.conll import read_conll
     from pipeline.data.tags import bioes_label_set, entity_types
     from pipeline.features.store import FeatureStore
-    from pipeline.training.batching import collate, make_examples
+    from pipeline.model.batching import collate, make_examples
 
     posts, _ = read_conll(DATA)
     post_ids = sorted({post.post_id for post in posts})

@@ -25,11 +25,11 @@ import torch  # noqa: E402
 from benchmarks.report import update_section  # noqa: E402
 from pipeline.data.conll import read_conll  # noqa: E402
 from pipeline.data.tags import bioes_label_set, entity_types  # noqa: E402
+from pipeline.inference.tagging import predict  # noqa: E402
+from pipeline.model.batching import collate, make_examples  # noqa: E402
 from pipeline.model.encoder import PACKAGED_MINILM, load_encoder_and_tokenizer  # noqa: E402
 from pipeline.model.tagger import DGHCTagger, ModelConfig  # noqa: E402
-from pipeline.training.batching import collate, make_examples  # noqa: E402
 from pipeline.training.config import TrainConfig  # noqa: E402
-from pipeline.training.inference import predict  # noqa: E402
 from pipeline.training.optim import make_optimizer, make_scheduler  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2017" / "train.txt"

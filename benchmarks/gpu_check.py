@@ -111,9 +111,9 @@ def check_train(root: Path, splits: list[Path], device: str, precisions: list[st
     from pipeline.data.conll import read_conll
     from pipeline.data.tags import bioes_label_set, entity_types
     from pipeline.features.store import FeatureStore
+    from pipeline.model.batching import collate, make_examples
     from pipeline.model.encoder import PACKAGED_MINILM, resolve_encoder
     from pipeline.model.tagger import DGHCTagger
-    from pipeline.training.batching import collate, make_examples
     from pipeline.training.config import TrainConfig
     from pipeline.training.optim import make_optimizer
     from pipeline.training.trainer import TrainingStep, make_accelerator

@@ -40,10 +40,10 @@ from pipeline.detection.run import run_detect  # noqa: E402
 from pipeline.features.config import ExtractConfig  # noqa: E402
 from pipeline.features.extract import extract_features  # noqa: E402
 from pipeline.features.store import FeatureStore  # noqa: E402
-from pipeline.training.checkpoint import load_checkpoint  # noqa: E402
+from pipeline.inference.checkpoint import load_checkpoint  # noqa: E402
+from pipeline.inference.evaluation import evaluate  # noqa: E402
+from pipeline.inference.tagging import predict  # noqa: E402
 from pipeline.training.config import TrainConfig  # noqa: E402
-from pipeline.training.evaluation import evaluate  # noqa: E402
-from pipeline.training.inference import predict  # noqa: E402
 from pipeline.training.trainer import train  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"

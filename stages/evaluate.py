@@ -7,7 +7,7 @@ import logging
 import click
 
 from pipeline.core.console import setup_logging
-from pipeline.training.config import EvaluateConfig
+from pipeline.inference.config import EvaluateConfig
 from stages.options import configured
 
 
@@ -35,9 +35,9 @@ def _evaluate(config: EvaluateConfig) -> None:
     from pipeline.core.precision import check_precision
     from pipeline.data.conll import read_conll
     from pipeline.data.tags import invalid_bio_positions
-    from pipeline.training.checkpoint import load_checkpoint  # torch: imported only when the stage runs
-    from pipeline.training.evaluation import evaluate, gold_type_map, predictions_conll
-    from pipeline.training.visual_features import open_for_model
+    from pipeline.inference.checkpoint import load_checkpoint  # torch: imported only when the stage runs
+    from pipeline.inference.evaluation import evaluate, gold_type_map, predictions_conll
+    from pipeline.inference.visual_features import open_for_model
 
     device = resolve_device(config.device)  # `auto` becomes the GPU or the CPU here, once
     announce_device("evaluate", device, config.device)

@@ -18,7 +18,7 @@ from pipeline.demo.oracle import majority_types, text_only_ceiling, text_only_pr
 from pipeline.demo.posts import generate_posts
 from pipeline.demo.vocabulary import AMBIGUOUS, NEUTRAL_TEMPLATES, TYPES, VISUAL_CLASS
 from pipeline.demo.writer import MANIFEST_NAME, write_demo_data
-from pipeline.training.metrics import entity_scores
+from pipeline.inference.metrics import entity_scores
 
 SPLITS = ("train", "valid", "test")
 

@@ -38,9 +38,10 @@ def test_every_stage_defaults_to_auto():
 
     from pipeline.detection.config import DetectConfig
     from pipeline.features.config import ExtractConfig
+    from pipeline.inference.config import EvaluateConfig
     from pipeline.prediction.config import PredictConfig
     from pipeline.report.config import ReportConfig
-    from pipeline.training.config import EvaluateConfig, TrainConfig
+    from pipeline.training.config import TrainConfig
 
     for config in (DetectConfig, ExtractConfig, TrainConfig, EvaluateConfig, PredictConfig, ReportConfig):
         device = next(f for f in fields(config) if f.name == "device")

@@ -9,10 +9,10 @@ from transformers import AutoModel
 from pipeline.core.errors import DghcError
 from pipeline.data.conll import Post
 from pipeline.data.tags import bioes_label_set
+from pipeline.inference.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from pipeline.model.batching import collate, make_examples
 from pipeline.model.encoder import load_encoder_and_tokenizer
 from pipeline.model.tagger import DGHCTagger, ModelConfig
-from pipeline.training.batching import collate, make_examples
-from pipeline.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tests.tiny_models import save_tiny_encoder
 
 FAMILIES = ["bert", "roberta", "mpnet", "xlm-roberta", "electra", "deberta-v2"]

@@ -41,7 +41,7 @@ def test_bootstrap_of_a_system_better_on_every_post_gives_p_near_zero():
 
 
 def test_bootstrap_counts_match_seqeval(tmp_path):
-    from pipeline.training.metrics import entity_scores
+    from pipeline.inference.metrics import entity_scores
 
     predicted = [g if i % 3 else ["O"] * len(g) for i, g in enumerate(GOLD)]
     result = paired_bootstrap(GOLD, predicted, GOLD, samples=10)

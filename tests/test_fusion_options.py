@@ -202,8 +202,8 @@ def test_relevance_start_sets_the_untrained_score_and_how_much_an_untrained_imag
 def test_an_ablated_score_or_gates_are_reported_as_none_not_as_one(tiny_bert, text_vector):  # noqa: F811
     """The ablations "w/o RE score" and "w/o gating" compute with s = 1 and g = 1, but have no score or gate to
     report: predictions (and evaluate's means) carry None for them, so a table cannot read 1.0 as a measurement."""
-    from pipeline.training.evaluation import summarise_visual
-    from pipeline.training.inference import PostPrediction
+    from pipeline.inference.evaluation import summarise_visual
+    from pipeline.inference.tagging import PostPrediction
 
     batch = make_batch(tiny_bert, [[True] * 4, [True] * 4])
     for use_relevance, use_gates in itertools.product([True, False], repeat=2):

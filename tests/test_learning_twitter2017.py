@@ -24,9 +24,9 @@ from pipeline.detection.run import run_detect
 from pipeline.features.config import ExtractConfig
 from pipeline.features.extract import extract_features
 from pipeline.features.store import FeatureStore
-from pipeline.training.checkpoint import load_checkpoint
+from pipeline.inference.checkpoint import load_checkpoint
+from pipeline.inference.tagging import predict
 from pipeline.training.config import TrainConfig
-from pipeline.training.inference import predict
 from pipeline.training.trainer import train
 from tests.conftest import SHARED_DATA, TEST_THREADS
 

@@ -9,10 +9,10 @@ from transformers import AutoModel, AutoTokenizer
 
 from pipeline.data.conll import Post
 from pipeline.data.tags import bioes_label_set
+from pipeline.model.batching import collate, make_examples
 from pipeline.model.gates import DynamicGates
 from pipeline.model.tagger import DGHCTagger, ModelConfig
 from pipeline.model.visual_prefix import VisualPrefix
-from pipeline.training.batching import collate, make_examples
 from tests.tiny_models import save_tiny_bert
 
 VISION_DIM = 16

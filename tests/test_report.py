@@ -23,9 +23,9 @@ from PIL import Image
 from cli import dghc
 from pipeline.data.conll import Post, read_conll
 from pipeline.detection.store import Region
+from pipeline.inference.tagging import PostPrediction
 from pipeline.report.analysis import Effect, MaskedFeatures, choose_samples, entity_errors, image_effect
 from pipeline.report.render import TYPE_COLOURS, ReportItem, ReportSummary, render_report
-from pipeline.training.inference import PostPrediction
 from tests.conftest import require_tool
 from tests.tiny_models import save_tiny_bert
 
@@ -181,8 +181,8 @@ def test_page_escapes_text_highlights_entities_and_embeds_everything():
 
 def test_masked_features_give_the_text_only_path(setup):
     from pipeline.features.store import FeatureStore
-    from pipeline.training.checkpoint import load_checkpoint
-    from pipeline.training.inference import predict
+    from pipeline.inference.checkpoint import load_checkpoint
+    from pipeline.inference.tagging import predict
 
     checkpoint = load_checkpoint(setup.model)
     posts, _ = read_conll(setup.data)

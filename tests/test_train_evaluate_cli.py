@@ -249,7 +249,7 @@ def test_gold_other_is_read_as_the_model_was_trained():
 
     from pipeline.core.errors import DghcError
     from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set
-    from pipeline.training.evaluation import gold_type_map
+    from pipeline.inference.evaluation import gold_type_map
 
     def model(*types: str):
         return SimpleNamespace(tagger=SimpleNamespace(config=SimpleNamespace(labels=bioes_label_set(list(types)))))

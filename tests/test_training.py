@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from pipeline.data.conll import Post
-from pipeline.training.checkpoint import load_checkpoint
+from pipeline.inference.checkpoint import load_checkpoint
+from pipeline.inference.metrics import entity_scores
+from pipeline.inference.tagging import predict
 from pipeline.training.config import TrainConfig
-from pipeline.training.inference import predict
-from pipeline.training.metrics import entity_scores
 from pipeline.training.optim import parameter_groups
 from pipeline.training.trainer import train
 from tests.tiny_models import save_tiny_bert

@@ -10,8 +10,8 @@ from transformers import AutoModel, AutoTokenizer
 from pipeline.data.conll import Post
 from pipeline.data.tags import bioes_label_set
 from pipeline.data.word_shape import tokenizer_lowercases, word_shape
+from pipeline.model.batching import collate, make_examples
 from pipeline.model.tagger import DGHCTagger, ModelConfig
-from pipeline.training.batching import collate, make_examples
 from pipeline.training.config import TrainConfig
 from tests.tiny_models import minilm_path, save_tiny_bert, save_wordpiece_tokenizer
 

@@ -10,7 +10,7 @@ from typing import Sequence
 from pipeline.data.tags import bio_spans
 from pipeline.demo.posts import DemoPost
 from pipeline.demo.vocabulary import AMBIGUOUS
-from pipeline.training.metrics import entity_scores
+from pipeline.inference.metrics import entity_scores
 
 
 def majority_types(train_posts: Sequence[DemoPost]) -> dict[str, str]:

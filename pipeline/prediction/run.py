@@ -36,12 +36,12 @@ from pipeline.data.conll import Post
 from pipeline.data.images import load_image
 from pipeline.data.raw_text import TextSplit
 from pipeline.data.tags import bio_spans
+from pipeline.inference.checkpoint import load_checkpoint
+from pipeline.inference.tagging import predict
+from pipeline.inference.visual_features import warn_if_images_rare
 from pipeline.prediction.config import PredictConfig
 from pipeline.prediction.inputs import InputPost, open_input, read_posts
 from pipeline.prediction.visual import NO_IMAGE, ImageRequest, ImageResult, MemoryFeatures, VisualPipeline
-from pipeline.training.checkpoint import load_checkpoint
-from pipeline.training.inference import predict
-from pipeline.training.visual_features import warn_if_images_rare
 
 
 @dataclass

@@ -41,7 +41,7 @@ from pipeline.detection.sources import detector_source
 from pipeline.features.clip_encoder import load_clip
 from pipeline.features.config import UNTRAINED_SEED
 from pipeline.features.crops import CropDataset, collate_items
-from pipeline.training.checkpoint import Checkpoint
+from pipeline.inference.checkpoint import Checkpoint
 
 NO_IMAGE = "none"  # the post came without an image
 

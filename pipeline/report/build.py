@@ -20,13 +20,13 @@ from pipeline.core.signals import stop_signals
 from pipeline.data.conll import default_images_dir, read_conll
 from pipeline.data.images import ImageStatus, load_image
 from pipeline.detection.store import Detections, Region, load_detections
+from pipeline.inference.checkpoint import load_checkpoint
+from pipeline.inference.evaluation import evaluate, gold_type_map
+from pipeline.inference.tagging import PostPrediction
+from pipeline.inference.visual_features import open_for_model
 from pipeline.report.analysis import Effect, MaskedFeatures, choose_samples, image_effect
 from pipeline.report.config import DEFAULT_DETECTIONS, ReportConfig
 from pipeline.report.render import ReportItem, ReportSummary, render_report
-from pipeline.training.checkpoint import load_checkpoint
-from pipeline.training.evaluation import evaluate, gold_type_map
-from pipeline.training.inference import PostPrediction
-from pipeline.training.visual_features import open_for_model
 
 
 @dataclass

@@ -19,8 +19,8 @@ from pipeline.data.conll import Post
 from pipeline.data.tags import bio_spans
 from pipeline.detection.draw import draw_regions
 from pipeline.detection.store import Region
+from pipeline.inference.tagging import PostPrediction
 from pipeline.report.analysis import Effect, entity_errors
-from pipeline.training.inference import PostPrediction
 
 TYPE_COLOURS = {"PER": "#f4a261", "LOC": "#2a9d8f", "ORG": "#8ab17d", "MISC": "#b392ac"}
 DEFAULT_COLOUR = "#cccccc"

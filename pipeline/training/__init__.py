@@ -1,2 +1,2 @@
-"""Training the tagger and using it: batching, the optimizer, the trainer and its resumable state, visual features
-checked against the checkpoint, inference, checkpoints, evaluation, metrics."""
+"""Training the tagger: its parameters, the optimizer and schedule, the trainer and its resumable state.
+Using a trained model (checkpoints, tagging, evaluation) is ``pipeline.inference``."""

@@ -48,22 +48,22 @@ from pipeline.data.raw_text import TextSplit
 from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set, entity_types, invalid_bio_positions
 from pipeline.data.word_shape import tokenizer_lowercases
 from pipeline.detection.store import read_fingerprint
-from pipeline.model.encoder import load_encoder_and_tokenizer
-from pipeline.model.tagger import Batch, DGHCTagger
-from pipeline.training.batching import collate, make_examples
-from pipeline.training.checkpoint import Checkpoint, save_checkpoint
-from pipeline.training.config import TrainConfig
-from pipeline.training.inference import predict
-from pipeline.training.metrics import all_modes
-from pipeline.training.optim import make_optimizer, make_scheduler, make_weight_average
-from pipeline.training.state import Progress, StateFolder, capture_rng, restore_rng
-from pipeline.training.visual_features import (
+from pipeline.features.store import FeatureStore
+from pipeline.inference.checkpoint import Checkpoint, save_checkpoint
+from pipeline.inference.metrics import all_modes
+from pipeline.inference.tagging import predict
+from pipeline.inference.visual_features import (
     VisualFeatures,
     image_share,
-    open_for_training,
     require_coverage,
     warn_if_images_rare,
 )
+from pipeline.model.batching import collate, make_examples
+from pipeline.model.encoder import load_encoder_and_tokenizer
+from pipeline.model.tagger import Batch, DGHCTagger
+from pipeline.training.config import TrainConfig
+from pipeline.training.optim import make_optimizer, make_scheduler, make_weight_average
+from pipeline.training.state import Progress, StateFolder, capture_rng, restore_rng
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,16 @@ def recorded_detections(features: VisualFeatures | None, detections_file: Path) 
     return settings
 
 
+def open_for_training(config: TrainConfig) -> FeatureStore | None:
+    """The features file of a training run (None for a text-only model)."""
+    if not config.use_image:
+        return None
+    if not Path(config.features_file).is_file():
+        raise DghcError(f"features file {config.features_file} not found: run `dghc extract` first "
+                        "(or train text only with use_image false)")
+    return FeatureStore(config.features_file)
+
+
 def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
     """The order of the training posts in ``epoch`` (1-based): the epoch-th shuffle of a generator seeded once,
     replayed so that a resumed run gets the very same order."""
@@ -194,13 +204,14 @@ def resume_key(config: TrainConfig, train_posts: Sequence[Post], dev_posts: Sequ
     """What a saved state must have been made with to be resumed: parameters, data, features, code, processes."""
     params = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in NOT_IN_RESUME_KEY}
     root = Path(pipeline.__file__).parent
-    code = code_sha256(sorted((root / "model").glob("*.py")) + sorted((root / "training").glob("*.py")))
+    code = code_sha256([path for package in ("model", "inference", "training")
+                        for path in sorted((root / package).glob("*.py"))])
     return {
         "params": {k: str(v) if isinstance(v, Path) else v for k, v in params.items()},
         "train_data": sha256_json([[p.post_id, p.tokens, p.labels] for p in train_posts]),
         "dev_data": sha256_json([[p.post_id, p.tokens, p.labels] for p in dev_posts]),
         "features": getattr(features, "fingerprint_sha256", None),
-        "code": f"dghc {pipeline.__version__}, model+training code sha256 {code[:16]}",
+        "code": f"dghc {pipeline.__version__}, model+inference+training code sha256 {code[:16]}",
         "device_type": device.type,
     }
 

@@ -22,8 +22,8 @@ from pipeline.core.errors import DghcError
 from pipeline.data.conll import read_conll
 from pipeline.detection.store import load_detections
 from pipeline.features.store import FeatureStore
+from pipeline.inference.checkpoint import load_checkpoint
 from pipeline.prediction.inputs import read_posts
-from pipeline.training.checkpoint import load_checkpoint
 from stages.options import parse_config
 from tests.faults.harness import run, stage_args
 

@@ -12,10 +12,11 @@ from pipeline.data.conll import Post
 from pipeline.data.tags import bio_to_bioes
 from pipeline.data.word_shape import word_shape_ids
 from pipeline.model.tagger import Batch
-from pipeline.training.visual_features import VisualFeatures
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
+
+    from pipeline.inference.visual_features import VisualFeatures  # the interface collate reads vectors through
 
 
 @dataclass

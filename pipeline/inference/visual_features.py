@@ -16,8 +16,7 @@ from pipeline.data.conll import Post
 from pipeline.features.store import FeatureStore
 
 if TYPE_CHECKING:
-    from pipeline.training.checkpoint import Checkpoint
-    from pipeline.training.config import TrainConfig
+    from pipeline.inference.checkpoint import Checkpoint
 
 # Keys of a features fingerprint that may differ between the file a model was trained with and the file it
 # is applied to: which images were detected (another split or dataset), the stored precision, and how the
@@ -73,16 +72,6 @@ def warn_if_images_rare(share: float | None, what: str) -> None:
 def model_defining_keys(fingerprint: dict) -> dict:
     """The part of a features fingerprint that must be equal for a model to read the vectors correctly."""
     return {key: value for key, value in fingerprint.items() if key not in IGNORED_KEYS}
-
-
-def open_for_training(config: TrainConfig) -> FeatureStore | None:
-    """The features file of a training run (None for a text-only model)."""
-    if not config.use_image:
-        return None
-    if not Path(config.features_file).is_file():
-        raise DghcError(f"features file {config.features_file} not found: run `dghc extract` first "
-                        "(or train text only with use_image false)")
-    return FeatureStore(config.features_file)
 
 
 def open_for_model(checkpoint: Checkpoint, features_file: str | Path | None) -> FeatureStore | None:

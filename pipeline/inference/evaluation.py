@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 from pipeline.core.errors import DghcError
 from pipeline.data.conll import Post, format_conll
 from pipeline.data.tags import OTHER_AS_MISC, entity_types, split_label
-from pipeline.training.checkpoint import Checkpoint
-from pipeline.training.inference import PostPrediction, predict
-from pipeline.training.metrics import all_modes
-from pipeline.training.visual_features import VisualFeatures, require_coverage
+from pipeline.inference.checkpoint import Checkpoint
+from pipeline.inference.metrics import all_modes
+from pipeline.inference.tagging import PostPrediction, predict
+from pipeline.inference.visual_features import VisualFeatures, require_coverage
 
 if TYPE_CHECKING:
     import torch

@@ -1,0 +1,37 @@
+"""The evaluate stage's parameters (params.yaml section ``evaluate``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pipeline.core.params import check_params, param
+
+
+@dataclass
+class EvaluateConfig:
+    """Parameters of ``dghc evaluate``."""
+
+    SECTION: ClassVar[str] = "evaluate"
+
+    model_dir: Path = param(help="Model folder written by `dghc train`.", argument=True, metavar="MODEL_DIR")
+    data_file: Path = param(help="CoNLL file to score (any split, also of another dataset).", argument=True,
+                            metavar="DATA_FILE")
+    features_file: Path | None = param(None, help="Features file covering DATA_FILE's images (needed by models "
+                                       "that use the image).", option="--features")
+    metrics_file: Path | None = param(None, help="Write P/R/F1 (overall and per type, both seqeval modes), mean "
+                                      "relevance and gates as JSON.", option="--metrics")
+    summary_file: Path | None = param(None, help="Write a short flat JSON (overall P/R/F1 in both modes, mean "
+                                      "relevance) for `dvc metrics show`.", option="--summary")
+    predictions_file: Path | None = param(None, help="Write token, gold and predicted labels in CoNLL columns.",
+                                          option="--predictions")
+    batch_size: int = param(32, help="Posts per batch.", minimum=1)
+    keep_other: bool = param(False, help="Keep OTHER as its own type instead of MISC (the gold is read as the model "
+                             "was trained: OTHER kept when it learned OTHER; refused when it learned MISC).")
+    device: str = param("auto", help="Torch device: auto (the GPU when there is one, else the CPU), cpu, cuda, "
+                                 "cuda:N.")
+    precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of the tagging (autocast; fp16 "
+                                                     "needs a CUDA GPU).")
+
+    def __post_init__(self) -> None:
+        check_params(self)
