@@ -11,7 +11,8 @@ from pipeline.data.tags import OTHER_AS_MISC, entity_types, split_label
 from pipeline.inference.checkpoint import Checkpoint
 from pipeline.inference.metrics import all_modes
 from pipeline.inference.tagging import PostPrediction, predict
-from pipeline.inference.visual_features import VisualFeatures, require_coverage
+from pipeline.inference.visual_features import require_coverage
+from pipeline.model.batching import VisualFeatures
 
 if TYPE_CHECKING:
     import torch

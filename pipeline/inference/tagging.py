@@ -9,8 +9,7 @@ import torch
 from pipeline.core.precision import autocast
 from pipeline.data.conll import Post
 from pipeline.data.tags import OUTSIDE, bioes_to_bio
-from pipeline.inference.visual_features import VisualFeatures
-from pipeline.model.batching import batches, make_examples
+from pipeline.model.batching import VisualFeatures, batches, make_examples
 from pipeline.model.tagger import DGHCTagger
 
 if TYPE_CHECKING:

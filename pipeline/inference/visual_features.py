@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Sequence
 
 from pipeline.core.errors import DghcError
 from pipeline.data.conll import Post
 from pipeline.features.store import FeatureStore
+from pipeline.model.batching import VisualFeatures
 
 if TYPE_CHECKING:
     from pipeline.inference.checkpoint import Checkpoint
@@ -26,17 +25,6 @@ IGNORED_KEYS = frozenset({"detections_fingerprint_sha256", "dtype", "model"})
 RARE_IMAGE_SHARE = 0.05
 
 logger = logging.getLogger(__name__)
-
-
-class VisualFeatures(Protocol):
-    """What the tagger needs from a feature store (``FeatureStore``, or vectors computed in process)."""
-
-    dim: int
-    m: int
-
-    def batch(self, image_ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    def __contains__(self, image_id: object) -> bool: ...
 
 
 def require_coverage(features: VisualFeatures, posts: Sequence[Post], what: str) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import torch
 
@@ -16,7 +16,16 @@ from pipeline.model.tagger import Batch
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
-    from pipeline.inference.visual_features import VisualFeatures  # the interface collate reads vectors through
+
+class VisualFeatures(Protocol):
+    """What collate reads image vectors through: a feature store (``FeatureStore``, or vectors computed in process)."""
+
+    dim: int
+    m: int
+
+    def batch(self, image_ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def __contains__(self, image_id: object) -> bool: ...
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from pipeline.data.tags import bio_spans
-from pipeline.inference.visual_features import VisualFeatures
+from pipeline.model.batching import VisualFeatures
 
 
 class Effect(str, Enum):

@@ -52,13 +52,8 @@ from pipeline.features.store import FeatureStore
 from pipeline.inference.checkpoint import Checkpoint, save_checkpoint
 from pipeline.inference.metrics import all_modes
 from pipeline.inference.tagging import predict
-from pipeline.inference.visual_features import (
-    VisualFeatures,
-    image_share,
-    require_coverage,
-    warn_if_images_rare,
-)
-from pipeline.model.batching import collate, make_examples
+from pipeline.inference.visual_features import image_share, require_coverage, warn_if_images_rare
+from pipeline.model.batching import VisualFeatures, collate, make_examples
 from pipeline.model.encoder import load_encoder_and_tokenizer
 from pipeline.model.tagger import Batch, DGHCTagger
 from pipeline.training.config import TrainConfig
