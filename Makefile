@@ -18,7 +18,7 @@ export MPLCONFIGDIR := $(CURDIR)/.mplconfig
 # dvc.yaml's commands call `dghc`: take it from the virtual environment.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-fast lint lock readme-tables clean-cache
+.PHONY: install demo test test-fast lint lock param-tables clean-cache
 
 install: $(STAMP)
 
@@ -63,9 +63,9 @@ lock:
 	  .lock-venv/bin/pip freeze --exclude-editable | grep -v '^-e ' ) > $(LOCK)
 	rm -rf .lock-venv
 
-# README's parameter tables are generated from the stage declarations.
-readme-tables: install
-	$(BIN)/python -m stages.readme_tables
+# The parameter tables of README.md and docs/ are generated from the stage declarations.
+param-tables: install
+	$(BIN)/python -m stages.param_tables
 
 clean-cache:
 	rm -rf cache/*.h5 cache/*.partial cache/*.partial.json cache/*.tmp

@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import statistics
 import subprocess
 import tempfile
 import time
@@ -37,6 +36,7 @@ from pipeline.data.conll import Post, read_conll  # noqa: E402
 from pipeline.data.tags import OTHER_AS_MISC  # noqa: E402
 from pipeline.detection.config import DetectConfig  # noqa: E402
 from pipeline.detection.run import run_detect  # noqa: E402
+from pipeline.experiments.spread import spread  # noqa: E402
 from pipeline.features.config import ExtractConfig  # noqa: E402
 from pipeline.features.extract import extract_features  # noqa: E402
 from pipeline.features.store import FeatureStore  # noqa: E402
@@ -88,9 +88,9 @@ def durant_rows(model_dir: Path, features: FeatureStore, image_ids: list[str]) -
 
 
 def mean_spread(values: list[float]) -> str:
-    """'mean ± sample std' (the mean alone for one value)."""
-    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
-    return f"{statistics.fmean(values):.4f}{spread}"
+    """'mean ± sample std' in F1 points, like the paper (the mean alone for one value)."""
+    found = spread(values)
+    return found.format() if found.std is not None else f"{100 * found.mean:.2f}"
 
 
 def present_images(features: FeatureStore) -> list[str]:

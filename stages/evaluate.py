@@ -37,6 +37,7 @@ def _evaluate(config: EvaluateConfig) -> None:
     from pipeline.data.tags import invalid_bio_positions
     from pipeline.inference.checkpoint import load_checkpoint  # torch: imported only when the stage runs
     from pipeline.inference.evaluation import evaluate, gold_type_map, predictions_conll
+    from pipeline.inference.metrics import points
     from pipeline.inference.visual_features import open_for_model
 
     device = resolve_device(config.device)  # `auto` becomes the GPU or the CPU here, once
@@ -54,7 +55,8 @@ def _evaluate(config: EvaluateConfig) -> None:
                "gold_invalid_bio": invalid}
     for mode in ("default", "strict"):
         overall = metrics[mode]["overall"]
-        click.echo(f"{mode:>7}: P {overall['precision']:.4f} R {overall['recall']:.4f} F1 {overall['f1']:.4f}")
+        click.echo(f"{mode:>7}: P {points(overall['precision'])} R {points(overall['recall'])} "
+                   f"F1 {points(overall['f1'])}")
     if metrics["relevance_mean"] is not None:
         click.echo(f"mean relevance score: {metrics['relevance_mean']:.4f}")
     if config.metrics_file:

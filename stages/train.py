@@ -33,6 +33,7 @@ def train_command(config: TrainConfig) -> None:
         _launch_processes(config)
         return
     from pipeline.artifacts.atomic import write_text_atomically
+    from pipeline.inference.metrics import points
     from pipeline.training.trainer import train  # torch and transformers: imported only when the stage runs
 
     setup_logging(logging.INFO)
@@ -45,7 +46,7 @@ def train_command(config: TrainConfig) -> None:
                f"{result.effective_batch} posts per optimizer step")
     if result.best_dev:
         overall = result.best_dev["default"]["overall"]
-        click.echo(f"dev P {overall['precision']:.4f} R {overall['recall']:.4f} F1 {overall['f1']:.4f} "
+        click.echo(f"dev P {points(overall['precision'])} R {points(overall['recall'])} F1 {points(overall['f1'])} "
                    "(seqeval default mode)")
     if config.metrics_file:
         summary: dict = {"best_epoch": result.best_epoch}

@@ -120,14 +120,15 @@ def test_configs_made_in_code_are_checked_too():
         TrainConfig(epochs=2, eval_begin_epoch=3)
 
 
-def test_readme_tables_are_the_declarations():
-    """README's parameter tables are generated (`python -m stages.readme_tables`): they must be current."""
-    from stages.readme_tables import configured_commands, rewrite
+def test_parameter_tables_are_the_declarations():
+    """The docs' parameter tables are generated (`python -m stages.param_tables`): they must be current."""
+    from stages.param_tables import DOCS, configured_commands, rewrite
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert rewrite(readme) == readme, "README's parameter tables are stale: run `python -m stages.readme_tables`"
+    texts = {path: path.read_text(encoding="utf-8") for path in DOCS}
+    assert rewrite(texts) == texts, "parameter tables are stale: run `python -m stages.param_tables`"
+    everything = "\n".join(texts.values())
     for config_class in configured_commands().values():
-        assert params_table(config_class) in readme
+        assert everything.count(params_table(config_class)) == 1
         assert len(params_table(config_class).splitlines()) == 2 + len(params_of(config_class))
 
 

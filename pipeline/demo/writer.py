@@ -14,6 +14,7 @@ from pipeline.demo.config import DemoConfig
 from pipeline.demo.oracle import text_only_ceiling
 from pipeline.demo.painter import encode_jpeg, render_image
 from pipeline.demo.posts import DemoPost, derived_seed, generate_posts
+from pipeline.inference.metrics import points
 
 MANIFEST_NAME = "demo.json"
 
@@ -44,8 +45,8 @@ class DemoSummary:
             out.append(f"  {split:<5}  {s.posts} posts, {s.images} images, {s.entities} entities ({per_type}), "
                        f"{s.image_dependent_entities} image-dependent")
         for split, c in self.text_only_ceiling.items():
-            out.append(f"  best F1 of a text-only model on {split}: {c['f1']:.4f} "
-                       f"(P {c['precision']:.4f}, R {c['recall']:.4f}; seqeval {c['mode']} mode)")
+            out.append(f"  best F1 of a text-only model on {split}: {points(c['f1'])} "
+                       f"(P {points(c['precision'])}, R {points(c['recall'])}; seqeval {c['mode']} mode)")
         return out
 
 

@@ -50,7 +50,7 @@ from pipeline.data.word_shape import tokenizer_lowercases
 from pipeline.detection.store import read_fingerprint
 from pipeline.features.store import FeatureStore
 from pipeline.inference.checkpoint import Checkpoint, save_checkpoint
-from pipeline.inference.metrics import all_modes
+from pipeline.inference.metrics import all_modes, points
 from pipeline.inference.tagging import predict
 from pipeline.inference.visual_features import image_share, require_coverage, warn_if_images_rare
 from pipeline.model.batching import VisualFeatures, collate, make_examples
@@ -443,7 +443,7 @@ class _Run:
         overall = scores[self.config.eval_mode]["overall"]
         record.dev_precision, record.dev_recall, record.dev_f1 = overall["precision"], overall["recall"], overall["f1"]
         if self.main:
-            logger.info("epoch %d: loss %.4f dev F1 %.4f", epoch, record.loss, overall["f1"])
+            logger.info("epoch %d: loss %.4f dev F1 %s", epoch, record.loss, points(overall["f1"]))
         if overall["f1"] > progress.best_score:
             progress.best_score, progress.best_epoch, progress.best_dev = overall["f1"], epoch, scores
             progress.stale = 0
