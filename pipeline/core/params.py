@@ -3,7 +3,7 @@
 Each stage has one config dataclass (``DetectConfig``, ``TrainConfig``, ...) whose fields are declared with
 ``param``. From that one declaration come the command-line options (``stages/options.py``), the checking of the
 stage's section of params.yaml (unknown key, wrong type: file, section and key named) and the parameter tables
-of the README. Config modules import nothing heavy, so ``dghc ... --help`` stays fast.
+of docs/STAGES.md and docs/RUNNING.md. Config modules import nothing heavy, so ``dghc ... --help`` stays fast.
 """
 from __future__ import annotations
 

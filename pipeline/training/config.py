@@ -1,6 +1,6 @@
 """The train stage's parameters (params.yaml section ``train``).
 
-The defaults are dghc's measured ones (README, "Fusion options" and the learning rates; docs/ARCHITECTURE.md,
+The defaults are dghc's measured ones (docs/STAGES.md, "Fusion options" and the learning rates; docs/ARCHITECTURE.md,
 "Training"); params.yaml sets a shorter schedule for 2 CPU cores, configs/*-paper.yaml the paper's.
 """
 from __future__ import annotations
