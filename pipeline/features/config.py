@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from pipeline.core.errors import DghcError
-from pipeline.core.params import check_params, param
+from pipeline.core.params import check_params, device_param, param
 
 UNTRAINED_NAME = "untrained-clip-small"  # the offline default: a small CLIP with random weights from a fixed seed
 UNTRAINED_SEED = 0
@@ -43,7 +43,7 @@ class ExtractConfig:
                                        "slot empty.", minimum=1)
     max_aspect: float = param(4.0, help="Images and crops longer than this (long side / short side) are "
                                         "center-trimmed to it before resizing.", minimum=1.0)
-    device: str = param("auto", help="auto, cpu, cuda or cuda:N.")
+    device: str = device_param()
     seed: int = param(UNTRAINED_SEED, help=f"Seed of the weights of {UNTRAINED_NAME} (or of a model folder "
                                            "without weights).")
     force: bool = param(False, help="Recompute even when the output is up to date.", in_params=False)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pipeline.core.params import check_params, param
+from pipeline.core.params import check_params, device_param, keep_other_param, param, tagging_precision_param
 
 
 @dataclass
@@ -26,12 +26,9 @@ class EvaluateConfig:
     predictions_file: Path | None = param(None, help="Write token, gold and predicted labels in CoNLL columns.",
                                           option="--predictions")
     batch_size: int = param(32, help="Posts per batch.", minimum=1)
-    keep_other: bool = param(False, help="Keep OTHER as its own type instead of MISC (the gold is read as the model "
-                             "was trained: OTHER kept when it learned OTHER; refused when it learned MISC).")
-    device: str = param("auto", help="Torch device: auto (the GPU when there is one, else the CPU), cpu, cuda, "
-                                 "cuda:N.")
-    precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of the tagging (autocast; fp16 "
-                                                     "needs a CUDA GPU).")
+    keep_other: bool = keep_other_param()
+    device: str = device_param()
+    precision: Literal["no", "fp16", "bf16"] = tagging_precision_param()
 
     def __post_init__(self) -> None:
         check_params(self)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pipeline.core.params import check_params, param
+from pipeline.core.params import check_params, device_param, param, tagging_precision_param
 
 
 @dataclass
@@ -19,9 +19,8 @@ class PredictConfig:
                                metavar="[INPUT]")
     out: Path | None = param(None, help="Write the JSONL here (atomically: all or nothing). Default: stdout.")
     batch_size: int = param(32, help="Posts per batch (detection, CLIP, tagging).", minimum=1)
-    device: str = param("auto", help="auto (the GPU when there is one), cpu, cuda, cuda:N.")
-    precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of the tagging (autocast; fp16 "
-                                                     "needs a CUDA GPU).")
+    device: str = device_param()
+    precision: Literal["no", "fp16", "bf16"] = tagging_precision_param()
     skip_bad: bool = param(False, help="Skip bad input lines with a warning (default: stop at the first).")
     detector_weights: str | None = param(None, metavar="FILE", help="Where the detector weights the model records "
                                          "lie, if not found by name (sha256 is checked).")

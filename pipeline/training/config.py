@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pipeline.core.errors import DghcError
-from pipeline.core.params import check_params, param
+from pipeline.core.params import check_params, device_param, param
 from pipeline.model.encoder import PACKAGED_MINILM
 
 logger = logging.getLogger(__name__)
@@ -104,8 +104,7 @@ class TrainConfig:
                                      minimum=0)
     eval_mode: Literal["default", "strict"] = param("default", help="seqeval mode whose F1 picks the best epoch.")
     merge_other: bool = param(True, help="Read Twitter-2015's OTHER as MISC.")
-    device: str = param("auto", help="Torch device: auto (the GPU when there is one, else the CPU), cpu, cuda, "
-                                 "cuda:N.")
+    device: str = device_param()
     precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of training and dev scoring "
                                                      "(fp16 needs a CUDA GPU; bf16 a GPU or CPU that has it).")
     processes: int = param(1, help="Data-parallel processes: `dghc train --processes N` starts N (gloo on the "
