@@ -50,7 +50,7 @@ def main() -> None:
     settings = PredictSettings(imgsz=args.imgsz, conf=0.25, iou=0.5, device=args.device)
     loaded = load_sources(args.detector, "none", settings)
     if not loaded.sources:
-        sys.exit(f"bench_detect: {loaded.messages}")
+        sys.exit(f"bench_detect: no detector to measure ({loaded.report})")
     detector = loaded.sources[0]
 
     with tempfile.TemporaryDirectory(prefix="bench_detect_") as tmp:

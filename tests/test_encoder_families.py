@@ -58,13 +58,16 @@ def test_every_slot_masked_equals_the_plain_encoder(family):
         attention = tagger.encoder.encoder.layer[0].attention.self
         assert type(attention).__name__ == "PrefixDisentangledSelfAttention" and attention.relative_attention
         assert attention.pos_att_type == ["p2c", "c2p"]
-    if name == "mpnet":  # its relative-position bias is in play
-        attention = tagger.encoder.encoder.layer[0].attention.attn
-        assert type(attention).__name__ == "PrefixMPNetSelfAttention"
-        assert tagger.encoder.encoder.relative_attention_bias.weight.abs().sum() > 0
     with_image = tagger._run_encoder(batch_for(tokenizer, [[True] * 4] * 2), tagger.visual_prefixes(
         batch_for(tokenizer, [[True] * 4] * 2))[0])
     assert not torch.allclose(with_image[mask], expected[mask], atol=1e-3), f"{name}: the image changes nothing"
+    if name == "mpnet":  # its relative-position bias reaches the prefix attention: changing it changes the output
+        attention = tagger.encoder.encoder.layer[0].attention.attn
+        assert type(attention).__name__ == "PrefixMPNetSelfAttention"
+        with torch.no_grad():
+            tagger.encoder.encoder.relative_attention_bias.weight.normal_(0, 1.0)
+            moved = tagger._run_encoder(batch, prefixes)
+        assert not torch.allclose(moved[mask], hidden[mask], atol=1e-3)
 
 
 @pytest.mark.parametrize("text_vector", ["encoder", "embeddings"])
@@ -107,7 +110,8 @@ def test_an_unsupported_family_is_named_in_one_line():
 
 @pytest.mark.parametrize("damage, expected", [("drop", "1 missing (encoder.layer.1.output.dense.weight)"),
                                               ("rename", "1 missing (encoder.layer.1.output.dense.weight); "
-                                                         "1 unexpected (encoder.layer.1.output.dense.weight_old)")])
+                                                         "1 unexpected (encoder.layer.1.output.dense.weight_old)"),
+                                              ("reshape", "1 of another shape (encoder.layer.1.output.dense.weight)")])
 def test_an_encoder_whose_weights_do_not_fit_is_refused_naming_the_keys(tmp_path, damage, expected):
     from safetensors.torch import load_file, save_file
 
@@ -119,6 +123,8 @@ def test_an_encoder_whose_weights_do_not_fit_is_refused_naming_the_keys(tmp_path
     moved = weights.pop("encoder.layer.1.output.dense.weight")
     if damage == "rename":
         weights["encoder.layer.1.output.dense.weight_old"] = moved
+    if damage == "reshape":
+        weights["encoder.layer.1.output.dense.weight"] = moved[:, :-1].contiguous()
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(DghcError) as error:
         load_encoder_and_tokenizer(str(folder))

@@ -131,12 +131,18 @@ def test_prefix_head_split_keeps_heads_contiguous():
 def test_ablations_run_and_have_expected_shapes(tiny_bert, overrides, blocks):
     tagger = make_tagger(tiny_bert, **overrides)
     batch = make_batch(tiny_bert, [[True] * 4, [True, True, False, False]])
-    _, relevance, gates = tagger.visual_prefixes(batch)
-    # an ablated score or gate computes as 1 and is reported as None
+    prefixes, relevance, gates = tagger.visual_prefixes(batch)
+    # an ablated score or gate is reported as None and computes as 1: each slot's logit bias (attention scaling)
+    # is log(s g) with the ablated factor 1
     assert (relevance is None) == ("use_relevance" in overrides)
     assert (gates is None) == ("use_gates" in overrides)
     if gates is not None:
         assert gates.shape == (2, 2, blocks)
+    for layer, prefix in enumerate(prefixes):
+        s = relevance[:, None] if relevance is not None else torch.ones(2, 1)
+        g = gates[:, layer] if gates is not None else torch.ones(2, blocks)
+        expected = torch.log((s * g).clamp(min=1e-30)).repeat_interleave(tagger.config.prompt_len, dim=1)
+        assert torch.allclose(prefix.bias, expected, atol=1e-6)
     assert torch.isfinite(tagger.loss(batch))
 
 

@@ -1,4 +1,4 @@
-"""One declaration per stage: the options, params.yaml checking and the README tables all come from it."""
+"""One declaration per stage: the options, params.yaml checking and the docs' parameter tables all come from it."""
 from __future__ import annotations
 
 import subprocess

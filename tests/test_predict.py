@@ -329,3 +329,9 @@ def test_predict_cuts_raw_text_as_the_model_s_training_data_was_cut(trained, tmp
         result = invoke([model], stdin=post)
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["tokens"] == words
+    for damaged in ({"hashtags_whole": "no", "mentions_whole": False}, {"hashtags_whole": True}, ["whole"]):
+        meta["info"]["text_split"] = damaged
+        (split_model / "dghc.json").write_text(json.dumps(meta))
+        result = CliRunner().invoke(dghc, ["predict", str(split_model), "--no-progress", "--device", "cpu"], input=post)
+        assert result.exit_code == 1 and "dghc.json: text_split is" in result.output, result.output
+        assert "Traceback" not in result.output

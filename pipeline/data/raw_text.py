@@ -8,8 +8,10 @@ Our own rules, not a library tokenizer's: what matters is to split as the benchm
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Iterable, Sequence
+
+from pipeline.core.errors import DghcError
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _TAGGED = re.compile(r"([@#])[\w_]+")
@@ -46,9 +48,16 @@ class TextSplit:
         return cls(hashtags_whole=hashtags, mentions_whole=mentions)
 
     @classmethod
-    def from_json(cls, value: Any) -> TextSplit:
-        """As recorded in a checkpoint; models trained before it was recorded kept both whole."""
-        return cls(**value) if isinstance(value, dict) else cls()
+    def from_json(cls, value: Any, source: str = "the checkpoint") -> TextSplit:
+        """As recorded in a checkpoint (``source`` names it in errors); models trained before it was recorded, with
+        no record, kept both whole."""
+        if value is None:
+            return cls()
+        keys = {field.name for field in fields(cls)}
+        if not isinstance(value, dict) or set(value) != keys or not all(isinstance(v, bool) for v in value.values()):
+            raise DghcError(f"{source}: text_split is {value!r}, not an object of {' and '.join(sorted(keys))} "
+                            "(true or false each); retrain or restore the model folder")
+        return cls(**value)
 
     def keeps(self, sign: str) -> bool:
         return self.hashtags_whole if sign == "#" else self.mentions_whole

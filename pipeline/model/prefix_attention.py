@@ -11,9 +11,10 @@ bias; the prefix slots have no position, so theirs are the content term alone. D
 relative-position terms); the prefix slots have no position, so their scores are the content term alone,
 Q phi_k^T scaled as DeBERTa scales its content term.
 
-The prefix is no part of the input sequence: text position ids start at 0 and the encoder's own mask
-logic is not involved (the transformers ``past_key_values`` path would shift positions; docs/ARCHITECTURE.md,
-section 6: traps avoided).
+The prefix is no part of the input sequence: text position ids start at 0 and the prefix never goes through the
+encoder's position or mask logic (the transformers ``past_key_values`` path would shift positions;
+docs/ARCHITECTURE.md, section 6: traps avoided). BERT-style layers rebuild the key mask from ``PrefixState``; the
+MPNet and DeBERTa layers apply the encoder's mask to the text's scores and the prefix's own mask to its slots.
 The prefix of the current batch is handed over through ``PrefixState``, which the tagger fills before
 calling the encoder and clears after.
 """

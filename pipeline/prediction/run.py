@@ -119,7 +119,8 @@ def _predict(config: PredictConfig, stdin: BinaryIO | None, stdout: TextIO | Non
     stream, source, base_dir = open_input(config.input, stdin)
     try:
         read = read_posts(stream, source=source, base_dir=base_dir, skip_bad=config.skip_bad, warn=log,
-                          split=TextSplit.from_json(checkpoint.info.get("text_split")))
+                          split=TextSplit.from_json(checkpoint.info.get("text_split"),
+                                                    f"{Path(config.model_dir) / 'dghc.json'}"))
     finally:
         if stream is not stdin:
             stream.close()

@@ -56,7 +56,7 @@ class ImageResult:
 
 
 class MemoryFeatures:
-    """Vectors computed in process, with the ``FeatureStore.batch`` contract (see ``training.visual_features.VisualFeatures``)."""
+    """Vectors computed in process, with the ``FeatureStore.batch`` contract (``pipeline.model.batching.VisualFeatures``)."""
 
     def __init__(self, dim: int, m: int) -> None:
         self.dim, self.m = dim, m

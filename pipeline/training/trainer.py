@@ -460,7 +460,10 @@ class _Run:
         if self.main and config.log_file:
             write_log(Path(config.log_file), [EpochRecord(**r) for r in progress.history])
         early_stop = bool(config.early_stop_patience and progress.stale >= config.early_stop_patience)
-        if epoch < config.epochs and not early_stop and epoch % config.save_every_epochs == 0:
+        # An epoch that wrote a new best/ saves the state too: a resumed run must know that best (or it could
+        # finish with a best/ its records do not describe).
+        if epoch < config.epochs and not early_stop and (epoch % config.save_every_epochs == 0
+                                                          or progress.best_epoch == epoch):
             self.save_progress()
         if early_stop and self.main:
             logger.info("no dev improvement in %d epochs: stopping early", progress.stale)
