@@ -15,3 +15,17 @@ INFERENCE_SIDE = ["pipeline.inference.evaluation", "pipeline.inference.tagging",
 def test_inference_never_imports_training(module):
     training = sorted(str(p.relative_to(REPO)) for p in project_closure(module) if "training" in p.parts)
     assert not training, f"{module} runs {training}"
+
+
+def test_the_resume_key_hashes_the_code_training_runs_and_only_that():
+    """A saved training state is tied to the code the trainer imports (sub-word alignment included), not to
+    evaluate's or predict's code, whose edits must not make a long run start over."""
+    from pathlib import Path
+
+    import pipeline
+    from pipeline.artifacts.fingerprint import import_closure
+
+    files = {str(p.relative_to(REPO)) for p in import_closure("pipeline.training.trainer",
+                                                               Path(pipeline.__file__).parent.parent, ("pipeline",))}
+    assert {"pipeline/data/alignment.py", "pipeline/model/tagger.py", "pipeline/inference/tagging.py"} <= files
+    assert not files & {"pipeline/inference/evaluation.py", "pipeline/prediction/run.py", "pipeline/report/build.py"}

@@ -10,7 +10,7 @@ import ast
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from pipeline.core.errors import FingerprintMismatch
 
@@ -44,6 +44,45 @@ def code_sha256(paths: Iterable[Path]) -> str:
                 node.body = body[1:] or [ast.Pass()]
         digest.update(f"{Path(path).name}\0{ast.dump(tree)}\0".encode())
     return digest.hexdigest()
+
+
+def module_file(name: str, root: Path, packages: Sequence[str]) -> Path | None:
+    """The file of module ``name`` under ``root`` (``pipeline.data.conll`` -> pipeline/data/conll.py) when its top
+    package (or top module: ``cli``) is one of ``packages``; None for other modules."""
+    if name.split(".")[0] not in packages:
+        return None
+    base = Path(root).joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module an ``import`` or ``from ... import`` in the file names (submodules of ``from`` included)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(Path(path).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def import_closure(module: str, root: Path, packages: Sequence[str]) -> set[Path]:
+    """The files of ``packages`` that running ``module`` may execute: itself, the ``__init__`` of every package on
+    the way, and the same for each project import, function-level ones too (read from the syntax, never run)."""
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        parts = todo.pop().split(".")
+        for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+            path = module_file(".".join(parts[:depth]), root, packages)
+            if path is not None and path not in seen:
+                seen.add(path)
+                todo.extend(imported_modules(path))
+    return seen
 
 
 def normalise(value: Any) -> Any:

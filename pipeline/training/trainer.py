@@ -37,7 +37,7 @@ from transformers import set_seed
 
 import pipeline
 from pipeline.artifacts.atomic import atomic_folder, write_text_atomically
-from pipeline.artifacts.fingerprint import code_sha256, sha256_json
+from pipeline.artifacts.fingerprint import code_sha256, import_closure, sha256_json
 from pipeline.artifacts.lock import output_lock
 from pipeline.core.devices import announce_device, resolve_device
 from pipeline.core.errors import DghcError
@@ -198,15 +198,15 @@ def resume_key(config: TrainConfig, train_posts: Sequence[Post], dev_posts: Sequ
                features: VisualFeatures | None, device: torch.device) -> dict[str, Any]:
     """What a saved state must have been made with to be resumed: parameters, data, features, code, processes."""
     params = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in NOT_IN_RESUME_KEY}
-    root = Path(pipeline.__file__).parent
-    code = code_sha256([path for package in ("model", "inference", "training")
-                        for path in sorted((root / package).glob("*.py"))])
+    # the code training runs: this module's imports, followed through the package (an edit elsewhere, or of a
+    # comment, keeps a saved state usable)
+    code = code_sha256(sorted(import_closure(__name__, Path(pipeline.__file__).parent.parent, ("pipeline",))))
     return {
         "params": {k: str(v) if isinstance(v, Path) else v for k, v in params.items()},
         "train_data": sha256_json([[p.post_id, p.tokens, p.labels] for p in train_posts]),
         "dev_data": sha256_json([[p.post_id, p.tokens, p.labels] for p in dev_posts]),
         "features": getattr(features, "fingerprint_sha256", None),
-        "code": f"dghc {pipeline.__version__}, model+inference+training code sha256 {code[:16]}",
+        "code": f"dghc {pipeline.__version__}, training code sha256 {code[:16]}",
         "device_type": device.type,
     }
 
