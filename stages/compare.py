@@ -14,6 +14,7 @@ def compare_command(config: CompareConfig) -> None:
 
     PRED_A and PRED_B are prediction files of `dghc evaluate --predictions` on the same test posts.
     """
+    from pipeline.core.console import points
     from pipeline.core.errors import DghcError
     from pipeline.data.conll import read_utf8_text
     from pipeline.experiments.runs import read_predictions
@@ -30,6 +31,6 @@ def compare_command(config: CompareConfig) -> None:
         raise DghcError(f"{config.predictions_a} and {config.predictions_b} are not predictions of the same posts "
                         "with the same gold labels")
     result = paired_bootstrap([p[1] for p in a], [p[2] for p in a], [p[2] for p in b], config.samples, config.seed)
-    click.echo(f"F1 A {100 * result.f1_a:.2f}, B {100 * result.f1_b:.2f} (seqeval default mode, {result.posts} posts)")
+    click.echo(f"F1 A {points(result.f1_a)}, B {points(result.f1_b)} (seqeval default mode, {result.posts} posts)")
     click.echo(f"A - B: {100 * result.difference:+.2f} points, 95% interval [{100 * result.low:+.2f}, "
                f"{100 * result.high:+.2f}], two-sided p = {result.p_value:.4f} ({result.samples} paired resamples)")

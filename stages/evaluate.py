@@ -31,13 +31,13 @@ def evaluate_command(config: EvaluateConfig) -> None:
 
 def _evaluate(config: EvaluateConfig) -> None:
     from pipeline.artifacts.atomic import write_text_atomically
+    from pipeline.core.console import points
     from pipeline.core.devices import announce_device, resolve_device
     from pipeline.core.precision import check_precision
     from pipeline.data.conll import read_conll
     from pipeline.data.tags import invalid_bio_positions
     from pipeline.inference.checkpoint import load_checkpoint  # torch: imported only when the stage runs
     from pipeline.inference.evaluation import evaluate, gold_type_map, predictions_conll
-    from pipeline.inference.metrics import points
     from pipeline.inference.visual_features import open_for_model
 
     device = resolve_device(config.device)  # `auto` becomes the GPU or the CPU here, once

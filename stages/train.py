@@ -33,7 +33,7 @@ def train_command(config: TrainConfig) -> None:
         _launch_processes(config)
         return
     from pipeline.artifacts.atomic import write_text_atomically
-    from pipeline.inference.metrics import points
+    from pipeline.core.console import points
     from pipeline.training.trainer import train  # torch and transformers: imported only when the stage runs
 
     setup_logging(logging.INFO)

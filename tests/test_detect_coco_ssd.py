@@ -75,6 +75,8 @@ def test_the_stage_writes_its_regions_statuses_and_weights_and_predict_rebuilds_
         assert not det.valid[det.index[image_id]].any()
     rebuilt = build_source(DETECTOR, det.fingerprint["detector"], PredictSettings(), None, tmp_path)
     assert isinstance(rebuilt, OpenCVSSDDetector) and rebuilt.weights.sha256 == recorded["sha256"]
+    with pytest.raises(DghcError, match="--detector-weights cannot replace it"):
+        build_source(DETECTOR, det.fingerprint["detector"], PredictSettings(), "other.pb", tmp_path)
 
 
 def test_without_the_package_it_is_refused_naming_the_extra(monkeypatch):

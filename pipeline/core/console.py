@@ -13,3 +13,9 @@ def say(message: str) -> None:
 def setup_logging(level: int = logging.INFO) -> None:
     """Show the pipeline's log records (warnings, and at INFO the progress of training) as `LEVEL message`."""
     logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+
+
+def points(fraction: float) -> str:
+    """A score as the paper and every human-facing output of dghc show it: percentage points, two decimals
+    (0.84962 -> "84.96"). JSON files keep seqeval's fractions."""
+    return f"{100 * fraction:.2f}"

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Sequence
 
 from pipeline.artifacts.atomic import write_bytes_atomically, write_text_atomically
+from pipeline.core.console import points
 from pipeline.data.conll import IMAGE_SUFFIX, format_conll
 from pipeline.demo.config import DemoConfig
 from pipeline.demo.oracle import text_only_ceiling
 from pipeline.demo.painter import encode_jpeg, render_image
 from pipeline.demo.posts import DemoPost, derived_seed, generate_posts
-from pipeline.inference.metrics import points
 
 MANIFEST_NAME = "demo.json"
 

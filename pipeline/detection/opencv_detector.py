@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.artifacts.fingerprint import sha256_file
+from pipeline.artifacts.fingerprint import sha256_file, sha256_json
 from pipeline.core.errors import first_line
 from pipeline.detection.detectors import DETECTOR, PredictSettings, ResolvedWeights, SourceUnavailable
 from pipeline.detection.merge import SourceBoxes
@@ -65,7 +65,9 @@ class OpenCVSSDDetector:
             raise SourceUnavailable(f"OpenCV {cv2.__version__} cannot load {graph.name}: {first_line(err)}") from None
         self.settings = settings
         self.class_names = coco_class_names()
-        self.weights = ResolvedWeights(COCO_SSD, f"{COCO_SSD}:{PACKAGE}/models/{GRAPH}", graph, sha256_file(graph))
+        # the graph and its text description together define the network
+        digest = sha256_json({"graph": sha256_file(graph), "text": sha256_file(text)})
+        self.weights = ResolvedWeights(COCO_SSD, f"{COCO_SSD}:{PACKAGE}/models/{GRAPH}", graph, digest)
 
     def detect(self, images: list[Any], phrases: Sequence[Sequence[str]] | None = None) -> list[SourceBoxes]:
         import cv2

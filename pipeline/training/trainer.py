@@ -39,6 +39,7 @@ import pipeline
 from pipeline.artifacts.atomic import atomic_folder, write_text_atomically
 from pipeline.artifacts.fingerprint import code_sha256, import_closure, sha256_json
 from pipeline.artifacts.lock import output_lock
+from pipeline.core.console import points
 from pipeline.core.devices import announce_device, resolve_device
 from pipeline.core.errors import DghcError
 from pipeline.core.precision import autocast, check_precision
@@ -50,7 +51,7 @@ from pipeline.data.word_shape import tokenizer_lowercases
 from pipeline.detection.store import read_fingerprint
 from pipeline.features.store import FeatureStore
 from pipeline.inference.checkpoint import Checkpoint, save_checkpoint
-from pipeline.inference.metrics import all_modes, points
+from pipeline.inference.metrics import all_modes
 from pipeline.inference.tagging import predict
 from pipeline.inference.visual_features import image_share, require_coverage, warn_if_images_rare
 from pipeline.model.batching import VisualFeatures, collate, make_examples
