@@ -32,17 +32,14 @@ def evaluate_command(config: EvaluateConfig) -> None:
 def _evaluate(config: EvaluateConfig) -> None:
     from pipeline.artifacts.atomic import write_text_atomically
     from pipeline.core.console import points
-    from pipeline.core.devices import announce_device, resolve_device
-    from pipeline.core.precision import check_precision
+    from pipeline.core.devices import tagging_device
     from pipeline.data.conll import read_conll
     from pipeline.data.tags import invalid_bio_positions
     from pipeline.inference.checkpoint import load_checkpoint  # torch: imported only when the stage runs
     from pipeline.inference.evaluation import evaluate, gold_type_map, predictions_conll
     from pipeline.inference.visual_features import open_for_model
 
-    device = resolve_device(config.device)  # `auto` becomes the GPU or the CPU here, once
-    announce_device("evaluate", device, config.device)
-    check_precision(config.precision, device)
+    device = tagging_device("evaluate", config.device, config.precision)
     checkpoint = load_checkpoint(config.model_dir)
     # Gold as written (stray I- kept): default mode reads it as conlleval does, strict mode as IOB2.
     posts, _ = read_conll(config.data_file, type_map=gold_type_map(checkpoint, config.keep_other),

@@ -41,3 +41,14 @@ def announce_device(stage: str, device: torch.device | str, asked: str) -> None:
     notes = (["device auto"] if asked == "auto" else []) + \
         (["no CUDA GPU here"] if chosen == "cpu" and not torch.cuda.is_available() else [])
     say(f"{stage}: running on {chosen}" + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+def tagging_device(stage: str, asked: str, precision: str) -> torch.device:
+    """The device a stage that tags with a trained model runs on (evaluate, predict, report): ``asked`` resolved
+    once (``auto`` becomes the GPU or the CPU here), said in one line, and checked against ``precision``."""
+    from pipeline.core.precision import check_precision
+
+    device = resolve_device(asked)
+    announce_device(stage, device, asked)
+    check_precision(precision, device)
+    return device

@@ -28,9 +28,8 @@ from tqdm import tqdm
 from pipeline.artifacts.atomic import atomic_text
 from pipeline.artifacts.lock import output_lock
 from pipeline.core.console import say
-from pipeline.core.devices import announce_device, resolve_device
+from pipeline.core.devices import tagging_device
 from pipeline.core.errors import DghcError
-from pipeline.core.precision import check_precision
 from pipeline.core.signals import stop_signals
 from pipeline.data.conll import Post
 from pipeline.data.images import load_image
@@ -128,9 +127,7 @@ def _predict(config: PredictConfig, stdin: BinaryIO | None, stdout: TextIO | Non
         log(f"predict: {source}: ignoring unknown field(s) {', '.join(read.unknown_fields)} "
             "(known: id, text, tokens, image)")
     posts = read.posts
-    device = resolve_device(config.device)
-    announce_device("predict", device, config.device)
-    check_precision(config.precision, device)
+    device = tagging_device("predict", config.device, config.precision)
     tagger = checkpoint.tagger.to(device)
     uses_image = tagger.config.use_image
     pipeline = None

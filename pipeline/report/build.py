@@ -13,9 +13,8 @@ from PIL import Image
 
 from pipeline.artifacts.atomic import write_text_atomically
 from pipeline.artifacts.lock import output_lock
-from pipeline.core.devices import announce_device, resolve_device
+from pipeline.core.devices import tagging_device
 from pipeline.core.errors import DghcError
-from pipeline.core.precision import check_precision
 from pipeline.core.signals import stop_signals
 from pipeline.data.conll import default_images_dir, read_conll
 from pipeline.data.images import ImageStatus, load_image
@@ -60,9 +59,7 @@ def build_report(config: ReportConfig) -> ReportResult:
 def _build_report(config: ReportConfig) -> ReportResult:
     if Path(config.out).exists() and not Path(config.out).is_dir():
         raise DghcError(f"--out {config.out} is a file: give a folder (the page is written as FOLDER/index.html)")
-    device = resolve_device(config.device)  # `auto` becomes the GPU or the CPU here, once
-    announce_device("report", device, config.device)
-    check_precision(config.precision, device)
+    device = tagging_device("report", config.device, config.precision)
     checkpoint = load_checkpoint(config.model)
     posts, _ = read_conll(config.data, config.images, type_map=gold_type_map(checkpoint, config.keep_other))
     if not posts:
