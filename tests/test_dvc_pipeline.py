@@ -85,7 +85,7 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_changed(project):
     after_detect_change = run([str(BIN / "dvc"), "repro"], root, env)
     assert stages_run(after_detect_change) == {"detect", "extract", "train", "evaluate"}
 
-    evaluation_code = root / "pipeline" / "training" / "evaluation.py"
+    evaluation_code = root / "pipeline" / "inference" / "evaluation.py"
     evaluation_code.write_text(evaluation_code.read_text() + "\n# a change of the scoring code\n")
     fourth = run([str(BIN / "dvc"), "repro"], root, env)
     assert stages_run(fourth) == {"evaluate"}
