@@ -56,6 +56,30 @@ def keep_other_param() -> Any:
                  "OTHER kept when it learned OTHER; refused when it learned MISC).")
 
 
+def engine_param() -> Any:
+    """``engine`` of the stages that can run on Ray Data (detect, extract)."""
+    return param("local", help="local: this process; ray: a Ray Data pipeline (decode tasks, model actors) writing a "
+                 "folder of shards plus index.h5 to --out (pip install 'dghc[ray]').", in_params=False)
+
+
+def address_param() -> Any:
+    """``address`` of the Ray cluster (--engine ray)."""
+    return param(None, help="Ray cluster to join with --engine ray (e.g. ray://head:10001 or auto); default: "
+                 "start a local one on this machine's cores.", in_params=False)
+
+
+def workers_param() -> Any:
+    """``workers``: the size of the Ray actor pool that runs the model."""
+    return param(2, help="Model workers with --engine ray (each holds the model; one GPU each where the cluster has "
+                 "GPUs, else one CPU).", minimum=1, in_params=False)
+
+
+def shard_size_param() -> Any:
+    """``shard_size``: rows per shard file (--engine ray), the unit of resuming."""
+    return param(1024, help="Images per shard file with --engine ray; a rerun skips the finished shards.", minimum=1,
+                 in_params=False)
+
+
 @dataclass(frozen=True)
 class Param:
     """One declared parameter of a config class, with its type resolved."""

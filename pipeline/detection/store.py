@@ -18,7 +18,8 @@ Root attributes: ``m``, ``format_version``, ``fingerprint`` (JSON), ``fingerprin
 
 The final file is written in one go from complete arrays (``pipeline.artifacts.atomic``), with no timestamps,
 so identical content gives identical bytes whether or not the run was interrupted and resumed. While the stage
-runs, rows go into a work file (``pipeline.artifacts.partial``) laid out the same way.
+runs, rows go into a work file (``pipeline.artifacts.partial``) laid out the same way. Every reader also takes
+the folder of shards that ``--engine ray`` writes (``pipeline.artifacts.shards``).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import numpy as np
 from pipeline.artifacts.atomic import atomic_path
 from pipeline.artifacts.fingerprint import canonical_json, sha256_json
 from pipeline.artifacts.hdf5 import attribute_text
+from pipeline.artifacts.shards import store_file
 from pipeline.core.errors import DghcError
 from pipeline.data.images import STATUS_NAMES, ImageStatus
 
@@ -141,10 +143,10 @@ def read_fingerprint_sha256(path: str | Path) -> str | None:
     import h5py
 
     try:
-        with h5py.File(path, "r") as handle:
+        with h5py.File(store_file(path), "r") as handle:
             value = handle.attrs.get("fingerprint_sha256")
             return value.decode() if isinstance(value, bytes) else (str(value) if value is not None else None)
-    except (OSError, KeyError):
+    except (OSError, KeyError, DghcError):
         return None
 
 
@@ -152,10 +154,10 @@ def read_fingerprint(path: str | Path | None) -> dict[str, Any] | None:
     """The settings fingerprint of a detections file (None when there is no such file)."""
     import h5py
 
-    if not path or not Path(path).is_file():
+    if not path or not Path(path).exists():
         return None
     try:
-        with h5py.File(path, "r") as handle:
+        with h5py.File(store_file(path), "r") as handle:
             raw = handle.attrs.get("fingerprint")
             fingerprint = json.loads(attribute_text(raw)) if raw is not None else None
         if fingerprint is not None and not isinstance(fingerprint, dict):
@@ -170,10 +172,10 @@ def load_detections(path: str | Path) -> Detections:
     import h5py
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DghcError(f"{path}: detections file not found (run `dghc detect` first)")
     try:
-        with h5py.File(path, "r") as handle:
+        with h5py.File(store_file(path), "r") as handle:
             missing = [name for name in ARRAY_NAMES if name not in handle]
             if missing or "fingerprint" not in handle.attrs:
                 raise DghcError(f"{path}: not a detections file (missing {', '.join(missing) or 'attributes'}); "

@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from pipeline.core.errors import DghcError
-from pipeline.core.params import check_params, device_param, param
+from pipeline.core.params import (
+    address_param,
+    check_params,
+    device_param,
+    engine_param,
+    param,
+    shard_size_param,
+    workers_param,
+)
 
 UNTRAINED_NAME = "untrained-clip-small"  # the offline default: a small CLIP with random weights from a fixed seed
 UNTRAINED_SEED = 0
@@ -50,6 +58,10 @@ class ExtractConfig:
     no_restart: bool = param(False, help="Refuse to start over when an unfinished run's files cannot be resumed "
                              "(damaged, or made with other settings) instead of replacing them.")
     progress: bool = param(True, help="Show a progress bar.", option="--progress/--quiet")
+    engine: Literal["local", "ray"] = engine_param()
+    address: str | None = address_param()
+    workers: int = workers_param()
+    shard_size: int = shard_size_param()
 
     def __post_init__(self) -> None:
         check_params(self)

@@ -102,6 +102,22 @@ def load_detection_rows(path: Path, ids: Sequence[str], data: Sequence[Path]) ->
                          boxes=detections.boxes[rows].astype(np.float32), valid=detections.valid[rows].astype(bool))
 
 
+def extract_fingerprint(config: ExtractConfig, encoder: ClipEncoder, detections: DetectionRows) -> dict[str, Any]:
+    """What the vectors depend on (the file's ``fingerprint``; equal fingerprints, equal vectors)."""
+    return build_fingerprint(encoder.identity(), dtype=config.dtype, crop_padding=config.crop_padding,
+                             min_crop_size=config.min_crop_size, max_aspect=config.max_aspect, m=detections.m,
+                             detections_fingerprint_sha256=detections.fingerprint_sha256)
+
+
+def summarise(path: Path, **fields: Any) -> ExtractResult:
+    """The result of a finished run from its output (a file or a sharded folder)."""
+    status, regions, dim, m = layout.read_summary(path)
+    return ExtractResult(path=path, images=len(status), present=int((status == ImageStatus.PRESENT).sum()),
+                         missing=int((status == ImageStatus.MISSING).sum()),
+                         unreadable=int((status == ImageStatus.UNREADABLE).sum()), regions=regions, dim=dim, m=m,
+                         **fields)
+
+
 # --------------------------------------------------------------------------------------------- the stage
 
 
@@ -111,6 +127,10 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
 
     One run per output (a second one is refused at once); SIGINT/SIGTERM stop it after the batch being written.
     """
+    if config.engine == "ray":
+        from pipeline.scale.extract import extract_on_ray  # Ray is an optional extra
+
+        return extract_on_ray(config, on_batch=on_batch)
     out = Path(config.out)
     with stop_signals("extract") as stop, output_lock(out, note=say):
         return _extract(config, out, encoder, on_batch, stop)
@@ -126,16 +146,14 @@ def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_b
         encoder = load_clip(config.model, config.output, config.device, config.seed)
         announce_device("extract", encoder.device, config.device)
     m, dim, n = detections.m, encoder.dim, len(images.ids)
-    fingerprint = build_fingerprint(encoder.identity(), dtype=config.dtype, crop_padding=config.crop_padding,
-                                    min_crop_size=config.min_crop_size, max_aspect=config.max_aspect, m=m,
-                                    detections_fingerprint_sha256=detections.fingerprint_sha256)
+    fingerprint = extract_fingerprint(config, encoder, detections)
     fingerprint_sha = sha256_json(fingerprint)
     # Batches are the unit of work: a resumed run must cut the same batches on the same kind of device to
     # compute bit-identical vectors.
     resume_key = {"fingerprint_sha256": fingerprint_sha, "ids_sha256": sha256_json(images.ids),
                   "batch_size": config.batch_size, "device_type": encoder.device.type}
     if not config.force and layout.is_up_to_date(out, fingerprint_sha, images.ids):
-        return _summarise(out, rows_resumed=0, empty_boxes=0, untrained=encoder.untrained, fingerprint=fingerprint,
+        return summarise(out, rows_resumed=0, empty_boxes=0, untrained=encoder.untrained, fingerprint=fingerprint,
                           up_to_date=True)
     partial = PartialOutput(out, resume_key)
     start, note = partial.resume_point(lambda path, rows: layout.check_work_file(path, fingerprint_sha, n, rows),
@@ -161,7 +179,8 @@ def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_b
         for batch in loader:
             first, last = batch["rows"][0], batch["rows"][-1] + 1
             assert first == rows_done and last - first == len(batch["rows"]), "batches must be contiguous"
-            _check_detections_current(batch, detections, images.ids, config.detections)
+            check_detections_current(np.asarray(batch["rows"]), batch["status"].numpy(), batch["sizes"].numpy(),
+                                     detections, images.ids, config.detections)
             vectors = torch.zeros(len(batch["rows"]), 1 + m, dim)
             vectors[batch["slots"]] = encoder.encode(batch["pixels"])
             stored = vectors.numpy().astype(np_dtype)
@@ -183,24 +202,13 @@ def _extract(config: ExtractConfig, out: Path, encoder: ClipEncoder | None, on_b
                         "rerun the same command to start over")
     with writing(out, f"the previous {out.name}, if any, is untouched; {kept}"):
         partial.publish()
-    return _summarise(out, rows_resumed=start, empty_boxes=counts["empty_boxes"], untrained=encoder.untrained,
+    return summarise(out, rows_resumed=start, empty_boxes=counts["empty_boxes"], untrained=encoder.untrained,
                       fingerprint=fingerprint)
 
 
-def _summarise(path: Path, **fields: Any) -> ExtractResult:
-    status, regions, dim, m = layout.read_summary(path)
-    return ExtractResult(path=path, images=len(status), present=int((status == ImageStatus.PRESENT).sum()),
-                         missing=int((status == ImageStatus.MISSING).sum()),
-                         unreadable=int((status == ImageStatus.UNREADABLE).sum()), regions=regions, dim=dim, m=m,
-                         **fields)
-
-
-def _check_detections_current(batch: dict[str, Any], detections: DetectionRows, ids: Sequence[str],
-                              path: Path) -> None:
+def check_detections_current(rows: np.ndarray, status: np.ndarray, sizes: np.ndarray, detections: DetectionRows,
+                             ids: Sequence[str], path: Path) -> None:
     """Boxes are in the pixels of the image detect saw: refuse images that changed since (status or size)."""
-    rows = np.asarray(batch["rows"])
-    status = batch["status"].numpy()
-    sizes = batch["sizes"].numpy()
     stale = (status != detections.status[rows]) | (sizes != detections.sizes[rows]).any(axis=1)
     if stale.any():
         i = int(np.flatnonzero(stale)[0])

@@ -5,6 +5,7 @@ Training reads cached CLIP vectors with ``FeatureStore(path).batch(image_ids)``.
 
 A features file small enough (``memory_limit`` bytes, default 2 GiB) is loaded into memory once; a larger
 one stays open and each batch is one sorted, de-duplicated fancy-index read. Never a file open per item.
+Every reader also takes the folder of shards that ``--engine ray`` writes (``pipeline.artifacts.shards``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 
 from pipeline.artifacts.fingerprint import canonical_json, sha256_json
 from pipeline.artifacts.hdf5 import attribute_text
+from pipeline.artifacts.shards import store_bytes, store_file
 from pipeline.core.errors import DghcError
 from pipeline.data.images import STATUS_NAMES
 from pipeline.features.fingerprint import require_match
@@ -62,7 +64,7 @@ class FeatureStore:
                  memory_limit: int = DEFAULT_MEMORY_LIMIT) -> None:
         import h5py
 
-        self.path = Path(path)
+        self.path = store_file(path)
         if not self.path.is_file():
             raise DghcError(f"{self.path}: features file not found (run `dghc extract` first)")
         try:
@@ -85,7 +87,7 @@ class FeatureStore:
         self.index: dict[str, int] = {image_id: row for row, image_id in enumerate(self.image_ids)}
         self.status = handle[STATUS][()]
         if in_memory is None:
-            in_memory = self.path.stat().st_size <= memory_limit
+            in_memory = store_bytes(path) <= memory_limit
         self.in_memory = bool(in_memory)
         self._handle = None
         self._pid = os.getpid()
@@ -246,13 +248,14 @@ def is_up_to_date(path: Path, fingerprint_sha256: str, ids: Sequence[str]) -> bo
     """Whether ``path`` is a finished features file of these settings and these image ids, in this order."""
     import h5py
 
-    if not path.is_file():
-        return False
     try:
+        path = store_file(path)
+        if not path.is_file():
+            return False
         with h5py.File(path, "r") as handle:
             return (handle.attrs.get("fingerprint_sha256") == fingerprint_sha256
                     and handle[IMAGE_IDS].asstr()[()].tolist() == list(ids))
-    except (OSError, KeyError):
+    except (OSError, KeyError, DghcError):
         return False
 
 
@@ -260,5 +263,5 @@ def read_summary(path: Path) -> tuple[np.ndarray, int, int, int]:
     """A finished file's status per image, its number of regions, dim and m (for the stage's summary)."""
     import h5py
 
-    with h5py.File(path, "r") as handle:
+    with h5py.File(store_file(path), "r") as handle:
         return handle[STATUS][()], int(handle[REGION_MASK][()].sum()), int(handle.attrs["dim"]), int(handle.attrs["m"])

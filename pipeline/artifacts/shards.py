@@ -1,0 +1,171 @@
+"""A sharded HDF5 store: a folder of shard files plus ``index.h5``, read as one file by the usual readers.
+
+``dghc detect|extract --engine ray`` write one shard file per ``shard_size`` rows (rows in the order of the
+sorted image ids), each a complete file of the stage's format, renamed into place when written. When every shard
+is there, ``index.h5`` is written: its numeric datasets are HDF5 virtual datasets that concatenate the shards'
+(no copy), its text datasets (image ids, reasons) are copied, and its attributes are the shards' plus the list
+of shards. The stage readers open a store through ``store_file``: a folder means its index, after checking
+that every shard it names is there (a virtual dataset reads a missing source as fill values, silently).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pipeline.artifacts.atomic import atomic_path
+from pipeline.core.errors import DghcError
+
+INDEX = "index.h5"
+SHARDS_ATTRIBUTE = "shards"  # JSON list of {"file", "rows", "counts"} in row order
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows ``start:stop`` of the stage's sorted image ids, written to ``file`` in the store folder."""
+
+    number: int
+    start: int
+    stop: int
+
+    @property
+    def file(self) -> str:
+        return f"shard-{self.number:05d}.h5"
+
+
+def plan_shards(rows: int, shard_size: int) -> list[Shard]:
+    """Consecutive shards of ``shard_size`` rows (the last one shorter) covering ``rows`` rows."""
+    if shard_size < 1:
+        raise ValueError("shard_size must be at least 1")
+    return [Shard(number, start, min(start + shard_size, rows))
+            for number, start in enumerate(range(0, rows, shard_size))]
+
+
+def check_store_folder(folder: Path) -> None:
+    """A sharded output is a folder: refuse a path that is a file or is named like one."""
+    if folder.suffix in (".h5", ".hdf5") or folder.is_file():
+        raise DghcError(f"--engine ray writes a folder of shards plus {INDEX}, and {folder} is "
+                        f"{'a file' if folder.is_file() else 'named like a file'}: give a folder, e.g. "
+                        f"--out {folder.with_suffix('')}")
+    if folder.is_dir():
+        foreign = [item.name for item in folder.iterdir()
+                   if not (item.name == INDEX or item.name.startswith(("shard-", ".shard-", f".{INDEX}.")))]
+        if foreign:
+            raise DghcError(f"{folder} holds files that are not shards ({', '.join(sorted(foreign)[:3])}): give an "
+                            "empty or new folder for the sharded output")
+
+
+def store_file(path: str | Path) -> Path:
+    """The HDF5 file to open for ``path``: the path itself, or a sharded folder's index once its shards are checked."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    index = path / INDEX
+    if not index.is_file():
+        shards = sorted(path.glob("shard-*.h5"))
+        raise DghcError(f"{path}: a sharded store without its {INDEX} ({len(shards)} shard files): the run that "
+                        "writes it has not finished; rerun the same command to resume it")
+    try:
+        with h5py.File(index, "r") as handle:
+            listed = json.loads(handle.attrs[SHARDS_ATTRIBUTE])
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise DghcError(f"{index}: not a readable shard index ({type(err).__name__}); delete {path} and rerun the "
+                        "command that wrote it") from None
+    missing = [entry["file"] for entry in listed if not (path / entry["file"]).is_file()]
+    if missing:
+        raise DghcError(f"{path}: {len(missing)} of its {len(listed)} shards are missing ({', '.join(missing[:3])}"
+                        f"{', ...' if len(missing) > 3 else ''}); rerun the command that wrote it to recompute them")
+    return index
+
+
+def store_bytes(path: str | Path) -> int:
+    """Bytes on disk of a store: the file, or a sharded folder's files together."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(item.stat().st_size for item in path.iterdir() if item.is_file())
+    return path.stat().st_size
+
+
+def shard_summaries(path: str | Path) -> list[dict[str, Any]]:
+    """The index's list of shards (file, rows, counts per status); empty for a single file."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    with h5py.File(store_file(path), "r") as handle:
+        return json.loads(handle.attrs[SHARDS_ATTRIBUTE])
+
+
+def finished_shards(folder: Path, shards: Sequence[Shard], is_finished: Callable[[Path, Shard], bool]) -> set[int]:
+    """Numbers of the shards already written by an earlier run with the same settings (``is_finished`` checks a
+    file); shard files that are not part of this plan, and leftover temporary files, are deleted."""
+    planned = {shard.file for shard in shards}
+    # Only files this module names are touched: shards, their temporary files and the index (a stale one would
+    # describe the old shards).
+    for item in [*folder.glob("shard-*.h5"), *folder.glob(".shard-*.tmp"), *folder.glob(f".{INDEX}.*.tmp"),
+                 folder / INDEX]:
+        if item.is_file() and item.name not in planned:
+            item.unlink()
+    done = set()
+    for shard in shards:
+        path = folder / shard.file
+        if path.is_file():
+            try:
+                ok = is_finished(path, shard)
+            except (OSError, KeyError, ValueError, TypeError):
+                ok = False
+            if ok:
+                done.add(shard.number)
+            else:
+                path.unlink()
+    return done
+
+
+def write_index(folder: Path, shards: Sequence[Shard], counts: Sequence[dict[str, int]],
+                text_datasets: Sequence[str]) -> Path:
+    """Write ``folder/index.h5`` over the finished shard files, atomically (see the module's docstring).
+
+    Every dataset is concatenated along its first axis, in shard order; ``text_datasets`` are copied, the others
+    virtual. Root attributes are the first shard's; dataset attributes are copied too.
+    """
+    import h5py
+
+    files = [folder / shard.file for shard in shards]
+    entries = [{"file": shard.file, "rows": shard.stop - shard.start, "counts": dict(count)}
+               for shard, count in zip(shards, counts)]
+    with h5py.File(files[0], "r") as first:
+        names = list(first.keys())
+        attributes = {key: first.attrs[key] for key in first.attrs}
+        kinds = {name: (first[name].dtype, first[name].shape[1:], dict(first[name].attrs)) for name in names}
+    rows = sum(entry["rows"] for entry in entries)
+    index = folder / INDEX
+    with atomic_path(index) as tmp, h5py.File(tmp, "w") as handle:
+        for name in names:
+            dtype, tail, dataset_attributes = kinds[name]
+            if name in text_datasets:
+                parts = []
+                for path in files:
+                    with h5py.File(path, "r") as shard_file:
+                        parts.append(shard_file[name].asstr()[()])
+                dataset = handle.create_dataset(name, data=np.concatenate(parts).astype(object), dtype=dtype,
+                                                track_times=False)
+            else:
+                layout = h5py.VirtualLayout(shape=(rows, *tail), dtype=dtype)
+                for path, shard, entry in zip(files, shards, entries):
+                    # A path relative to the index: HDF5 looks for it beside the index, so the folder can move.
+                    layout[shard.start:shard.stop] = h5py.VirtualSource(os.path.relpath(path, folder), name,
+                                                                        shape=(entry["rows"], *tail), dtype=dtype)
+                dataset = handle.create_virtual_dataset(name, layout)
+            for key, value in dataset_attributes.items():
+                dataset.attrs[key] = value
+        for key, value in attributes.items():
+            handle.attrs[key] = value
+        handle.attrs[SHARDS_ATTRIBUTE] = json.dumps(entries)
+    return index

@@ -1,0 +1,233 @@
+"""``dghc extract --engine ray``: the extract stage as a Ray Data pipeline that writes a sharded features store.
+
+    rows (image id, path, boxes)  ->  decode + crop + preprocess  ->  CLIP vision tower  ->  shard files + index
+       ray.data.from_items            CPU tasks (GPU clusters);        actor pool of          written by the driver,
+                                      in the actors (CPU-only)         ``workers`` actors     in row order
+
+The pieces are the local stage's: ``CropDataset`` decodes and crops, ``ClipEncoder.encode`` encodes the valid
+slots, the features file layout is ``pipeline.features.store``'s, one file per shard (``pipeline.artifacts.shards``).
+On a CPU-only cluster each actor decodes its own batches, as the local engine alternates decoding and encoding on
+the same cores: decode tasks beside the actors would compete with them for the cores. A rerun skips the shards a
+killed run finished; Ray retries the batches of a worker that died.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from pipeline.artifacts.atomic import atomic_path
+from pipeline.artifacts.fingerprint import sha256_json
+from pipeline.artifacts.lock import output_lock
+from pipeline.artifacts.shards import Shard, check_store_folder, finished_shards, plan_shards, write_index
+from pipeline.core.console import say
+from pipeline.core.errors import DghcError
+from pipeline.core.signals import stop_signals
+from pipeline.data.images import STATUS_NAMES
+from pipeline.features import store as layout
+from pipeline.features.config import ExtractConfig
+from pipeline.features.extract import (
+    ExtractResult,
+    check_detections_current,
+    collect_images,
+    extract_fingerprint,
+    load_detection_rows,
+    summarise,
+)
+from pipeline.scale.session import ray_cluster, worker_resources
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """What the decode step needs (sent to every task and actor)."""
+
+    preprocessor: Any  # the encoder's RegionPreprocessor
+    image_size: int
+    m: int
+    padding: float
+    min_size: int
+    max_aspect: float
+
+
+def decode_batch(batch: dict[str, np.ndarray], crops: CropSettings) -> dict[str, np.ndarray]:
+    """Rows -> their status, size, slot mask and pixels, (B, 1 + m, 3, S, S) with zeros in the empty slots."""
+    from pipeline.features.crops import CropDataset
+
+    paths = [Path(path) if path else None for path in batch["path"]]
+    dataset = CropDataset(batch["row"].tolist(), paths, batch["boxes"], batch["valid"], crops.preprocessor,
+                          crops.image_size, crops.padding, crops.min_size, crops.max_aspect)
+    items = [dataset[i] for i in range(len(dataset))]
+    size = crops.image_size
+    pixels = np.zeros((len(items), 1 + crops.m, 3, size, size), dtype=np.float32)
+    slots = np.stack([item["slots"].numpy() for item in items])
+    for i, item in enumerate(items):
+        pixels[i, slots[i]] = item["pixels"].numpy()
+    return {"row": batch["row"], "status": np.array([item["status"] for item in items], dtype=np.uint8),
+            "size": np.array([item["size"] for item in items], dtype=np.int64), "slots": slots, "pixels": pixels,
+            "empty_boxes": np.array([item["empty_boxes"] for item in items], dtype=np.int64)}
+
+
+class EncodeActor:
+    """A Ray actor holding the CLIP vision tower: pixels in, (B, 1 + m, dim) float32 vectors out."""
+
+    def __init__(self, model: str, output: str, device: str, seed: int, threads: int,
+                 crops: CropSettings | None) -> None:
+        import torch
+
+        from pipeline.features.clip_encoder import load_clip
+
+        torch.set_num_threads(max(1, threads))
+        self.encoder = load_clip(model, output, device, seed)
+        self.crops = crops  # set: decode here (a CPU-only cluster)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        if self.crops is not None:
+            batch = decode_batch(batch, self.crops)
+        pixels, mask = batch.pop("pixels"), batch["slots"]
+        vectors = np.zeros((*mask.shape, self.encoder.dim), dtype=np.float32)
+        vectors[mask] = self.encoder.encode(torch.from_numpy(np.ascontiguousarray(pixels[mask]))).numpy()
+        return {**batch, "vectors": vectors}
+
+
+def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | None = None) -> ExtractResult:
+    """Run the extract stage on Ray; ``out`` is a folder of shards plus ``index.h5`` (see the module's docstring)."""
+    from tqdm import tqdm
+
+    from pipeline.features.clip_encoder import load_clip
+
+    out = Path(config.out)
+    check_store_folder(out)
+    with stop_signals("extract") as stop, output_lock(out, note=say):
+        images = collect_images(config.inputs, config.images)
+        detections = load_detection_rows(config.detections, images.ids, config.inputs)
+        # The driver loads the model on its CPU for what identifies it (the fingerprint) and its preprocessing.
+        encoder = load_clip(config.model, config.output, "cpu", config.seed)
+        fingerprint = extract_fingerprint(config, encoder, detections)
+        fingerprint_sha = sha256_json(fingerprint)
+        n, m, dim = len(images.ids), detections.m, encoder.dim
+        if not config.force and layout.is_up_to_date(out, fingerprint_sha, images.ids):
+            return summarise(out, rows_resumed=0, empty_boxes=0, untrained=encoder.untrained,
+                             fingerprint=fingerprint, up_to_date=True)
+        out.mkdir(parents=True, exist_ok=True)
+        shards = plan_shards(n, config.shard_size)
+
+        def is_finished(path: Path, shard: Shard) -> bool:
+            return layout.is_up_to_date(path, fingerprint_sha, images.ids[shard.start:shard.stop])
+
+        done = finished_shards(out, shards, (lambda *_: False) if config.force else is_finished)
+        todo = [shard for shard in shards if shard.number not in done]
+        resumed = sum(shard.stop - shard.start for shard in shards if shard.number in done)
+        if done:
+            say(f"extract: {len(done)} of {len(shards)} shards were finished by an earlier run ({resumed} images): "
+                "skipped")
+        crops = CropSettings(encoder.preprocessor, encoder.image_size, m, config.crop_padding, config.min_crop_size,
+                             config.max_aspect)
+        empty_boxes = 0
+        if todo:
+            with ray_cluster("extract", config.address, config.workers) as cluster, \
+                    tqdm(total=n, initial=resumed, unit="img", desc="extract", file=sys.stderr,
+                         disable=not config.progress) as bar:
+                batches = _pipeline(config, crops, todo, images.paths, detections, cluster)
+                writer = _ShardWriter(out, todo, images.ids, m, dim, config.dtype, fingerprint)
+                for batch in batches:
+                    check_detections_current(batch["row"], batch["status"], batch["size"], detections, images.ids,
+                                             config.detections)
+                    empty_boxes += int(batch["empty_boxes"].sum())
+                    writer.add(batch)
+                    bar.update(len(batch["row"]))
+                    if on_batch is not None:
+                        on_batch(resumed + writer.rows_received)
+                    stop.check(f"{writer.shards_written} shards are written in {out}: rerun the same command to "
+                               "resume")
+                writer.finish()
+        write_index(out, shards, [_status_counts(out / shard.file) for shard in shards],
+                    text_datasets=(layout.IMAGE_IDS,))
+        return summarise(out, rows_resumed=resumed, empty_boxes=empty_boxes, untrained=encoder.untrained,
+                         fingerprint=fingerprint)
+
+
+def _pipeline(config: ExtractConfig, crops: CropSettings, todo: list[Shard], paths: list[Path | None],
+              detections: Any, cluster: dict[str, float]) -> Any:
+    """The Ray Data pipeline over the rows of the unfinished shards; yields numpy batches in row order."""
+    import ray.data
+
+    resources = worker_resources(config.device, cluster)
+    rows = [row for shard in todo for row in range(shard.start, shard.stop)]
+    items = [{"row": row, "path": str(paths[row]) if paths[row] is not None else "",
+              "boxes": detections.boxes[row], "valid": detections.valid[row]} for row in rows]
+    dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // config.batch_size)))
+    on_gpu = resources.device == "cuda"
+    if on_gpu:
+        dataset = dataset.map_batches(decode_batch, fn_kwargs={"crops": crops}, batch_size=config.batch_size,
+                                      batch_format="numpy", num_cpus=1)
+    dataset = dataset.map_batches(
+        EncodeActor, batch_size=config.batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=config.workers),
+        fn_constructor_kwargs={"model": config.model, "output": config.output, "device": resources.device,
+                               "seed": config.seed, "threads": int(resources.num_cpus),
+                               "crops": None if on_gpu else crops},
+        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
+    return dataset.iter_batches(batch_size=None, batch_format="numpy")
+
+
+class _ShardWriter:
+    """Collects the rows coming back in order and writes each shard's file once all its rows are in."""
+
+    def __init__(self, folder: Path, shards: list[Shard], ids: list[str], m: int, dim: int, dtype: str,
+                 fingerprint: dict[str, Any]) -> None:
+        self.folder, self.shards, self.ids = folder, list(shards), ids
+        self.m, self.dim, self.dtype, self.fingerprint = m, dim, np.dtype(dtype), fingerprint
+        self.pending: list[dict[str, np.ndarray]] = []
+        self.rows_received = 0
+        self.shards_written = 0
+
+    def add(self, batch: dict[str, np.ndarray]) -> None:
+        self.pending.append(batch)
+        self.rows_received += len(batch["row"])
+        self._write_complete()
+
+    def finish(self) -> None:
+        self._write_complete()
+        if self.shards_written != len(self.shards):
+            raise DghcError(f"extract: Ray returned {self.rows_received} rows, fewer than the unfinished shards hold; "
+                            "rerun the same command to resume")
+
+    def _write_complete(self) -> None:
+        while self.shards_written < len(self.shards):
+            shard = self.shards[self.shards_written]
+            rows = np.concatenate([batch["row"] for batch in self.pending]) if self.pending else np.zeros(0, int)
+            if (rows < shard.stop).sum() < shard.stop - shard.start:
+                return
+            merged = {key: np.concatenate([batch[key] for batch in self.pending]) for key in self.pending[0]}
+            inside = merged["row"] < shard.stop
+            if not np.array_equal(merged["row"][inside], np.arange(shard.start, shard.stop)):
+                raise DghcError(f"extract: Ray returned the rows of {shard.file} out of order (preserve_order is off?)")
+            self._write(shard, {key: value[inside] for key, value in merged.items()})
+            self.pending = [{key: value[~inside] for key, value in merged.items()}] if (~inside).any() else []
+            self.shards_written += 1
+
+    def _write(self, shard: Shard, rows: dict[str, np.ndarray]) -> None:
+        stored = rows["vectors"].astype(self.dtype)
+        if not np.isfinite(stored).all():
+            raise DghcError(f"CLIP vectors overflow {self.dtype} (values up to {np.abs(rows['vectors']).max():.3g}); "
+                            "use --dtype float32")
+        path = self.folder / shard.file
+        with atomic_path(path) as tmp:
+            layout.create_features_file(tmp, self.ids[shard.start:shard.stop], self.m, self.dim, str(self.dtype),
+                                        self.fingerprint)
+            with layout.open_work_file(tmp) as handle:
+                layout.write_rows(handle, 0, rows["status"], stored, rows["slots"])
+
+
+def _status_counts(path: Path) -> dict[str, int]:
+    """How many images of a shard file are present, missing, unreadable (the index records it per shard)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        status = handle[layout.STATUS][()]
+    return {name: int((status == code).sum()) for code, name in enumerate(STATUS_NAMES)}

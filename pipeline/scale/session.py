@@ -1,0 +1,84 @@
+"""Joining or starting the Ray cluster a stage runs on (``--engine ray``), and what its workers ask for."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from pipeline.core.console import say
+from pipeline.core.errors import DghcError
+
+INSTALL_HINT = "pip install 'dghc[ray]'"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module with Ray Data, or a DghcError saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the extra installs both; a bare ray lacks pyarrow)
+    except ImportError as err:
+        raise DghcError(f"--engine ray needs Ray Data, which is not installed here ({err}): {INSTALL_HINT}, or run "
+                        "with --engine local") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class WorkerResources:
+    """What each model actor asks Ray for, and the torch device it then uses."""
+
+    device: str  # "cuda" or "cpu"
+    num_gpus: float
+    num_cpus: float
+
+
+def worker_resources(asked: str, cluster: dict[str, float]) -> WorkerResources:
+    """``asked`` (the stage's --device) against the cluster: auto takes a GPU per worker where the cluster has GPUs."""
+    gpus = float(cluster.get("GPU", 0))
+    if asked == "auto":
+        asked = "cuda" if gpus > 0 else "cpu"
+    if asked.startswith("cuda"):
+        if gpus == 0:
+            raise DghcError(f"device {asked!r} asked for, but the Ray cluster has no GPU (use --device cpu or auto)")
+        # Ray picks the GPU and sets CUDA_VISIBLE_DEVICES: inside the actor it is always cuda (cuda:0).
+        return WorkerResources("cuda", num_gpus=1.0, num_cpus=1.0)
+    if asked != "cpu":
+        raise DghcError(f"unknown device {asked!r} for --engine ray (use auto, cpu or cuda)")
+    return WorkerResources("cpu", num_gpus=0.0, num_cpus=1.0)
+
+
+@contextlib.contextmanager
+def ray_cluster(stage: str, address: str | None, workers: int) -> Iterator[dict[str, float]]:
+    """Join the cluster at ``address`` or start a local one for the block; yields the cluster's resources.
+
+    A local cluster gets this machine's cores (at least ``workers``). Ray's own progress output is kept quiet:
+    the stage shows its own bar.
+    """
+    ray = import_ray()
+    # Ray Data logs each dataset's plan and progress at INFO: the stage shows its own bar and summary.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    started_here = not ray.is_initialized()
+    if started_here:
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+        if address is None:
+            options["num_cpus"] = max(os.cpu_count() or 1, workers)
+        else:
+            options["address"] = address
+        try:
+            ray.init(**options)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            where = address if address is not None else "a local Ray instance"
+            raise DghcError(f"{stage}: cannot start or join {where}: {str(err).splitlines()[0][:200]}") from None
+    try:
+        from ray.data import DataContext
+
+        context = DataContext.get_current()
+        context.execution_options.preserve_order = True  # shards are written in row order, as they complete
+        resources = {key: float(value) for key, value in ray.cluster_resources().items()}
+        say(f"{stage}: Ray cluster with {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs"
+            + (" (started here)" if started_here and address is None else f" at {address}" if address else ""))
+        yield resources
+    finally:
+        if started_here:
+            ray.shutdown()
