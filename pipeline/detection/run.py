@@ -189,6 +189,10 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
     ``on_batch_done(rows_done, total)`` is called after each batch is safely written (tests use it to simulate a
     crash). Raises DghcError when no source can run, or under ``strict`` when an image is not present.
     """
+    if config.engine == "ray":
+        from pipeline.scale.detect import detect_on_ray  # Ray is an optional extra
+
+        return detect_on_ray(config, log=log)
     config.check_inputs()
     out = config.out_file
     with stop_signals("detect") as stop, output_lock(out, note=log):
@@ -217,10 +221,10 @@ def _run_detect(config: DetectConfig, out: Path, loaded: LoadedSources | None, t
     fingerprint_sha = sha256_json(fingerprint)
     if not config.force and out.is_file() and read_fingerprint_sha256(out) == fingerprint_sha:
         existing = load_detections(out)
-        summary = _summary(out, existing.status, existing.reason, existing.image_ids, existing.sources,
+        summary = summarise_detections(out, existing.status, existing.reason, existing.image_ids, existing.sources,
                            existing.valid, loaded.report)
         summary.up_to_date = True
-        _check_strict(config, summary)
+        check_strict(config, summary)
         return summary
 
     ids = [item.image_id for item in items]
@@ -256,17 +260,17 @@ def _run_detect(config: DetectConfig, out: Path, loaded: LoadedSources | None, t
                 on_batch_done(rows_done, len(items))
             stop.check(f"{rows_done} of {len(items)} images are done; {kept}")
         arrays = read_arrays(handle)
-    summary = _summary(out, arrays["status"], arrays["reason"], arrays["image_ids"], arrays["sources"],
+    summary = summarise_detections(out, arrays["status"], arrays["reason"], arrays["image_ids"], arrays["sources"],
                        arrays["valid"], loaded.report)
     summary.resumed_from = start
-    _check_strict(config, summary)  # under --strict the output is not published; the work file stays
+    check_strict(config, summary)  # under --strict the output is not published; the work file stays
     with writing(out, f"the previous {out.name}, if any, is untouched; {kept}"):
         write_detections(out, arrays, config.m, fingerprint, loaded.report)
     partial.discard()
     return summary
 
 
-def _summary(out: Path, status: np.ndarray, reason: Sequence[str], image_ids: Sequence[str], sources: np.ndarray,
+def summarise_detections(out: Path, status: np.ndarray, reason: Sequence[str], image_ids: Sequence[str], sources: np.ndarray,
              valid: np.ndarray, report: dict[str, Any]) -> DetectSummary:
     counts = {name: 0 for name in STATUS_NAMES}
     problems = []
@@ -282,7 +286,7 @@ def _summary(out: Path, status: np.ndarray, reason: Sequence[str], image_ids: Se
                          problems=problems)
 
 
-def _check_strict(config: DetectConfig, summary: DetectSummary) -> None:
+def check_strict(config: DetectConfig, summary: DetectSummary) -> None:
     if not config.strict or not summary.problems:
         return
     shown = "; ".join(f"{i}: {s} ({r})" for i, s, r in summary.problems[:5])

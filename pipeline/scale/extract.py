@@ -19,14 +19,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.artifacts.atomic import atomic_path
 from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.artifacts.lock import output_lock
 from pipeline.artifacts.shards import Shard, check_store_folder, finished_shards, plan_shards, write_index
 from pipeline.core.console import say
 from pipeline.core.errors import DghcError
 from pipeline.core.signals import stop_signals
-from pipeline.data.images import STATUS_NAMES
+from pipeline.data.images import count_statuses
 from pipeline.features import store as layout
 from pipeline.features.config import ExtractConfig
 from pipeline.features.extract import (
@@ -38,6 +37,7 @@ from pipeline.features.extract import (
     summarise,
 )
 from pipeline.scale.session import ray_cluster, worker_resources
+from pipeline.scale.shard_writer import ShardWriter
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,8 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
                     tqdm(total=n, initial=resumed, unit="img", desc="extract", file=sys.stderr,
                          disable=not config.progress) as bar:
                 batches = _pipeline(config, crops, todo, images.paths, detections, cluster)
-                writer = _ShardWriter(out, todo, images.ids, m, dim, config.dtype, fingerprint)
+                writer = ShardWriter(out, todo, _shard_file_writer(images.ids, m, dim, config.dtype, fingerprint),
+                                     "extract")
                 for batch in batches:
                     check_detections_current(batch["row"], batch["status"], batch["size"], detections, images.ids,
                                              config.detections)
@@ -145,7 +146,7 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
                     stop.check(f"{writer.shards_written} shards are written in {out}: rerun the same command to "
                                "resume")
                 writer.finish()
-        write_index(out, shards, [_status_counts(out / shard.file) for shard in shards],
+        write_index(out, shards, [count_statuses(layout.read_summary(out / shard.file)[0]) for shard in shards],
                     text_datasets=(layout.IMAGE_IDS,))
         return summarise(out, rows_resumed=resumed, empty_boxes=empty_boxes, untrained=encoder.untrained,
                          fingerprint=fingerprint)
@@ -175,59 +176,18 @@ def _pipeline(config: ExtractConfig, crops: CropSettings, todo: list[Shard], pat
     return dataset.iter_batches(batch_size=None, batch_format="numpy")
 
 
-class _ShardWriter:
-    """Collects the rows coming back in order and writes each shard's file once all its rows are in."""
+def _shard_file_writer(ids: list[str], m: int, dim: int, dtype: str,
+                       fingerprint: dict[str, Any]) -> Callable[[Path, Shard, dict[str, np.ndarray]], None]:
+    """What writes a shard's rows as a features file (``pipeline.features.store``'s layout)."""
+    stored_dtype = np.dtype(dtype)
 
-    def __init__(self, folder: Path, shards: list[Shard], ids: list[str], m: int, dim: int, dtype: str,
-                 fingerprint: dict[str, Any]) -> None:
-        self.folder, self.shards, self.ids = folder, list(shards), ids
-        self.m, self.dim, self.dtype, self.fingerprint = m, dim, np.dtype(dtype), fingerprint
-        self.pending: list[dict[str, np.ndarray]] = []
-        self.rows_received = 0
-        self.shards_written = 0
-
-    def add(self, batch: dict[str, np.ndarray]) -> None:
-        self.pending.append(batch)
-        self.rows_received += len(batch["row"])
-        self._write_complete()
-
-    def finish(self) -> None:
-        self._write_complete()
-        if self.shards_written != len(self.shards):
-            raise DghcError(f"extract: Ray returned {self.rows_received} rows, fewer than the unfinished shards hold; "
-                            "rerun the same command to resume")
-
-    def _write_complete(self) -> None:
-        while self.shards_written < len(self.shards):
-            shard = self.shards[self.shards_written]
-            rows = np.concatenate([batch["row"] for batch in self.pending]) if self.pending else np.zeros(0, int)
-            if (rows < shard.stop).sum() < shard.stop - shard.start:
-                return
-            merged = {key: np.concatenate([batch[key] for batch in self.pending]) for key in self.pending[0]}
-            inside = merged["row"] < shard.stop
-            if not np.array_equal(merged["row"][inside], np.arange(shard.start, shard.stop)):
-                raise DghcError(f"extract: Ray returned the rows of {shard.file} out of order (preserve_order is off?)")
-            self._write(shard, {key: value[inside] for key, value in merged.items()})
-            self.pending = [{key: value[~inside] for key, value in merged.items()}] if (~inside).any() else []
-            self.shards_written += 1
-
-    def _write(self, shard: Shard, rows: dict[str, np.ndarray]) -> None:
-        stored = rows["vectors"].astype(self.dtype)
+    def write(path: Path, shard: Shard, rows: dict[str, np.ndarray]) -> None:
+        stored = rows["vectors"].astype(stored_dtype)
         if not np.isfinite(stored).all():
-            raise DghcError(f"CLIP vectors overflow {self.dtype} (values up to {np.abs(rows['vectors']).max():.3g}); "
-                            "use --dtype float32")
-        path = self.folder / shard.file
-        with atomic_path(path) as tmp:
-            layout.create_features_file(tmp, self.ids[shard.start:shard.stop], self.m, self.dim, str(self.dtype),
-                                        self.fingerprint)
-            with layout.open_work_file(tmp) as handle:
-                layout.write_rows(handle, 0, rows["status"], stored, rows["slots"])
+            raise DghcError(f"CLIP vectors overflow {dtype} (values up to {np.abs(rows['vectors']).max():.3g}); use "
+                            "--dtype float32")
+        layout.create_features_file(path, ids[shard.start:shard.stop], m, dim, dtype, fingerprint)
+        with layout.open_work_file(path) as handle:
+            layout.write_rows(handle, 0, rows["status"], stored, rows["slots"])
 
-
-def _status_counts(path: Path) -> dict[str, int]:
-    """How many images of a shard file are present, missing, unreadable (the index records it per shard)."""
-    import h5py
-
-    with h5py.File(path, "r") as handle:
-        status = handle[layout.STATUS][()]
-    return {name: int((status == code).sum()) for code, name in enumerate(STATUS_NAMES)}
+    return write
