@@ -37,7 +37,7 @@ from pipeline.detection.run import (
 )
 from pipeline.detection.sources import load_sources
 from pipeline.detection.store import STRING_ARRAYS, load_detections, read_fingerprint_sha256, write_detections
-from pipeline.scale.session import ray_cluster, worker_resources
+from pipeline.scale.session import import_ray, ray_cluster, worker_resources
 from pipeline.scale.shard_writer import ShardWriter
 
 
@@ -63,6 +63,7 @@ def detect_on_ray(config: DetectConfig, *, log: Callable[[str], None] = say) -> 
     """Run the detect stage on Ray; ``out`` is a folder of shards plus ``index.h5`` (see the module's docstring)."""
     from tqdm import tqdm
 
+    import_ray()  # first: no work before saying that Ray is missing
     config.check_inputs()
     out = config.out_file
     check_store_folder(out)

@@ -36,7 +36,7 @@ from pipeline.features.extract import (
     load_detection_rows,
     summarise,
 )
-from pipeline.scale.session import ray_cluster, worker_resources
+from pipeline.scale.session import import_ray, ray_cluster, worker_resources
 from pipeline.scale.shard_writer import ShardWriter
 
 
@@ -100,6 +100,7 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
 
     from pipeline.features.clip_encoder import load_clip
 
+    import_ray()  # first: no work before saying that Ray is missing
     out = Path(config.out)
     check_store_folder(out)
     with stop_signals("extract") as stop, output_lock(out, note=say):

@@ -1,0 +1,267 @@
+"""--engine ray: detect and extract as Ray Data pipelines on a real local Ray cluster, writing sharded stores.
+
+The sharded store's own tests (folder of shard files + index.h5 read as one file) are quick; everything that
+starts Ray is slow (a local cluster takes a few seconds to start). The engine must give what the local engine
+gives: same ids, statuses and boxes, vectors within 1e-5.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import dghc
+from pipeline.artifacts.shards import INDEX, check_store_folder, plan_shards, store_file, write_index
+from pipeline.core.errors import DghcError
+from pipeline.data.images import ImageStatus
+from pipeline.detection.config import DetectConfig
+from pipeline.detection.run import run_detect
+from pipeline.detection.store import load_detections
+from pipeline.features import store as layout
+from pipeline.features.config import ExtractConfig
+from pipeline.features.extract import extract_features
+from pipeline.features.store import FeatureStore
+from tests.conftest import REPO
+from tests.extract_fixtures import make_image, save_tiny_clip, write_conll
+
+DGHC = str(Path(sys.executable).with_name("dghc"))
+
+
+# ------------------------------------------------------------------------------------- the sharded store
+
+
+def write_shard_store(folder: Path, ids: list[str], shard_size: int, dim: int = 4, m: int = 2) -> np.ndarray:
+    """Features shards of ``ids`` written by the stage's own writer, plus their index; returns the vectors."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(ids), 1 + m, dim)).astype(np.float32)
+    fingerprint = {"untrained": False, "case": "hand-made"}
+    folder.mkdir()
+    shards = plan_shards(len(ids), shard_size)
+    for shard in shards:
+        path = folder / shard.file
+        layout.create_features_file(path, ids[shard.start:shard.stop], m, dim, "float32", fingerprint)
+        rows = slice(shard.start, shard.stop)
+        with layout.open_work_file(path) as handle:
+            layout.write_rows(handle, 0, np.zeros(shard.stop - shard.start, np.uint8), vectors[rows],
+                              np.ones((shard.stop - shard.start, 1 + m), bool))
+    write_index(folder, shards, [{"present": shard.stop - shard.start} for shard in shards],
+                text_datasets=(layout.IMAGE_IDS,))
+    return vectors
+
+
+def test_a_folder_of_shards_reads_as_one_features_file(tmp_path):
+    ids = [f"id{i:02d}" for i in range(7)]
+    vectors = write_shard_store(tmp_path / "store", ids, shard_size=3)
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == \
+        [INDEX, "shard-00000.h5", "shard-00001.h5", "shard-00002.h5"]
+    store = FeatureStore(tmp_path / "store", in_memory=False)
+    assert store.image_ids == ids
+    read, mask = store.batch(["id06", "id00", "id04"])
+    assert np.array_equal(read.numpy(), vectors[[6, 0, 4]]) and mask.all()
+    with h5py.File(tmp_path / "store" / INDEX, "r") as handle:  # numbers are not copied: virtual datasets
+        assert handle[layout.IMAGE_VECTORS].is_virtual and not handle[layout.IMAGE_IDS].is_virtual
+
+
+def test_a_store_with_a_missing_shard_or_no_index_is_refused_by_name(tmp_path):
+    ids = [f"id{i}" for i in range(5)]
+    write_shard_store(tmp_path / "store", ids, shard_size=2)
+    (tmp_path / "store" / "shard-00001.h5").unlink()  # HDF5 would read its rows as zeros, silently
+    with pytest.raises(DghcError, match=r"1 of its 3 shards are missing \(shard-00001.h5\)"):
+        FeatureStore(tmp_path / "store")
+    (tmp_path / "store" / INDEX).unlink()
+    with pytest.raises(DghcError, match="without its index.h5.*rerun the same command to resume"):
+        store_file(tmp_path / "store")
+
+
+def test_the_sharded_output_must_be_a_folder_of_its_own(tmp_path):
+    with pytest.raises(DghcError, match="named like a file"):
+        check_store_folder(tmp_path / "features.h5")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "detections.h5").write_bytes(b"someone else's file")
+    with pytest.raises(DghcError, match=r"holds files that are not shards \(detections.h5\)"):
+        check_store_folder(tmp_path / "cache")
+    assert (tmp_path / "cache" / "detections.h5").is_file()
+
+
+def test_without_ray_installed_the_engine_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    write_conll(tmp_path / "posts.txt", ["a"])
+    result = CliRunner().invoke(dghc, ["extract", str(tmp_path / "posts.txt"), "--engine", "ray", "--out",
+                                       str(tmp_path / "features"), "--quiet"])
+    print(result.output)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'dghc[ray]'" in lines[0] and "--engine local" in lines[0]
+    assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------------------- on a local Ray cluster
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """40 posts: 36 images of several sizes, 2 missing, 2 unreadable; detections from the packaged detector."""
+    root = tmp_path_factory.mktemp("ray")
+    images = root / "images"
+    images.mkdir()
+    ids = [f"p{i:02d}" for i in range(40)]
+    for i, image_id in enumerate(ids):
+        if i in (5, 17):
+            (images / f"{image_id}.jpg").write_bytes(b"not an image")
+        elif i not in (9, 30):
+            make_image(images / f"{image_id}.jpg", 48 + 8 * (i % 5), 40 + 8 * (i % 3), seed=i)
+    write_conll(root / "posts.txt", ids)
+    run_detect(DetectConfig(files=[root / "posts.txt"], out=root / "detections.h5", imgsz=160, grounding=None,
+                            progress=False, device="cpu"), log=lambda _: None)
+    save_tiny_clip(root / "clip")
+    return {"root": root, "posts": root / "posts.txt", "detections": root / "detections.h5", "clip": root / "clip"}
+
+
+def extract_config(world, out: Path, **overrides) -> ExtractConfig:
+    base = ExtractConfig(files=[world["posts"]], detections=world["detections"], out=out, model=str(world["clip"]),
+                         dtype="float32", batch_size=4, num_workers=0, device="cpu", progress=False)
+    return replace(base, **overrides)
+
+
+def assert_same_features(local: Path, sharded: Path) -> None:
+    a, b = FeatureStore(local), FeatureStore(sharded)
+    assert a.image_ids == b.image_ids and np.array_equal(a.status, b.status)
+    assert a.fingerprint_sha256 == b.fingerprint_sha256
+    va, ma = a.batch(a.image_ids)
+    vb, mb = b.batch(b.image_ids)
+    gap = float((va - vb).abs().max())
+    print(f"largest difference local vs ray: {gap:.3g} (vectors up to {float(va.abs().max()):.3g})")
+    assert np.array_equal(ma.numpy(), mb.numpy()) and gap <= 1e-5
+
+
+@pytest.mark.slow
+def test_extract_on_ray_equals_the_local_engine_and_records_bad_images_per_shard(world, tmp_path):
+    local = extract_features(extract_config(world, tmp_path / "local.h5"))
+    sharded = extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=16))
+    assert (sharded.images, sharded.present, sharded.missing, sharded.unreadable, sharded.regions) == \
+        (local.images, local.present, local.missing, local.unreadable, local.regions) == (40, 36, 2, 2, local.regions)
+    assert_same_features(tmp_path / "local.h5", tmp_path / "ray")
+    with h5py.File(tmp_path / "ray" / INDEX, "r") as handle:
+        shards = json.loads(handle.attrs["shards"])
+    # unreadable p05 and missing p09 are in the first shard (rows 0-15), p17 and p30 in the second (16-31)
+    assert [(s["file"], s["rows"], s["counts"]["unreadable"], s["counts"]["missing"]) for s in shards] == \
+        [("shard-00000.h5", 16, 1, 1), ("shard-00001.h5", 16, 1, 1), ("shard-00002.h5", 8, 0, 0)]
+    again = extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=16))
+    assert again.up_to_date
+
+
+@pytest.mark.slow
+def test_detect_on_ray_equals_the_local_engine(world, tmp_path):
+    config = DetectConfig(files=[world["posts"]], imgsz=160, grounding=None, progress=False, device="cpu",
+                          batch_size=4)
+    local = run_detect(replace(config, out=tmp_path / "local.h5"), log=lambda _: None)
+    sharded = run_detect(replace(config, out=tmp_path / "ray", engine="ray", workers=2, shard_size=12),
+                         log=lambda _: None)
+    assert sharded.counts == local.counts and sharded.regions == local.regions
+    a, b = load_detections(tmp_path / "local.h5"), load_detections(tmp_path / "ray")
+    print(f"regions: {int(a.valid.sum())}; largest box difference {float(np.abs(a.boxes - b.boxes).max()):.3g}")
+    assert a.image_ids == b.image_ids and a.fingerprint_sha256 == b.fingerprint_sha256
+    assert np.array_equal(a.status, b.status) and list(a.reason) == list(b.reason)
+    assert np.array_equal(a.valid, b.valid) and np.array_equal(a.class_names, b.class_names)
+    assert np.allclose(a.boxes, b.boxes, atol=1e-4) and np.allclose(a.scores, b.scores, atol=1e-5)
+    # the features stage reads the sharded detections as it reads the file
+    extract_features(extract_config(world, tmp_path / "features.h5", detections=tmp_path / "ray"))
+
+
+# ------------------------------------------------------------------------------------- killed processes
+
+
+def extract_args(world, out: Path) -> list[str]:
+    return ["extract", str(world["posts"]), "--detections", str(world["detections"]), "--out", str(out), "--model",
+            str(world["clip"]), "--dtype", "float32", "--device", "cpu", "--engine", "ray", "--workers", "2",
+            "--shard-size", "2", "--batch-size", "1", "--quiet"]
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    # A session of its own: the driver and the local Ray cluster it starts can be killed together.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([DGHC, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=REPO, start_new_session=True)
+
+
+def session_processes(session: int) -> list:
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["pid", "name", "cmdline"]):
+        try:
+            if os.getsid(process.pid) == session:
+                found.append(process)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def kill_session(session: int) -> None:
+    for process in session_processes(session):
+        try:
+            process.kill()
+        except Exception:  # noqa: BLE001  (gone already)
+            pass
+
+
+def wait_for_shards(folder: Path, count: int, process: subprocess.Popen, timeout: float = 180) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while len(list(folder.glob("shard-*.h5"))) < count:
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before {count} shards were written: {process.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {count} shards in {folder}")
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_by_skipping_the_finished_shards(world, tmp_path):
+    extract_features(extract_config(world, tmp_path / "local.h5"))
+    out = tmp_path / "ray"
+    process = start(extract_args(world, out))
+    try:
+        wait_for_shards(out, 3, process)
+        assert not (out / INDEX).exists(), "the run finished before it was killed: nothing to resume"
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and its Ray cluster
+        process.wait(timeout=60)
+    finally:
+        kill_session(process.pid)
+    finished = len(list(out.glob("shard-*.h5")))
+    rerun = subprocess.run([DGHC, *extract_args(world, out)], capture_output=True, text=True, cwd=REPO,
+                           env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, timeout=600)
+    print(rerun.stderr[-3000:])
+    assert rerun.returncode == 0
+    assert f"{finished} of 20 shards were finished by an earlier run ({2 * finished} images): skipped" in rerun.stderr
+    assert_same_features(tmp_path / "local.h5", out)
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_is_replaced_and_its_batches_rerun(world, tmp_path):
+    extract_features(extract_config(world, tmp_path / "local.h5"))
+    out = tmp_path / "ray"
+    process = start(extract_args(world, out))
+    try:
+        wait_for_shards(out, 1, process)
+        workers = [p for p in session_processes(process.pid) if "MapWorker" in " ".join(p.info["cmdline"] or [])
+                   or "MapWorker" in (p.info["name"] or "")]
+        assert workers, "no Ray model worker found in the run's session"
+        assert not (out / INDEX).exists(), "the run finished before a worker was killed"
+        os.kill(workers[0].pid, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=600)
+    finally:
+        kill_session(process.pid)
+    print(f"killed worker {workers[0].pid} of {len(workers)}; stderr: {stderr[-3000:]}")
+    assert process.returncode == 0
+    assert_same_features(tmp_path / "local.h5", out)
