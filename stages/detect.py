@@ -22,6 +22,9 @@ def detect_command(config: DetectConfig, show: str | None, detections: Path | No
     Two sources are merged by class-agnostic NMS: a generic detector and a text-prompted grounding detector
     prompted with phrases of the post. Each image ends present, missing or unreadable (with the reason); a
     summary of the counts is printed. An interrupted run resumes when rerun.
+
+    With --engine ray, a Ray Data pipeline (a pool of detector actors) writes a folder: shard files plus an
+    index.h5 that every reader opens as one detections file; a rerun skips finished shards.
     """
     if show is not None:
         _show(config, show, detections or DEFAULT_OUT)

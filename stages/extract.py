@@ -15,6 +15,9 @@ def extract_command(config: ExtractConfig) -> None:
     Reads the image ids of the CoNLL FILES, the images, and the boxes of the detect stage's file; writes
     per image the vector of the whole image, the vectors of its m region crops, their masks and the image's
     status. An interrupted run resumes where it stopped.
+
+    With --engine ray, a Ray Data pipeline (a pool of CLIP actors) writes a folder: shard files plus an
+    index.h5 that every reader opens as one features file; a rerun skips finished shards.
     """
     from pipeline.features.extract import extract_features  # torch: imported only when the stage runs
 

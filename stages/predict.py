@@ -34,6 +34,9 @@ def predict_command(config: PredictConfig) -> None:
 
     Images are detected and encoded here, with the detector and CLIP model recorded in MODEL (their
     weights must be the same: sha256 checked). A text-only model needs no images.
+
+    With --engine ray, posts are tagged by a pool of Ray actors and --out is a folder of Parquet shards
+    (one row per post, the fields above as columns) plus _index.json; a rerun skips finished shards.
     """
     from pipeline.prediction.run import run_predict  # torch: imported only when the command runs
 

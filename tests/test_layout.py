@@ -29,3 +29,17 @@ def test_the_resume_key_hashes_the_code_training_runs_and_only_that():
                                                                Path(pipeline.__file__).parent.parent, ("pipeline",))}
     assert {"pipeline/data/alignment.py", "pipeline/model/tagger.py", "pipeline/inference/tagging.py"} <= files
     assert not files & {"pipeline/inference/evaluation.py", "pipeline/prediction/run.py", "pipeline/report/build.py"}
+
+
+def test_only_the_scale_package_imports_ray():
+    """Ray is an optional extra: the local engine, and every reader of a sharded store, work without it."""
+    import ast
+
+    importers = set()
+    for path in [*(REPO / "pipeline").rglob("*.py"), *(REPO / "stages").rglob("*.py"), REPO / "cli.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(name == "ray" or name.startswith("ray.") for name in names):
+                importers.add(path.relative_to(REPO).parts[:2])
+    assert importers == {("pipeline", "scale")}, importers

@@ -335,3 +335,49 @@ def test_predict_cuts_raw_text_as_the_model_s_training_data_was_cut(trained, tmp
         result = CliRunner().invoke(dghc, ["predict", str(split_model), "--no-progress", "--device", "cpu"], input=post)
         assert result.exit_code == 1 and "dghc.json: text_split is" in result.output, result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_predict_on_ray_equals_the_local_engine_in_parquet_shards(trained, tmp_path):
+    """--engine ray on a local Ray cluster: the same records as the local engine, as Parquet shards that read as
+    one table, and a rerun that finds every shard finished."""
+    import pyarrow.parquet as pq
+
+    demo = trained["demo"]
+    images = sorted((demo / "images").glob("*.jpg"))[:8]
+    lines = [{"id": f"post{i}", "text": post.tokens and " ".join(post.tokens), "image": str(images[i % 8])}
+             for i, post in enumerate(trained["posts"][:10])]
+    lines += [{"id": "missing", "text": "Look at Chelsea", "image": str(tmp_path / "gone.jpg")},
+              {"id": "none", "text": "Flying to Tokyo next week"}]
+    source = tmp_path / "posts.jsonl"
+    source.write_text(jsonl(lines), encoding="utf-8")
+    local = invoke([trained["model"], source, "--out", tmp_path / "local.jsonl", "--batch-size", "3"])
+    assert local.exit_code == 0, local.output
+    args = [trained["model"], source, "--out", tmp_path / "ray", "--batch-size", "3", "--engine", "ray",
+            "--workers", "2", "--shard-size", "5"]
+    sharded = invoke(args)
+    assert sharded.exit_code == 0, sharded.output
+    print(sharded.stderr[-2000:])
+    expected = [json.loads(line) for line in (tmp_path / "local.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == \
+        ["_index.json", "shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]
+    records = pq.read_table(tmp_path / "ray").to_pylist()  # the folder reads as one table, in input order
+    assert [r["id"] for r in records] == [r["id"] for r in expected]
+    for got, want in zip(records, expected):
+        assert set(got) == FIELDS
+        for key in ("tokens", "entities", "image_status", "image_reason", "words_cut"):
+            assert got[key] == want[key], (got["id"], key)
+        assert (got["relevance"] is None) == (want["relevance"] is None)
+        if want["relevance"] is not None:
+            assert abs(got["relevance"] - want["relevance"]) <= 1e-5
+            assert torch.allclose(torch.tensor(got["gates"]), torch.tensor(want["gates"]), atol=1e-5)
+        assert len(got["regions"]) == len(want["regions"])
+        for region, wanted in zip(got["regions"], want["regions"]):
+            assert region["box"] == pytest.approx(wanted["box"], abs=1e-3) and region["source"] == wanted["source"]
+    index = json.loads((tmp_path / "ray" / "_index.json").read_text())
+    assert [(s["file"], s["rows"]) for s in index["shards"]] == \
+        [("shard-00000.parquet", 5), ("shard-00001.parquet", 5), ("shard-00002.parquet", 2)]
+    assert index["shards"][2]["image_status"] == {"present": 0, "missing": 1, "unreadable": 0, "none": 1}
+    assert "missing" in sharded.stderr and "posts.jsonl:11" in sharded.stderr
+    again = invoke(args)
+    assert again.exit_code == 0 and "3 of 3 shards were finished by an earlier run (12 posts): skipped" in again.stderr

@@ -22,7 +22,6 @@ from click.testing import CliRunner
 from cli import dghc
 from pipeline.artifacts.shards import INDEX, check_store_folder, plan_shards, store_file, write_index
 from pipeline.core.errors import DghcError
-from pipeline.data.images import ImageStatus
 from pipeline.detection.config import DetectConfig
 from pipeline.detection.run import run_detect
 from pipeline.detection.store import load_detections

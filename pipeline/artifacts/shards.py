@@ -31,29 +31,31 @@ class Shard:
     number: int
     start: int
     stop: int
+    suffix: str = ".h5"  # the format of the shard files: .h5 (detect, extract), .parquet (predict)
 
     @property
     def file(self) -> str:
-        return f"shard-{self.number:05d}.h5"
+        return f"shard-{self.number:05d}{self.suffix}"
 
 
-def plan_shards(rows: int, shard_size: int) -> list[Shard]:
+def plan_shards(rows: int, shard_size: int, suffix: str = ".h5") -> list[Shard]:
     """Consecutive shards of ``shard_size`` rows (the last one shorter) covering ``rows`` rows."""
     if shard_size < 1:
         raise ValueError("shard_size must be at least 1")
-    return [Shard(number, start, min(start + shard_size, rows))
+    return [Shard(number, start, min(start + shard_size, rows), suffix)
             for number, start in enumerate(range(0, rows, shard_size))]
 
 
-def check_store_folder(folder: Path) -> None:
-    """A sharded output is a folder: refuse a path that is a file or is named like one."""
-    if folder.suffix in (".h5", ".hdf5") or folder.is_file():
-        raise DghcError(f"--engine ray writes a folder of shards plus {INDEX}, and {folder} is "
+def check_store_folder(folder: Path, index: str = INDEX) -> None:
+    """A sharded output is a folder of its own: refuse a path that is a file, is named like one, or holds other
+    files (a rerun deletes shard files it does not plan)."""
+    if folder.suffix in (".h5", ".hdf5", ".jsonl", ".json", ".parquet") or folder.is_file():
+        raise DghcError(f"--engine ray writes a folder of shards plus {index}, and {folder} is "
                         f"{'a file' if folder.is_file() else 'named like a file'}: give a folder, e.g. "
                         f"--out {folder.with_suffix('')}")
     if folder.is_dir():
         foreign = [item.name for item in folder.iterdir()
-                   if not (item.name == INDEX or item.name.startswith(("shard-", ".shard-", f".{INDEX}.")))]
+                   if not (item.name == index or item.name.startswith(("shard-", ".shard-", f".{index}.")))]
         if foreign:
             raise DghcError(f"{folder} holds files that are not shards ({', '.join(sorted(foreign)[:3])}): give an "
                             "empty or new folder for the sharded output")
@@ -103,14 +105,15 @@ def shard_summaries(path: str | Path) -> list[dict[str, Any]]:
         return json.loads(handle.attrs[SHARDS_ATTRIBUTE])
 
 
-def finished_shards(folder: Path, shards: Sequence[Shard], is_finished: Callable[[Path, Shard], bool]) -> set[int]:
+def finished_shards(folder: Path, shards: Sequence[Shard], is_finished: Callable[[Path, Shard], bool],
+                    index: str = INDEX) -> set[int]:
     """Numbers of the shards already written by an earlier run with the same settings (``is_finished`` checks a
     file); shard files that are not part of this plan, and leftover temporary files, are deleted."""
     planned = {shard.file for shard in shards}
     # Only files this module names are touched: shards, their temporary files and the index (a stale one would
     # describe the old shards).
-    for item in [*folder.glob("shard-*.h5"), *folder.glob(".shard-*.tmp"), *folder.glob(f".{INDEX}.*.tmp"),
-                 folder / INDEX]:
+    for item in [*folder.glob("shard-*"), *folder.glob(".shard-*.tmp"), *folder.glob(f".{index}.*.tmp"),
+                 folder / index]:
         if item.is_file() and item.name not in planned:
             item.unlink()
     done = set()

@@ -5,7 +5,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pipeline.core.params import check_params, device_param, param, tagging_precision_param
+from pipeline.core.params import (
+    address_param,
+    check_params,
+    device_param,
+    param,
+    shard_size_param,
+    tagging_precision_param,
+    workers_param,
+)
 
 
 @dataclass
@@ -28,6 +36,12 @@ class PredictConfig:
     clip_model: str | None = param(None, metavar="NAME|DIR", help="Where the CLIP model the model records lies, if "
                                    "not found by name (weights sha256 is checked).")
     progress: bool = param(True, help="Show a progress bar.")
+    engine: Literal["local", "ray"] = param("local", help="local: this process; ray: a Ray Data pipeline (an actor "
+                                            "pool of taggers) writing a folder of Parquet shards plus _index.json "
+                                            "to --out (pip install 'dghc[ray]').", in_params=False)
+    address: str | None = address_param()
+    workers: int = workers_param()
+    shard_size: int = shard_size_param()
 
     def __post_init__(self) -> None:
         check_params(self)

@@ -51,6 +51,12 @@ class PredictSummary:
     skipped_lines: int = 0
     out: Path | None = None
 
+    def add(self, record: dict[str, Any]) -> None:
+        """Count one written post."""
+        self.posts += 1
+        self.entities += len(record["entities"])
+        self.image_status[record["image_status"]] += 1
+
     def format(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.image_status.items()) if n)
         text = f"predict: tagged {self.posts} post(s), {self.entities} entities; images: {counts or 'none'}"
@@ -59,6 +65,10 @@ class PredictSummary:
         if self.out is not None:
             text += f"; written: {self.out}"
         return text
+
+
+def empty_image_counts() -> dict[str, int]:
+    return {"present": 0, "missing": 0, "unreadable": 0, NO_IMAGE: 0}
 
 
 def entities_of(post: InputPost, labels: Sequence[str]) -> list[dict[str, Any]]:
@@ -103,6 +113,11 @@ def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout:
     """Read and check every input line, then tag chunk by chunk and write the JSONL output (one run per ``--out``;
     SIGINT/SIGTERM stop it at once, with ``--out`` unwritten)."""
     kept = f"{config.out} was not written" if config.out else "the posts tagged so far were written to stdout"
+    if config.engine == "ray":
+        from pipeline.scale.session import import_ray
+
+        import_ray()  # first: no work before saying that Ray is missing
+        kept = f"the finished shards are kept in {config.out}: rerun the same command to resume"
     with stop_signals("predict", at_once=True, kept=kept), \
             output_lock(*([config.out] if config.out is not None else []), note=log):
         return _predict(config, stdin, stdout, log)
@@ -127,19 +142,14 @@ def _predict(config: PredictConfig, stdin: BinaryIO | None, stdout: TextIO | Non
         log(f"predict: {source}: ignoring unknown field(s) {', '.join(read.unknown_fields)} "
             "(known: id, text, tokens, image)")
     posts = read.posts
-    device = tagging_device("predict", config.device, config.precision)
-    tagger = checkpoint.tagger.to(device)
-    uses_image = tagger.config.use_image
-    pipeline = None
-    if uses_image and any(post.image is not None for post in posts):
-        pipeline = VisualPipeline.from_checkpoint(checkpoint, Path(config.model_dir), device,
-                                                  detector_weights=config.detector_weights,
-                                                  grounding_weights=config.grounding_weights,
-                                                  clip_model=config.clip_model, warn=log)
-        warn_if_images_rare(checkpoint.info.get("train_image_share"), str(config.model_dir))
+    if config.engine == "ray":
+        from pipeline.scale.predict import predict_on_ray  # Ray is an optional extra
 
-    summary = PredictSummary(skipped_lines=len(read.skipped), out=config.out,
-                             image_status={"present": 0, "missing": 0, "unreadable": 0, NO_IMAGE: 0})
+        return predict_on_ray(config, posts, source, skipped_lines=len(read.skipped), log=log)
+    device = tagging_device("predict", config.device, config.precision)
+    tagger = PostTagger(config, checkpoint, device, with_images=any(post.image is not None for post in posts),
+                        log=log)
+    summary = PredictSummary(skipped_lines=len(read.skipped), out=config.out, image_status=empty_image_counts())
     with _output_stream(config.out, stdout if stdout is not None else sys.stdout) as output, \
             tqdm(total=len(posts), unit="post", desc="predict", file=sys.stderr,
                  disable=not config.progress) as bar:
@@ -147,31 +157,63 @@ def _predict(config: PredictConfig, stdin: BinaryIO | None, stdout: TextIO | Non
         note = (lambda message: bar.write(message, file=sys.stderr)) if config.progress else log
         for start in range(0, len(posts), config.batch_size):
             chunk = posts[start: start + config.batch_size]
-            images = _images_of(chunk, pipeline)
-            features = MemoryFeatures(pipeline.dim, pipeline.m) if pipeline is not None else None
-            if pipeline is not None:
-                requests = [ImageRequest(p.post_id, p.image, p.words) for p in chunk if p.image is not None]
-                images.update(pipeline.run(requests, features))
-            if uses_image and features is None:  # no post has an image: every visual slot is masked
-                features = MemoryFeatures(tagger.config.vision_dim, tagger.config.num_regions)
-            tag_posts = [Post(p.post_id, p.words, ["O"] * len(p.tokens), None, p.line) for p in chunk]
-            predictions = predict(tagger, checkpoint.tokenizer, tag_posts, features,
-                                  batch_size=config.batch_size, device=device, precision=config.precision)
-            records = []
-            for post, prediction in zip(chunk, predictions):
-                image = images[post.post_id]
-                if image.status in ("missing", "unreadable"):
-                    note(f"predict: {source}:{post.line}: image {post.image} of post {post.post_id!r} is "
-                         f"{image.status} ({image.reason}); tagged from the text alone")
-                record = post_record(post, prediction, image)
-                summary.image_status[image.status] += 1
-                summary.entities += len(record["entities"])
-                records.append(record)
-            output.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+            tagged = tagger.tag(chunk, source)
+            for item in tagged:
+                if item.note:
+                    note(item.note)
+                summary.add(item.record)
+            output.writelines(json.dumps(item.record, ensure_ascii=False) + "\n" for item in tagged)
             output.flush()
-            summary.posts += len(chunk)
             bar.update(len(chunk))
     return summary
+
+
+@dataclass
+class TaggedPost:
+    record: dict[str, Any]  # the output line
+    note: str  # a line for the user ("" when none): the post's image is missing or unreadable
+
+
+class PostTagger:
+    """A trained model on its device, with its visual pipeline (detect + CLIP on the fly): posts in, records out.
+
+    The local engine runs one; ``--engine ray`` runs one in each actor.
+    """
+
+    def __init__(self, config: PredictConfig, checkpoint: Any, device: Any, with_images: bool,
+                 log: Callable[[str], None]) -> None:
+        self.config, self.checkpoint, self.device = config, checkpoint, device
+        self.tagger = checkpoint.tagger.to(device)
+        self.pipeline = None
+        if self.tagger.config.use_image and with_images:
+            self.pipeline = VisualPipeline.from_checkpoint(checkpoint, Path(config.model_dir), device,
+                                                           detector_weights=config.detector_weights,
+                                                           grounding_weights=config.grounding_weights,
+                                                           clip_model=config.clip_model, warn=log)
+            warn_if_images_rare(checkpoint.info.get("train_image_share"), str(config.model_dir))
+
+    def tag(self, chunk: Sequence[InputPost], source: str) -> list[TaggedPost]:
+        """Detect + encode the chunk's images, tag its posts; ``source`` names the input in the notes."""
+        pipeline, tagger = self.pipeline, self.tagger
+        images = _images_of(chunk, pipeline)
+        features = MemoryFeatures(pipeline.dim, pipeline.m) if pipeline is not None else None
+        if pipeline is not None:
+            requests = [ImageRequest(p.post_id, p.image, p.words) for p in chunk if p.image is not None]
+            images.update(pipeline.run(requests, features))
+        if tagger.config.use_image and features is None:  # no post has an image: every visual slot is masked
+            features = MemoryFeatures(tagger.config.vision_dim, tagger.config.num_regions)
+        tag_posts = [Post(p.post_id, p.words, ["O"] * len(p.tokens), None, p.line) for p in chunk]
+        predictions = predict(tagger, self.checkpoint.tokenizer, tag_posts, features,
+                              batch_size=self.config.batch_size, device=self.device, precision=self.config.precision)
+        tagged = []
+        for post, prediction in zip(chunk, predictions):
+            image = images[post.post_id]
+            note = ""
+            if image.status in ("missing", "unreadable"):
+                note = (f"predict: {source}:{post.line}: image {post.image} of post {post.post_id!r} is "
+                        f"{image.status} ({image.reason}); tagged from the text alone")
+            tagged.append(TaggedPost(post_record(post, prediction, image), note))
+        return tagged
 
 
 def _images_of(chunk: Sequence[InputPost], pipeline: Any) -> dict[str, ImageResult]:

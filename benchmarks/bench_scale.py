@@ -1,0 +1,172 @@
+"""Benchmark of the extract stage on Ray Data (``--engine ray``) against the local engine, and a cost model.
+
+1. Images per second of ``dghc extract`` on this machine: the local engine (one process; torch's intra-op threads
+   and a preprocessing thread pool on all cores) against ``--engine ray`` with 1 and 2 model workers on a local
+   Ray cluster (each worker an actor on one core that decodes, crops, preprocesses and encodes its batches; the
+   driver writes the shards). Two figures per run: end to end (the stage call, Ray's start and the actors'
+   model loads included) and steady (images per second from the batch by which every worker has delivered
+   once to the last batch).
+   Each image is encoded whole plus 3 region crops; the images are the real tweet images of ../shared/data,
+   repeated (synthetic 640x480 JPEGs where absent).
+2. A cost model for 1M images (extract) on N GPUs, from the anchor the issue gives (clip-retrieval: about 2500
+   ViT-B/32 images/s per A100, bound by CPU decoding and resizing) and this run's measured CPU cost of
+   decoding + cropping + preprocessing one image and its 3 crops.
+
+Run from the repository root: ``.venv/bin/python -m benchmarks.bench_scale`` (``--quick`` for a smoke run).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from pipeline.core.offline import offline_environment
+
+REPO = Path(__file__).resolve().parents[1]
+offline_environment(REPO)  # before transformers is imported
+
+from benchmarks.bench_extract import make_inputs, vit_b32_config  # noqa: E402
+
+ANCHOR_GPU_INPUTS_PER_S = 2500  # clip-retrieval, ViT-B/32 on one A100 (the issue's anchor)
+CLIP_INPUTS_PER_IMAGE = 4  # the whole image and m = 3 region crops
+
+
+def run_once(config, engine: str, workers: int) -> dict:
+    """One stage run: end-to-end seconds and the steady rate between the first and the last written batch."""
+    from pipeline.features.extract import extract_features
+
+    marks: list[tuple[float, int]] = []
+    started = time.perf_counter()
+    result = extract_features(replace(config, engine=engine, workers=workers, force=True),
+                              on_batch=lambda rows: marks.append((time.perf_counter(), rows)))
+    total = time.perf_counter() - started
+    # Rows arrive in order, so the first batches of the other workers arrive right after the first one (computed
+    # meanwhile): the steady rate starts at the batch where every worker has delivered once.
+    (t0, r0), (t1, r1) = marks[min(workers, len(marks)) - 1], marks[-1]
+    steady = (r1 - r0) / (t1 - t0) if t1 > t0 else float("nan")
+    return {"images": result.images, "seconds": total, "end_to_end": result.images / total, "steady": steady}
+
+
+def decode_ms(conll: Path, detections: Path, model: str, count: int = 32) -> float:
+    """Median ms to decode, crop and preprocess one image and its 3 crops on one thread."""
+    import torch
+
+    from pipeline.features.clip_encoder import load_clip
+    from pipeline.features.crops import CropDataset
+    from pipeline.features.extract import collect_images, load_detection_rows
+
+    torch.set_num_threads(1)
+    encoder = load_clip(model, "projected", "cpu", 0)
+    images = collect_images([conll], None)
+    rows = load_detection_rows(detections, images.ids, [conll])
+    dataset = CropDataset(range(count), images.paths[:count], rows.boxes[:count], rows.valid[:count],
+                          encoder.preprocessor, encoder.image_size, 0.0, 2, 4.0)
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        dataset[i]
+        times.append((time.perf_counter() - start) * 1000)
+    torch.set_num_threads(os.cpu_count() or 1)
+    return statistics.median(times)
+
+
+def load_average() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few images, one repeat")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    from pipeline.features.config import ExtractConfig
+    from pipeline.features.extract import extract_features
+
+    repeats = 1 if args.quick else args.repeats
+    loads = [load_average()]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        root = Path(tmp)
+        models = [("untrained-clip-small (default; 4 layers, 256 wide)", "untrained-clip-small", 64 if args.quick else 768)]
+        vit = root / "vit-b32"
+        if not args.quick:
+            from tests.extract_fixtures import save_tiny_clip
+
+            save_tiny_clip(vit, config=vit_b32_config())
+            models.append(("untrained ViT-B/32 size (openai/clip-vit-base-patch32's compute)", str(vit), 160))
+        for label, model, count in models:
+            inputs = root / f"inputs-{count}"
+            conll, detections, origin = make_inputs(inputs, count)
+            config = ExtractConfig(files=[conll], detections=detections, out=root / "out", model=model,
+                                   batch_size=16, device="cpu", progress=False, shard_size=64)
+            # warm the page cache and the model files once (not timed)
+            extract_features(replace(config, out=root / "warm.h5"))
+            runs: dict[str, list[dict]] = {}
+            plans = [("local", 1, root / "local.h5"), ("ray", 1, root / "ray1"), ("ray", 2, root / "ray2")]
+            for _ in range(repeats):  # interleaved: a change of the machine's load hits every configuration
+                for engine, workers, out in plans:
+                    name = "local" if engine == "local" else f"ray, {workers} worker{'s' if workers > 1 else ''}"
+                    runs.setdefault(name, []).append(run_once(replace(config, out=out), engine, workers))
+            loads.append(load_average())
+            results.append({"label": label, "count": count, "origin": origin, "runs": runs,
+                            "decode_ms": decode_ms(conll, detections, model)})
+    loads.append(load_average())
+    body = render(results, loads, repeats)
+    from benchmarks.report import update_section
+
+    update_section("extract on Ray Data", body, command="python -m benchmarks.bench_scale" +
+                   (" --quick" if args.quick else ""))
+
+
+def render(results: list[dict], loads: list[str], repeats: int) -> str:
+    lines = ["### Local engine against --engine ray on this machine (goal: Ray with 2 workers >= 1.6x the local "
+             "engine, extract)", "",
+             f"Each image is encoded whole plus 3 region crops; images: {results[0]['origin']}. Local = one process "
+             "(torch's intra-op threads on all cores, a thread pool preprocessing each batch between forwards). "
+             "Ray = a local Ray cluster started by the stage, 1 or 2 model actors (one core each: decode, crop, "
+             "preprocess, encode), the driver writing shards of 64 images. End to end = images / seconds of the "
+             "stage call (Ray's start and the actors' model loads included); steady = images / seconds from the "
+             "batch by which every worker has delivered once to the last batch. "
+             f"Best of {repeats} interleaved runs, batch 16, device cpu. "
+             f"Load average (1 min) at the start, after each model and at the end: {', '.join(loads)}.", "",
+             "| model | images | configuration | end to end img/s | steady img/s | x local (end to end) | "
+             "x local (steady) | all runs, end to end (img/s) |", "|---|---|---|---|---|---|---|---|"]
+    for result in results:
+        every = {name: ", ".join(f"{run['end_to_end']:.1f}" for run in runs) for name, runs in result["runs"].items()}
+        best = {name: max(runs, key=lambda run: run["end_to_end"]) for name, runs in result["runs"].items()}
+        best_steady = {name: max(run["steady"] for run in runs) for name, runs in result["runs"].items()}
+        local, local_steady = best["local"]["end_to_end"], best_steady["local"]
+        for name, runs in result["runs"].items():
+            lines.append(f"| {result['label']} | {result['count']} | {name} | {best[name]['end_to_end']:.1f} | "
+                         f"{best_steady[name]:.1f} | {best[name]['end_to_end'] / local:.2f} | "
+                         f"{best_steady[name] / local_steady:.2f} | "
+                         f"{every[name]} |")
+    lines += ["", "### Cost model: 1M images through extract on N GPUs", "",
+              f"Anchor (given, not measured here): clip-retrieval encodes about {ANCHOR_GPU_INPUTS_PER_S} ViT-B/32 "
+              "inputs/s on one A100, bound by CPU decoding and resizing. dghc encodes "
+              f"{CLIP_INPUTS_PER_IMAGE} inputs per image (the image and 3 crops), so one A100 takes at most "
+              f"{ANCHOR_GPU_INPUTS_PER_S // CLIP_INPUTS_PER_IMAGE} images/s. Measured here: decoding + cropping + "
+              "preprocessing one image and its crops on one core takes "
+              + "; ".join(f"{r['decode_ms']:.1f} ms ({r['label'].split(' (')[0]})" for r in results)
+              + ". On a GPU cluster the stage runs decoding as CPU tasks feeding one actor per GPU, so each GPU "
+              "needs that many cores to stay busy.", "",
+              "| GPUs (A100) | cores per GPU to keep it fed | images/s (GPU bound) | 1M images |",
+              "|---|---|---|---|"]
+    per_gpu = ANCHOR_GPU_INPUTS_PER_S / CLIP_INPUTS_PER_IMAGE
+    cores = per_gpu * results[-1]["decode_ms"] / 1000
+    for gpus in (1, 2, 4, 8, 16):
+        rate = per_gpu * gpus
+        lines.append(f"| {gpus} | {cores:.0f} | {rate:.0f} | {1e6 / rate / 60:.1f} min |")
+    core_rate = 1000 / results[-1]["decode_ms"]
+    lines += ["", f"With fewer cores than that per GPU the CPU bounds it: images/s = cores x {core_rate:.0f} (one "
+              "core's decode rate above). Ray's start and the actors' model loads (the gap between the end-to-end "
+              "and steady figures above) are paid once per run, not per image."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

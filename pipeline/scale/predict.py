@@ -1,0 +1,178 @@
+"""``dghc predict --engine ray``: tag posts in a Ray Data actor pool, written as a folder of Parquet shards.
+
+    posts (read and checked by the driver)  ->  detect + CLIP + tagger  ->  shard-NNNNN.parquet + _index.json
+       ray.data.from_items                       actor pool of ``workers``    written by the driver, in input order
+                                                 ``PostTagger``s
+
+Each actor loads the checkpoint and its visual pipeline once and tags its batches with the local engine's
+``PostTagger``. A shard holds the output records of ``shard_size`` consecutive input posts, one row per post with
+the JSONL output's fields as typed columns; its Parquet metadata records which run wrote it (the input posts, the
+model's files, the settings). ``_index.json`` is written last and lists the shards: ``pandas.read_parquet(folder)``
+or ``pyarrow.dataset.dataset(folder)`` read the folder as one table (files starting with ``_`` are skipped). A
+rerun skips the shards a killed run finished.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pipeline.artifacts.atomic import write_text_atomically
+from pipeline.artifacts.fingerprint import sha256_file, sha256_json
+from pipeline.artifacts.shards import Shard, check_store_folder, finished_shards, plan_shards
+from pipeline.core.console import say
+from pipeline.core.errors import DghcError
+from pipeline.prediction.config import PredictConfig
+from pipeline.prediction.inputs import InputPost
+from pipeline.prediction.run import PredictSummary, empty_image_counts
+from pipeline.scale.session import import_ray, ray_cluster, worker_resources
+from pipeline.scale.shard_writer import ShardWriter
+
+INDEX = "_index.json"
+KEY = b"dghc_run_key"  # Parquet metadata: what the shard's rows depend on
+ROWS = b"dghc_rows"  # Parquet metadata: "start:stop", the input posts of the shard
+
+
+def record_schema() -> Any:
+    """The Parquet columns of an output record (the fields of predict's JSONL lines)."""
+    import pyarrow as pa
+
+    entity = pa.struct([("text", pa.string()), ("type", pa.string()), ("start_token", pa.int64()),
+                        ("end_token", pa.int64()), ("start_char", pa.int64()), ("end_char", pa.int64())])
+    region = pa.struct([("box", pa.list_(pa.float64())), ("class_name", pa.string()), ("score", pa.float64()),
+                        ("source", pa.string())])
+    return pa.schema([("id", pa.string()), ("tokens", pa.list_(pa.string())), ("entities", pa.list_(entity)),
+                      ("relevance", pa.float64()), ("gates", pa.list_(pa.list_(pa.float64()))),
+                      ("image_status", pa.string()), ("image_reason", pa.string()), ("regions", pa.list_(region)),
+                      ("words_cut", pa.int64())])
+
+
+class PredictActor:
+    """A Ray actor holding a ``PostTagger``: pickled posts in, their records (JSON text) and notes out."""
+
+    def __init__(self, config: PredictConfig, device: str, threads: int, with_images: bool, source: str) -> None:
+        import torch
+
+        from pipeline.core.devices import resolve_device
+        from pipeline.inference.checkpoint import load_checkpoint
+        from pipeline.prediction.run import PostTagger
+
+        torch.set_num_threads(max(1, threads))
+        checkpoint = load_checkpoint(config.model_dir)
+        self.tagger = PostTagger(config, checkpoint, resolve_device(device), with_images, log=lambda _: None)
+        self.source = source
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import pickle
+
+        posts = [pickle.loads(blob) for blob in batch["post"]]
+        tagged = self.tagger.tag(posts, self.source)
+        return {"row": batch["row"],
+                "record": np.array([json.dumps(item.record, ensure_ascii=False) for item in tagged], dtype=object),
+                "note": np.array([item.note for item in tagged], dtype=object)}
+
+
+def run_key(config: PredictConfig, posts: Sequence[InputPost]) -> str:
+    """What the output rows depend on: the posts (with their image files' bytes), the model's files, settings."""
+    model = Path(config.model_dir)
+    files = {str(path.relative_to(model)): sha256_file(path) for path in sorted(model.rglob("*")) if path.is_file()}
+
+    def image_sha(path: Path | None) -> str | None:
+        try:
+            return sha256_file(path) if path is not None else None
+        except OSError:
+            return None
+
+    return sha256_json({"posts": [[p.post_id, p.text, p.words, str(p.image), image_sha(p.image)] for p in posts],
+                        "model": files, "precision": config.precision, "batch_size": config.batch_size,
+                        "clip_model": config.clip_model, "detector_weights": config.detector_weights,
+                        "grounding_weights": config.grounding_weights})
+
+
+def predict_on_ray(config: PredictConfig, posts: list[InputPost], source: str, *, skipped_lines: int,
+                   log: Callable[[str], None] = say) -> PredictSummary:
+    """Tag ``posts`` (read and checked by ``run_predict``) on Ray into the folder ``config.out``."""
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    import_ray()
+    if config.out is None:
+        raise DghcError("--engine ray writes a folder of Parquet shards: give it with --out (e.g. --out "
+                        "predictions)")
+    out = Path(config.out)
+    check_store_folder(out, index=INDEX)
+    if not posts:
+        raise DghcError(f"predict: {source} holds no posts to tag")
+    # run_predict holds the output's lock and the signal handlers
+    key = run_key(config, posts)
+    summary = PredictSummary(skipped_lines=skipped_lines, out=out, image_status=empty_image_counts())
+    out.mkdir(parents=True, exist_ok=True)
+    shards = plan_shards(len(posts), config.shard_size, suffix=".parquet")
+
+    def is_finished(path: Path, shard: Shard) -> bool:
+        metadata = pq.read_schema(path).metadata or {}
+        return metadata.get(KEY) == key.encode() and metadata.get(ROWS) == f"{shard.start}:{shard.stop}".encode()
+
+    done = finished_shards(out, shards, is_finished, index=INDEX)
+    todo = [shard for shard in shards if shard.number not in done]
+    if done:
+        resumed = sum(shard.stop - shard.start for shard in shards if shard.number in done)
+        log(f"predict: {len(done)} of {len(shards)} shards were finished by an earlier run ({resumed} posts): "
+            "skipped")
+
+    def write(path: Path, shard: Shard, rows: dict[str, np.ndarray]) -> None:
+        import pyarrow as pa
+
+        records = [json.loads(text) for text in rows["record"]]
+        schema = record_schema().with_metadata({KEY: key.encode(), ROWS: f"{shard.start}:{shard.stop}".encode()})
+        pq.write_table(pa.Table.from_pylist(records, schema=schema), path)
+
+    if todo:
+        with ray_cluster("predict", config.address, config.workers) as cluster, \
+                tqdm(total=len(posts), initial=len(posts) - sum(s.stop - s.start for s in todo), unit="post",
+                     desc="predict", file=sys.stderr, disable=not config.progress) as bar:
+            writer = ShardWriter(out, todo, write, "predict")
+            for batch in _pipeline(config, posts, todo, source, cluster):
+                for note in batch["note"]:
+                    if note:
+                        bar.write(note, file=sys.stderr) if config.progress else log(note)
+                writer.add(batch)
+                bar.update(len(batch["row"]))
+            writer.finish()
+    entries = []
+    for shard in shards:
+        table = pq.read_table(out / shard.file, columns=["entities", "image_status"])
+        statuses = table.column("image_status").to_pylist()
+        counts = {status: statuses.count(status) for status in empty_image_counts()}
+        entities = sum(len(value) for value in table.column("entities").to_pylist())
+        entries.append({"file": shard.file, "rows": shard.stop - shard.start, "image_status": counts,
+                        "entities": entities})
+        summary.posts += shard.stop - shard.start
+        summary.entities += entities
+        for status, count in counts.items():
+            summary.image_status[status] += count
+    write_text_atomically(out / INDEX, json.dumps({"run_key": key, "posts": len(posts), "shards": entries},
+                                                  indent=1) + "\n")
+    return summary
+
+
+def _pipeline(config: PredictConfig, posts: list[InputPost], todo: list[Shard], source: str,
+              cluster: dict[str, float]) -> Any:
+    """The Ray Data pipeline over the posts of the unfinished shards; yields numpy batches in input order."""
+    import pickle
+
+    import ray.data
+
+    resources = worker_resources(config.device, cluster)
+    rows = [{"row": row, "post": pickle.dumps(posts[row])} for shard in todo for row in range(shard.start, shard.stop)]
+    dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // config.batch_size)))
+    dataset = dataset.map_batches(
+        PredictActor, batch_size=config.batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=config.workers),
+        fn_constructor_kwargs={"config": config, "device": resources.device, "threads": int(resources.num_cpus),
+                               "with_images": any(post.image is not None for post in posts), "source": source},
+        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
+    return dataset.iter_batches(batch_size=None, batch_format="numpy")
