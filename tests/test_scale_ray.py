@@ -91,6 +91,17 @@ def test_the_sharded_output_must_be_a_folder_of_its_own(tmp_path):
     assert (tmp_path / "cache" / "detections.h5").is_file()
 
 
+def test_workers_take_a_gpu_each_where_the_cluster_has_gpus():
+    from pipeline.scale.session import worker_resources
+
+    assert worker_resources("auto", {"CPU": 8.0, "GPU": 2.0}).device == "cuda"
+    assert worker_resources("auto", {"CPU": 8.0, "GPU": 2.0}).decode_in_tasks
+    cpu = worker_resources("auto", {"CPU": 2.0})
+    assert (cpu.device, cpu.num_gpus, cpu.num_cpus, cpu.decode_in_tasks) == ("cpu", 0.0, 1.0, False)
+    with pytest.raises(DghcError, match="the Ray cluster has no GPU"):
+        worker_resources("cuda", {"CPU": 2.0})
+
+
 def test_without_ray_installed_the_engine_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     write_conll(tmp_path / "posts.txt", ["a"])
@@ -156,6 +167,19 @@ def test_extract_on_ray_equals_the_local_engine_and_records_bad_images_per_shard
         [("shard-00000.h5", 16, 1, 1), ("shard-00001.h5", 16, 1, 1), ("shard-00002.h5", 8, 0, 0)]
     again = extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=16))
     assert again.up_to_date
+
+
+@pytest.mark.slow
+def test_extract_with_decoding_in_cpu_tasks_as_on_a_gpu_cluster(world, tmp_path, monkeypatch):
+    """A GPU cluster decodes in CPU tasks feeding the model actors: that split, on the CPU, gives the same vectors."""
+    import pipeline.scale.extract as ray_extract
+    from pipeline.scale.session import WorkerResources
+
+    monkeypatch.setattr(ray_extract, "worker_resources",
+                        lambda asked, cluster: WorkerResources("cpu", 0.0, 1.0, decode_in_tasks=True))
+    extract_features(extract_config(world, tmp_path / "local.h5"))
+    extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=1, shard_size=16))
+    assert_same_features(tmp_path / "local.h5", tmp_path / "ray")
 
 
 @pytest.mark.slow

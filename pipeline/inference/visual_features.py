@@ -68,7 +68,7 @@ def open_for_model(checkpoint: Checkpoint, features_file: str | Path | None) -> 
         return None
     if features_file is None:
         raise DghcError("this model uses the image: give --features (the file `dghc extract` wrote for this data)")
-    if not Path(features_file).is_file():
+    if not Path(features_file).exists():  # a file, or the folder of shards of --engine ray
         raise DghcError(f"features file {features_file} not found: run `dghc extract` on this data first")
     store = FeatureStore(features_file)
     if checkpoint.features_fingerprint:

@@ -163,8 +163,7 @@ def _pipeline(config: ExtractConfig, crops: CropSettings, todo: list[Shard], pat
     items = [{"row": row, "path": str(paths[row]) if paths[row] is not None else "",
               "boxes": detections.boxes[row], "valid": detections.valid[row]} for row in rows]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // config.batch_size)))
-    on_gpu = resources.device == "cuda"
-    if on_gpu:
+    if resources.decode_in_tasks:
         dataset = dataset.map_batches(decode_batch, fn_kwargs={"crops": crops}, batch_size=config.batch_size,
                                       batch_format="numpy", num_cpus=1)
     dataset = dataset.map_batches(
@@ -172,7 +171,7 @@ def _pipeline(config: ExtractConfig, crops: CropSettings, todo: list[Shard], pat
         compute=ray.data.ActorPoolStrategy(size=config.workers),
         fn_constructor_kwargs={"model": config.model, "output": config.output, "device": resources.device,
                                "seed": config.seed, "threads": int(resources.num_cpus),
-                               "crops": None if on_gpu else crops},
+                               "crops": None if resources.decode_in_tasks else crops},
         num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
     return dataset.iter_batches(batch_size=None, batch_format="numpy")
 

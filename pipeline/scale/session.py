@@ -31,6 +31,9 @@ class WorkerResources:
     device: str  # "cuda" or "cpu"
     num_gpus: float
     num_cpus: float
+    # extract: decode and crop in CPU tasks that feed the actors (GPU actors), or inside each actor (CPU actors:
+    # separate decode tasks would compete with the forwards for the same cores)
+    decode_in_tasks: bool
 
 
 def worker_resources(asked: str, cluster: dict[str, float]) -> WorkerResources:
@@ -42,10 +45,10 @@ def worker_resources(asked: str, cluster: dict[str, float]) -> WorkerResources:
         if gpus == 0:
             raise DghcError(f"device {asked!r} asked for, but the Ray cluster has no GPU (use --device cpu or auto)")
         # Ray picks the GPU and sets CUDA_VISIBLE_DEVICES: inside the actor it is always cuda (cuda:0).
-        return WorkerResources("cuda", num_gpus=1.0, num_cpus=1.0)
+        return WorkerResources("cuda", num_gpus=1.0, num_cpus=1.0, decode_in_tasks=True)
     if asked != "cpu":
         raise DghcError(f"unknown device {asked!r} for --engine ray (use auto, cpu or cuda)")
-    return WorkerResources("cpu", num_gpus=0.0, num_cpus=1.0)
+    return WorkerResources("cpu", num_gpus=0.0, num_cpus=1.0, decode_in_tasks=False)
 
 
 @contextlib.contextmanager

@@ -162,7 +162,7 @@ def open_for_training(config: TrainConfig) -> FeatureStore | None:
     """The features file of a training run (None for a text-only model)."""
     if not config.use_image:
         return None
-    if not Path(config.features_file).is_file():
+    if not Path(config.features_file).exists():  # a file, or the folder of shards of --engine ray
         raise DghcError(f"features file {config.features_file} not found: run `dghc extract` first "
                         "(or train text only with use_image false)")
     return FeatureStore(config.features_file)
