@@ -31,6 +31,7 @@ LONG_FILES_FIRST = ("test_learning_demo.py",  # 370
                     "faults/test_kills_and_concurrency.py",  # 260
                     "faults/test_signals.py",  # 188
                     "test_dvc_pipeline.py",  # 176
+                    "test_scale_ray.py",  # 170 (alone)
                     "test_train_resume.py",  # 129
                     "test_learning_twitter2017.py",  # 75
                     "faults/test_write_failures.py")  # 61
