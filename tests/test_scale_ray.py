@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -204,6 +205,29 @@ def test_detect_on_ray_equals_the_local_engine(world, tmp_path):
     again = run_detect(replace(config, out=tmp_path / "ray", engine="ray", workers=2, shard_size=12), log=notes.append)
     assert "detect: 3 of 4 shards were finished by an earlier run (28 images): skipped" in notes, notes
     assert again.counts == local.counts and np.array_equal(load_detections(tmp_path / "ray").boxes, b.boxes)
+
+
+@pytest.mark.slow
+def test_an_error_in_a_ray_worker_is_one_line():
+    """What a worker raises reaches the user as one line: a DghcError's own message, anything else named."""
+    import ray.data
+
+    from pipeline.scale.session import ray_cluster
+
+    def refuse(batch):
+        raise DghcError("clip: the CLIP weights differ from the recorded ones (use --clip-model)")
+
+    def crash(batch):
+        raise ValueError("tensor sizes do not match\nand a second line")
+
+    for udf, expected in ((refuse, r"^clip: the CLIP weights differ from the recorded ones \(use --clip-model\)$"),
+                          (crash, r"^extract: a Ray worker failed \(ValueError: tensor sizes do not match\); the "
+                                  r"finished shards are kept: fix the cause and rerun the same command$")):
+        with pytest.raises(DghcError) as caught:
+            with ray_cluster("extract", None, 1):
+                list(ray.data.from_items([{"x": 1}, {"x": 2}]).map_batches(udf, batch_size=1).iter_batches())
+        print(caught.value)
+        assert re.match(expected, str(caught.value)) and "\n" not in str(caught.value)
 
 
 # ------------------------------------------------------------------------------------- killed processes

@@ -4,11 +4,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from pipeline.core.console import say
-from pipeline.core.errors import DghcError
+from pipeline.core.errors import DghcError, first_line
 
 INSTALL_HINT = "pip install 'dghc[ray]'"
 
@@ -59,8 +60,11 @@ def ray_cluster(stage: str, address: str | None, workers: int) -> Iterator[dict[
     the stage shows its own bar.
     """
     ray = import_ray()
-    # Ray Data logs each dataset's plan and progress at INFO: the stage shows its own bar and summary.
+    # Ray Data logs each dataset's plan and progress at INFO: the stage shows its own bar and summary. A failed
+    # worker's traceback it logs before raising: the stage reports the failure in one line (worker_error).
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    for name in ("ray.data.exceptions", "ray.data._internal.execution.streaming_executor_state"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     started_here = not ray.is_initialized()
     if started_here:
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
@@ -82,6 +86,27 @@ def ray_cluster(stage: str, address: str | None, workers: int) -> Iterator[dict[
         say(f"{stage}: Ray cluster with {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs"
             + (" (started here)" if started_here and address is None else f" at {address}" if address else ""))
         yield resources
+    except ray.exceptions.RayError as err:  # raised by the workers' code, rethrown by Ray on the driver
+        raise worker_error(stage, err) from None
     finally:
         if started_here:
             ray.shutdown()
+
+
+def worker_error(stage: str, err: BaseException) -> DghcError:
+    """An exception raised in a Ray worker, as one line: a DghcError keeps its message; anything else is named
+    with its type and first line, and the finished shards are kept for a rerun.
+
+    Ray Data rethrows a worker's exception as a ``RayTaskError(UserCodeException)`` whose text, not its chain of
+    causes, holds the original: the first ``module.Type: message`` line of that text outside ``ray.``.
+    """
+    original = next((match for match in re.finditer(r"^([A-Za-z_][\w.]*): (.*)$", str(err), re.M)
+                     if not match.group(1).startswith("ray.")), None)
+    if original is None:
+        kind, message = type(err).__name__, first_line(err)
+    else:
+        kind, message = original.group(1).rsplit(".", 1)[-1], original.group(2).strip()
+    if kind == DghcError.__name__ or (original is None and isinstance(err, DghcError)):
+        return DghcError(message)
+    return DghcError(f"{stage}: a Ray worker failed ({kind}: {message}); the finished shards are kept: fix the cause "
+                     "and rerun the same command")
