@@ -381,3 +381,16 @@ def test_predict_on_ray_equals_the_local_engine_in_parquet_shards(trained, tmp_p
     assert "missing" in sharded.stderr and "posts.jsonl:11" in sharded.stderr
     again = invoke(args)
     assert again.exit_code == 0 and "3 of 3 shards were finished by an earlier run (12 posts): skipped" in again.stderr
+
+
+def test_predict_on_ray_needs_an_output_folder(trained, tmp_path):
+    source = tmp_path / "posts.jsonl"
+    source.write_text(jsonl([{"id": "a", "text": "Jordan scored"}]), encoding="utf-8")
+    result = invoke([trained["model"], source, "--engine", "ray"])
+    print(result.output)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["Error: --engine ray writes a folder of Parquet shards: name it with "
+                                                  "--out (e.g. --out predictions)"]
+    (tmp_path / "taken.jsonl").write_text("")
+    result = invoke([trained["model"], source, "--engine", "ray", "--out", tmp_path / "taken.jsonl"])
+    assert result.exit_code == 1 and "is a file: give a folder" in result.stderr

@@ -117,6 +117,9 @@ def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout:
         from pipeline.scale.session import import_ray
 
         import_ray()  # first: no work before saying that Ray is missing
+        if config.out is None:
+            raise DghcError("--engine ray writes a folder of Parquet shards: name it with --out (e.g. --out "
+                            "predictions)")
         kept = f"the finished shards are kept in {config.out}: rerun the same command to resume"
     with stop_signals("predict", at_once=True, kept=kept), \
             output_lock(*([config.out] if config.out is not None else []), note=log):

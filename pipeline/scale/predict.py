@@ -99,10 +99,7 @@ def predict_on_ray(config: PredictConfig, posts: list[InputPost], source: str, *
     from tqdm import tqdm
 
     import_ray()
-    if config.out is None:
-        raise DghcError("--engine ray writes a folder of Parquet shards: give it with --out (e.g. --out "
-                        "predictions)")
-    out = Path(config.out)
+    out = Path(config.out)  # run_predict refuses --engine ray without --out
     check_store_folder(out, index=INDEX)
     if not posts:
         raise DghcError(f"predict: {source} holds no posts to tag")
