@@ -359,8 +359,9 @@ def test_predict_on_ray_equals_the_local_engine_in_parquet_shards(trained, tmp_p
     assert sharded.exit_code == 0, sharded.output
     print(sharded.stderr[-2000:])
     expected = [json.loads(line) for line in (tmp_path / "local.jsonl").read_text(encoding="utf-8").splitlines()]
+    # shards of 5 posts rounded up to whole batches of 3: 6 posts each
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == \
-        ["_index.json", "shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]
+        ["_index.json", "predictions-00000.parquet", "predictions-00001.parquet"]
     records = pq.read_table(tmp_path / "ray").to_pylist()  # the folder reads as one table, in input order
     assert [r["id"] for r in records] == [r["id"] for r in expected]
     for got, want in zip(records, expected):
@@ -376,11 +377,11 @@ def test_predict_on_ray_equals_the_local_engine_in_parquet_shards(trained, tmp_p
             assert region["box"] == pytest.approx(wanted["box"], abs=1e-3) and region["source"] == wanted["source"]
     index = json.loads((tmp_path / "ray" / "_index.json").read_text())
     assert [(s["file"], s["rows"]) for s in index["shards"]] == \
-        [("shard-00000.parquet", 5), ("shard-00001.parquet", 5), ("shard-00002.parquet", 2)]
-    assert index["shards"][2]["image_status"] == {"present": 0, "missing": 1, "unreadable": 0, "none": 1}
+        [("predictions-00000.parquet", 6), ("predictions-00001.parquet", 6)]
+    assert index["shards"][1]["image_status"] == {"present": 4, "missing": 1, "unreadable": 0, "none": 1}
     assert "missing" in sharded.stderr and "posts.jsonl:11" in sharded.stderr
     again = invoke(args)
-    assert again.exit_code == 0 and "3 of 3 shards were finished by an earlier run (12 posts): skipped" in again.stderr
+    assert again.exit_code == 0 and "2 of 2 shards were finished by an earlier run (12 posts): skipped" in again.stderr
 
 
 def test_predict_on_ray_needs_an_output_folder(trained, tmp_path):

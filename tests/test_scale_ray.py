@@ -45,7 +45,7 @@ def write_shard_store(folder: Path, ids: list[str], shard_size: int, dim: int = 
     vectors = rng.normal(size=(len(ids), 1 + m, dim)).astype(np.float32)
     fingerprint = {"untrained": False, "case": "hand-made"}
     folder.mkdir()
-    shards = plan_shards(len(ids), shard_size)
+    shards = plan_shards(len(ids), shard_size, batch_size=1, kind="features")
     for shard in shards:
         path = folder / shard.file
         layout.create_features_file(path, ids[shard.start:shard.stop], m, dim, "float32", fingerprint)
@@ -62,7 +62,7 @@ def test_a_folder_of_shards_reads_as_one_features_file(tmp_path):
     ids = [f"id{i:02d}" for i in range(7)]
     vectors = write_shard_store(tmp_path / "store", ids, shard_size=3)
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == \
-        [INDEX, "shard-00000.h5", "shard-00001.h5", "shard-00002.h5"]
+        ["features-00000.h5", "features-00001.h5", "features-00002.h5", INDEX]
     store = FeatureStore(tmp_path / "store", in_memory=False)
     assert store.image_ids == ids
     read, mask = store.batch(["id06", "id00", "id04"])
@@ -74,9 +74,11 @@ def test_a_folder_of_shards_reads_as_one_features_file(tmp_path):
 def test_a_store_with_a_missing_shard_or_no_index_is_refused_by_name(tmp_path):
     ids = [f"id{i}" for i in range(5)]
     write_shard_store(tmp_path / "store", ids, shard_size=2)
-    (tmp_path / "store" / "shard-00001.h5").unlink()  # HDF5 would read its rows as zeros, silently
-    with pytest.raises(DghcError, match=r"1 of its 3 shards are missing \(shard-00001.h5\)"):
+    (tmp_path / "store" / "features-00001.h5").unlink()  # HDF5 would read its rows as zeros, silently
+    with pytest.raises(DghcError, match=r"1 of its 3 shards are missing \(features-00001.h5\)"):
         FeatureStore(tmp_path / "store")
+    with pytest.raises(DghcError, match="shards are missing"):  # the index named directly is checked too
+        FeatureStore(tmp_path / "store" / INDEX)
     (tmp_path / "store" / INDEX).unlink()
     with pytest.raises(DghcError, match="without its index.h5.*rerun the same command to resume"):
         store_file(tmp_path / "store")
@@ -84,12 +86,37 @@ def test_a_store_with_a_missing_shard_or_no_index_is_refused_by_name(tmp_path):
 
 def test_the_sharded_output_must_be_a_folder_of_its_own(tmp_path):
     with pytest.raises(DghcError, match="named like a file"):
-        check_store_folder(tmp_path / "features.h5")
+        check_store_folder(tmp_path / "features.h5", "features")
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "detections.h5").write_bytes(b"someone else's file")
-    with pytest.raises(DghcError, match=r"holds files that are not shards \(detections.h5\)"):
-        check_store_folder(tmp_path / "cache")
+    with pytest.raises(DghcError, match=r"holds files that are not features shards \(detections.h5\)"):
+        check_store_folder(tmp_path / "cache", "features")
     assert (tmp_path / "cache" / "detections.h5").is_file()
+    # another stage's store (extract --out pointed at detect's folder) is refused before anything is deleted
+    write_shard_store(tmp_path / "detections", ["a", "b"], shard_size=1)
+    for item in (tmp_path / "detections").glob("features-*"):
+        item.rename(item.with_name(item.name.replace("features", "detections")))
+    with pytest.raises(DghcError, match=r"not features shards \(detections-00000.h5"):
+        check_store_folder(tmp_path / "detections", "features")
+    assert len(list((tmp_path / "detections").iterdir())) == 3
+
+
+def test_shards_hold_whole_batches_of_the_local_engine():
+    from pipeline.scale.batches import local_batches
+
+    shards = plan_shards(40, shard_size=16, batch_size=3, kind="features")
+    assert [(s.start, s.stop, s.file) for s in shards] == \
+        [(0, 18, "features-00000.h5"), (18, 36, "features-00001.h5"), (36, 40, "features-00002.h5")]
+    batches = local_batches(shards[1:], batch_size=3)
+    assert [(b.start, b.stop) for b in batches] == [(18, 21), (21, 24), (24, 27), (27, 30), (30, 33), (33, 36),
+                                                    (36, 39), (39, 40)]
+
+
+def test_detect_on_ray_refuses_input_without_posts(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(DghcError, match="no posts in"):
+        run_detect(DetectConfig(files=[tmp_path / "empty.txt"], out=tmp_path / "ray", engine="ray", grounding=None,
+                                progress=False), log=lambda _: None)
 
 
 def test_workers_take_a_gpu_each_where_the_cluster_has_gpus():
@@ -156,18 +183,27 @@ def assert_same_features(local: Path, sharded: Path, same_fingerprint: bool = Tr
 
 @pytest.mark.slow
 def test_extract_on_ray_equals_the_local_engine_and_records_bad_images_per_shard(world, tmp_path):
-    local = extract_features(extract_config(world, tmp_path / "local.h5"))
-    sharded = extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=16))
+    # batches of 3 (40 images: the last batch is short), shards of 16 images rounded up to whole batches (18)
+    local = extract_features(extract_config(world, tmp_path / "local.h5", batch_size=3))
+    sharded = extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=16,
+                                              batch_size=3))
     assert (sharded.images, sharded.present, sharded.missing, sharded.unreadable, sharded.regions) == \
         (local.images, local.present, local.missing, local.unreadable, local.regions) == (40, 36, 2, 2, local.regions)
     assert_same_features(tmp_path / "local.h5", tmp_path / "ray")
     with h5py.File(tmp_path / "ray" / INDEX, "r") as handle:
         shards = json.loads(handle.attrs["shards"])
-    # unreadable p05 and missing p09 are in the first shard (rows 0-15), p17 and p30 in the second (16-31)
+    # unreadable p05, p17 and missing p09 are in the first shard (rows 0-17), missing p30 in the second (18-35)
     assert [(s["file"], s["rows"], s["counts"]["unreadable"], s["counts"]["missing"]) for s in shards] == \
-        [("shard-00000.h5", 16, 1, 1), ("shard-00001.h5", 16, 1, 1), ("shard-00002.h5", 8, 0, 0)]
-    again = extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=16))
+        [("features-00000.h5", 18, 2, 1), ("features-00001.h5", 18, 0, 1), ("features-00002.h5", 4, 0, 0)]
+    again = extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=16,
+                                            batch_size=3))
     assert again.up_to_date
+    # the same vectors in other shards are up to date; --force recomputes them, and the old shards are deleted
+    assert extract_features(extract_config(world, tmp_path / "ray", engine="ray", shard_size=30, batch_size=3)).up_to_date
+    extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=30, batch_size=3,
+                                    force=True))
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == ["features-00000.h5", "features-00001.h5", INDEX]
+    assert_same_features(tmp_path / "local.h5", tmp_path / "ray")
 
 
 @pytest.mark.slow
@@ -200,7 +236,7 @@ def test_detect_on_ray_equals_the_local_engine(world, tmp_path):
     # the features stage reads the sharded detections as it reads the file
     extract_features(extract_config(world, tmp_path / "features.h5", detections=tmp_path / "ray"))
     # a rerun after a lost shard recomputes that shard only
-    (tmp_path / "ray" / "shard-00001.h5").unlink()
+    (tmp_path / "ray" / "detections-00001.h5").unlink()
     notes = []
     again = run_detect(replace(config, out=tmp_path / "ray", engine="ray", workers=2, shard_size=12), log=notes.append)
     assert "detect: 3 of 4 shards were finished by an earlier run (28 images): skipped" in notes, notes
@@ -271,7 +307,7 @@ def wait_for_shards(folder: Path, count: int, process: subprocess.Popen, timeout
     import time
 
     deadline = time.monotonic() + timeout
-    while len(list(folder.glob("shard-*.h5"))) < count:
+    while len(list(folder.glob("features-*.h5"))) < count:
         if process.poll() is not None:
             raise AssertionError(f"the run ended before {count} shards were written: {process.stderr.read()[-2000:]}")
         if time.monotonic() > deadline:
@@ -291,7 +327,7 @@ def test_a_killed_run_resumes_by_skipping_the_finished_shards(world, tmp_path):
         process.wait(timeout=60)
     finally:
         kill_session(process.pid)
-    finished = len(list(out.glob("shard-*.h5")))
+    finished = len(list(out.glob("features-*.h5")))
     rerun = subprocess.run([DGHC, *extract_args(world, out)], capture_output=True, text=True, cwd=REPO,
                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, timeout=600)
     print(rerun.stderr[-3000:])
@@ -301,7 +337,7 @@ def test_a_killed_run_resumes_by_skipping_the_finished_shards(world, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_ray_worker_is_replaced_and_its_batches_rerun(world, tmp_path):
+def test_a_killed_ray_worker_loses_no_batch(world, tmp_path):
     extract_features(extract_config(world, tmp_path / "local.h5"))
     out = tmp_path / "ray"
     process = start(extract_args(world, out))
@@ -335,7 +371,7 @@ def test_dvc_tracks_the_sharded_folder_and_a_rerun_keeps_the_finished_shards(wor
     for name in ("images", "clip"):
         shutil.copytree(world["root"] / name, root / name)
     stage = {"cmd": "dghc extract posts.txt --detections detections.h5 --model clip --dtype float32 --device cpu "
-                    "--engine ray --workers 2 --shard-size 16 --out features --quiet",
+                    "--engine ray --workers 2 --shard-size 16 --batch-size 4 --out features --quiet",
              "deps": ["posts.txt", "detections.h5", "images", "clip"], "outs": [{"features": {"persist": True}}]}
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"extract": stage}}))
     inherited = {key: value for key, value in os.environ.items() if not key.startswith("DVC_")}
@@ -357,7 +393,7 @@ def test_dvc_tracks_the_sharded_folder_and_a_rerun_keeps_the_finished_shards(wor
     outs = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["extract"]["outs"]
     assert [(out["path"], out["nfiles"]) for out in outs] == [("features", 4)]  # 3 shards and the index
     assert "up to date" in run("dvc", "status")
-    (root / "features" / "shard-00001.h5").unlink()
+    (root / "features" / "features-00001.h5").unlink()
     assert "modified" in run("dvc", "status")
     rerun = run("dvc", "repro")
     assert "extract: 2 of 3 shards were finished by an earlier run (24 images): skipped" in rerun, rerun[-3000:]

@@ -26,39 +26,49 @@ SHARDS_ATTRIBUTE = "shards"  # JSON list of {"file", "rows", "counts"} in row or
 
 @dataclass(frozen=True)
 class Shard:
-    """Rows ``start:stop`` of the stage's sorted image ids, written to ``file`` in the store folder."""
+    """Rows ``start:stop`` of the stage's rows (sorted image ids, or input posts), written to ``file``."""
 
     number: int
     start: int
     stop: int
+    kind: str  # what the stage writes, the files' prefix: detections, features, predictions
     suffix: str = ".h5"  # the format of the shard files: .h5 (detect, extract), .parquet (predict)
 
     @property
     def file(self) -> str:
-        return f"shard-{self.number:05d}{self.suffix}"
+        return f"{self.kind}-{self.number:05d}{self.suffix}"
 
 
-def plan_shards(rows: int, shard_size: int, suffix: str = ".h5") -> list[Shard]:
-    """Consecutive shards of ``shard_size`` rows (the last one shorter) covering ``rows`` rows."""
-    if shard_size < 1:
-        raise ValueError("shard_size must be at least 1")
-    return [Shard(number, start, min(start + shard_size, rows), suffix)
-            for number, start in enumerate(range(0, rows, shard_size))]
+def plan_shards(rows: int, shard_size: int, batch_size: int, kind: str, suffix: str = ".h5") -> list[Shard]:
+    """Consecutive shards covering ``rows`` rows, each ``shard_size`` rows rounded up to whole batches of
+    ``batch_size`` (the last one shorter): a shard then holds whole batches of the local engine's."""
+    if shard_size < 1 or batch_size < 1:
+        raise ValueError("shard_size and batch_size must be at least 1")
+    size = -(-shard_size // batch_size) * batch_size
+    return [Shard(number, start, min(start + size, rows), kind, suffix)
+            for number, start in enumerate(range(0, rows, size))]
 
 
-def check_store_folder(folder: Path, index: str = INDEX) -> None:
+def check_store_folder(folder: Path, kind: str, index: str = INDEX) -> None:
     """A sharded output is a folder of its own: refuse a path that is a file, is named like one, or holds other
-    files (a rerun deletes shard files it does not plan)."""
+    files (a rerun deletes the shard files it does not plan; another stage's shards are someone's data)."""
     if folder.suffix in (".h5", ".hdf5", ".jsonl", ".json", ".parquet") or folder.is_file():
         raise DghcError(f"--engine ray writes a folder of shards plus {index}, and {folder} is "
                         f"{'a file' if folder.is_file() else 'named like a file'}: give a folder, e.g. "
                         f"--out {folder.with_suffix('')}")
     if folder.is_dir():
         foreign = [item.name for item in folder.iterdir()
-                   if not (item.name == index or item.name.startswith(("shard-", ".shard-", f".{index}.")))]
+                   if not (item.name == index or item.name.startswith((f"{kind}-", f".{kind}-", f".{index}.")))]
         if foreign:
-            raise DghcError(f"{folder} holds files that are not shards ({', '.join(sorted(foreign)[:3])}): give an "
-                            "empty or new folder for the sharded output")
+            raise DghcError(f"{folder} holds files that are not {kind} shards ({', '.join(sorted(foreign)[:3])}): "
+                            f"give an empty or new folder for the sharded {kind}")
+
+
+def refuse_folder(out: Path) -> None:
+    """The local engine writes one file: refuse an ``--out`` that is a folder (a sharded store) before any work."""
+    if out.is_dir():
+        raise DghcError(f"--out {out} is a folder (the sharded output of --engine ray?): the local engine writes one "
+                        "file; give a file name, or add --engine ray")
 
 
 def store_file(path: str | Path) -> Path:
@@ -66,11 +76,13 @@ def store_file(path: str | Path) -> Path:
     import h5py
 
     path = Path(path)
+    if path.is_file() and path.name == INDEX:  # the index named directly: its shards are checked all the same
+        path = path.parent
     if not path.is_dir():
         return path
     index = path / INDEX
     if not index.is_file():
-        shards = sorted(path.glob("shard-*.h5"))
+        shards = sorted(path.glob("*-[0-9][0-9][0-9][0-9][0-9].h5"))
         raise DghcError(f"{path}: a sharded store without its {INDEX} ({len(shards)} shard files): the run that "
                         "writes it has not finished; rerun the same command to resume it")
     try:
@@ -110,9 +122,10 @@ def finished_shards(folder: Path, shards: Sequence[Shard], is_finished: Callable
     """Numbers of the shards already written by an earlier run with the same settings (``is_finished`` checks a
     file); shard files that are not part of this plan, and leftover temporary files, are deleted."""
     planned = {shard.file for shard in shards}
-    # Only files this module names are touched: shards, their temporary files and the index (a stale one would
-    # describe the old shards).
-    for item in [*folder.glob("shard-*"), *folder.glob(".shard-*.tmp"), *folder.glob(f".{index}.*.tmp"),
+    kind = shards[0].kind
+    # Only files this module names are touched: the stage's shards, their temporary files and the index (a stale
+    # one would describe the old shards).
+    for item in [*folder.glob(f"{kind}-*"), *folder.glob(f".{kind}-*.tmp"), *folder.glob(f".{index}.*.tmp"),
                  folder / index]:
         if item.is_file() and item.name not in planned:
             item.unlink()
@@ -122,7 +135,7 @@ def finished_shards(folder: Path, shards: Sequence[Shard], is_finished: Callable
         if path.is_file():
             try:
                 ok = is_finished(path, shard)
-            except (OSError, KeyError, ValueError, TypeError):
+            except (OSError, KeyError, ValueError, TypeError, DghcError):  # a damaged shard: recomputed
                 ok = False
             if ok:
                 done.add(shard.number)

@@ -17,6 +17,7 @@ from pipeline.artifacts.atomic import writing
 from pipeline.artifacts.fingerprint import sha256_file, sha256_json
 from pipeline.artifacts.lock import output_lock
 from pipeline.artifacts.partial import PartialOutput
+from pipeline.artifacts.shards import refuse_folder
 from pipeline.core.console import say
 from pipeline.core.devices import announce_device, resolve_device
 from pipeline.core.errors import DghcError, first_line
@@ -195,6 +196,7 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
         return detect_on_ray(config, log=log)
     config.check_inputs()
     out = config.out_file
+    refuse_folder(out)
     with stop_signals("detect") as stop, output_lock(out, note=log):
         return _run_detect(config, out, loaded, text_encoder, log, on_batch_done, stop)
 

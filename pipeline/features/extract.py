@@ -21,6 +21,7 @@ from pipeline.artifacts.atomic import writing
 from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.artifacts.lock import output_lock
 from pipeline.artifacts.partial import PartialOutput
+from pipeline.artifacts.shards import refuse_folder
 from pipeline.core.console import say
 from pipeline.core.devices import announce_device
 from pipeline.core.errors import DghcError
@@ -132,6 +133,7 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
 
         return extract_on_ray(config, on_batch=on_batch)
     out = Path(config.out)
+    refuse_folder(out)
     with stop_signals("extract") as stop, output_lock(out, note=say):
         return _extract(config, out, encoder, on_batch, stop)
 

@@ -148,6 +148,9 @@ def _predict(config: PredictConfig, stdin: BinaryIO | None, stdout: TextIO | Non
     if config.engine == "ray":
         from pipeline.scale.predict import predict_on_ray  # Ray is an optional extra
 
+        if checkpoint.tagger.config.use_image and any(post.image is not None for post in posts):
+            warn_if_images_rare(checkpoint.info.get("train_image_share"), str(config.model_dir))
+
         return predict_on_ray(config, posts, source, skipped_lines=len(read.skipped), log=log)
     device = tagging_device("predict", config.device, config.precision)
     tagger = PostTagger(config, checkpoint, device, with_images=any(post.image is not None for post in posts),

@@ -1,17 +1,19 @@
 """``dghc detect --engine ray``: the detect stage as a Ray Data pipeline that writes a sharded detections store.
 
-    rows (image id, path, phrases)  ->  decode + detectors + merge  ->  shard files + index.h5
-       ray.data.from_items               actor pool of ``workers``       written by the driver, in row order
-                                         actors (``detect_batch``)
+    the local engine's batches  ->  decode + detectors + merge  ->  shard files + index.h5
+       (ids, paths, phrases)           actor pool of ``workers``       written by the driver, in row order
+       ray.data.from_items             actors (``detect_batch``)
 
-Each actor loads the detection sources once and runs the local stage's ``detect_batch`` on its batches (the
-detectors resize the decoded images themselves). The driver loads the sources too, for the fingerprint (weights
-and their hashes), and writes each shard with the local writer once all its rows are back. A rerun skips the
-shards a killed run finished; Ray retries the batches of a worker that died.
+Each actor loads the detection sources once and runs the local stage's ``detect_batch`` on exactly the local
+engine's batches (``pipeline.scale.batches``; the detectors resize the decoded images themselves). The driver
+loads the sources too, for the fingerprint (weights and their hashes), and writes each shard with the local
+writer once all its rows are back. A rerun skips the shards a killed run finished; Ray retries the batches of a
+worker that died.
 """
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,12 +39,23 @@ from pipeline.detection.run import (
 )
 from pipeline.detection.sources import load_sources
 from pipeline.detection.store import STRING_ARRAYS, load_detections, read_fingerprint_sha256, write_detections
+from pipeline.scale.batches import BatchActor, local_batches, run_batches
 from pipeline.scale.session import import_ray, ray_cluster, worker_resources
 from pipeline.scale.shard_writer import ShardWriter
 
+KIND = "detections"  # the shard files: detections-00000.h5, ...
 
-class DetectActor:
-    """A Ray actor holding the detection sources: rows in, the output's rows out."""
+
+@dataclass
+class DetectBatch:
+    """One batch of the local engine: its rows and their images (absolute paths, prompt phrases)."""
+
+    rows: np.ndarray
+    items: list[ImageItem]
+
+
+class DetectActor(BatchActor):
+    """A Ray actor holding the detection sources: a batch in, its rows of the output out (``detect_batch``)."""
 
     def __init__(self, config: DetectConfig, device: str, threads: int) -> None:
         import torch
@@ -52,11 +65,8 @@ class DetectActor:
         self.sources = load_sources(config.detector, config.grounding, settings).sources
         self.m, self.iou = config.m, config.iou
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = [ImageItem(str(image_id), Path(path), list(phrases))
-                 for image_id, path, phrases in zip(batch["image_id"], batch["path"], batch["phrases"])]
-        rows = detect_batch(items, self.sources, self.m, self.iou)
-        return {"row": batch["row"], **rows}
+    def process(self, batch: DetectBatch) -> dict[str, np.ndarray]:
+        return {"row": batch.rows, **detect_batch(batch.items, self.sources, self.m, self.iou)}
 
 
 def detect_on_ray(config: DetectConfig, *, log: Callable[[str], None] = say) -> DetectSummary:
@@ -66,9 +76,11 @@ def detect_on_ray(config: DetectConfig, *, log: Callable[[str], None] = say) -> 
     import_ray()  # first: no work before saying that Ray is missing
     config.check_inputs()
     out = config.out_file
-    check_store_folder(out)
+    check_store_folder(out, KIND)
     with stop_signals("detect") as stop, output_lock(out, note=log):
         items = collect_items(config.files, config.images, config.max_phrases)
+        if not items:
+            raise DghcError(f"detect: no posts in {', '.join(str(path) for path in config.files)}: nothing to shard")
         # The driver's copy of the sources (on its CPU) only identifies them for the fingerprint.
         loaded = load_sources(config.detector, config.grounding, PredictSettings(imgsz=config.imgsz, conf=config.conf,
                                                                                  iou=config.iou, device="cpu"))
@@ -84,7 +96,7 @@ def detect_on_ray(config: DetectConfig, *, log: Callable[[str], None] = say) -> 
             check_strict(config, summary)
             return summary
         out.mkdir(parents=True, exist_ok=True)
-        shards = plan_shards(len(items), config.shard_size)
+        shards = plan_shards(len(items), config.shard_size, config.batch_size, KIND)
 
         def is_finished(path: Path, shard: Shard) -> bool:
             return (read_fingerprint_sha256(path) == fingerprint_sha
@@ -105,7 +117,7 @@ def detect_on_ray(config: DetectConfig, *, log: Callable[[str], None] = say) -> 
                     tqdm(total=len(items), initial=resumed, unit="img", desc="detect", file=sys.stderr,
                          disable=not config.progress, dynamic_ncols=True) as bar:
                 writer = ShardWriter(out, todo, write, "detect")
-                for batch in _pipeline(config, items, todo, cluster):
+                for batch in _run(config, items, todo, cluster):
                     writer.add({key: _stacked(value) for key, value in batch.items()})
                     bar.update(len(batch["row"]))
                     stop.check(f"{writer.shards_written} shards are written in {out}: rerun the same command to "
@@ -119,20 +131,19 @@ def detect_on_ray(config: DetectConfig, *, log: Callable[[str], None] = say) -> 
         return summary
 
 
-def _pipeline(config: DetectConfig, items: list[ImageItem], todo: list[Shard], cluster: dict[str, float]) -> Any:
-    """The Ray Data pipeline over the rows of the unfinished shards; yields numpy batches in row order."""
-    import ray.data
-
+def _run(config: DetectConfig, items: list[ImageItem], todo: list[Shard], cluster: dict[str, float]) -> Any:
+    """The local engine's batches of the unfinished shards through Ray; yields rows in row order."""
     resources = worker_resources(config.device, cluster)
-    rows = [{"row": row, "image_id": items[row].image_id, "path": str(items[row].path),
-             "phrases": list(items[row].phrases)} for shard in todo for row in range(shard.start, shard.stop)]
-    dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // config.batch_size)))
-    dataset = dataset.map_batches(
-        DetectActor, batch_size=config.batch_size, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=config.workers),
-        fn_constructor_kwargs={"config": config, "device": resources.device, "threads": int(resources.num_cpus)},
-        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
-    return dataset.iter_batches(batch_size=None, batch_format="numpy")
+    # Paths as the driver sees them: a worker on another node does not share its working directory.
+    payloads = [DetectBatch(np.arange(batch.start, batch.stop),
+                            [replace(items[row], path=items[row].path.resolve()) for row in batch])
+                for batch in local_batches(todo, config.batch_size)]
+    sources = {key: str(Path(value).resolve()) for key, value in (("detector", config.detector),
+                                                                  ("grounding", config.grounding))
+               if value is not None and Path(value).is_file()}
+    actor = {"config": replace(config, **sources), "device": resources.device, "threads": int(resources.num_cpus)}
+    return run_batches(payloads, DetectActor, actor, resources, config.workers,
+                       blocks=max(4 * config.workers, len(todo)))
 
 
 def _stacked(column: np.ndarray) -> np.ndarray:

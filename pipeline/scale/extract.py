@@ -1,17 +1,19 @@
 """``dghc extract --engine ray``: the extract stage as a Ray Data pipeline that writes a sharded features store.
 
-    rows (image id, path, boxes)  ->  decode + crop + preprocess  ->  CLIP vision tower  ->  shard files + index
-       ray.data.from_items            CPU tasks (GPU clusters);        actor pool of          written by the driver,
-                                      in the actors (CPU-only)         ``workers`` actors     in row order
+    the local engine's batches  ->  decode + crop + preprocess  ->  CLIP vision tower  ->  shard files + index.h5
+       (rows, paths, boxes)          CPU tasks (GPU clusters);        actor pool of          written by the driver,
+       ray.data.from_items           in the actors (CPU-only)         ``workers`` actors     in row order
 
 The pieces are the local stage's: ``CropDataset`` decodes and crops, ``ClipEncoder.encode`` encodes the valid
-slots, the features file layout is ``pipeline.features.store``'s, one file per shard (``pipeline.artifacts.shards``).
-On a CPU-only cluster each actor decodes its own batches, as the local engine alternates decoding and encoding on
-the same cores: decode tasks beside the actors would compete with them for the cores. A rerun skips the shards a
-killed run finished; Ray retries the batches of a worker that died.
+slots of exactly the local engine's batches (``pipeline.scale.batches``), the features file layout is
+``pipeline.features.store``'s, one file per shard (``pipeline.artifacts.shards``). On a CPU-only cluster each
+actor decodes its own batches, as the local engine alternates decoding and encoding on the same cores: decode
+tasks beside the actors would compete with them for the cores. A rerun skips the shards a killed run finished;
+Ray retries the batches of a worker that died.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +38,11 @@ from pipeline.features.extract import (
     load_detection_rows,
     summarise,
 )
+from pipeline.scale.batches import BatchActor, local_batches, run_batches
 from pipeline.scale.session import import_ray, ray_cluster, worker_resources
 from pipeline.scale.shard_writer import ShardWriter
+
+KIND = "features"  # the shard files: features-00000.h5, ...
 
 
 @dataclass(frozen=True)
@@ -52,26 +57,44 @@ class CropSettings:
     max_aspect: float
 
 
-def decode_batch(batch: dict[str, np.ndarray], crops: CropSettings) -> dict[str, np.ndarray]:
-    """Rows -> their status, size, slot mask and pixels, (B, 1 + m, 3, S, S) with zeros in the empty slots."""
-    from pipeline.features.crops import CropDataset
+@dataclass
+class CropBatch:
+    """One batch of the local engine: its rows, their image paths (absolute) and detected boxes."""
 
-    paths = [Path(path) if path else None for path in batch["path"]]
-    dataset = CropDataset(batch["row"].tolist(), paths, batch["boxes"], batch["valid"], crops.preprocessor,
+    rows: np.ndarray
+    paths: list[Path | None]
+    boxes: np.ndarray
+    valid: np.ndarray
+
+
+@dataclass
+class DecodedBatch:
+    """A batch decoded: per row its status, size, slot mask and empty boxes, and the valid slots' pixels in
+    row-major slot order (``CropDataset`` + ``collate_items``, as the local engine makes them)."""
+
+    rows: np.ndarray
+    status: np.ndarray
+    size: np.ndarray
+    slots: np.ndarray
+    empty_boxes: np.ndarray
+    pixels: Any  # torch.Tensor (valid slots, 3, S, S)
+
+
+def decode(batch: CropBatch, crops: CropSettings) -> DecodedBatch:
+    """Decode, crop and preprocess a batch's images (the local engine's code)."""
+    from pipeline.features.crops import CropDataset, collate_items
+
+    dataset = CropDataset(batch.rows.tolist(), batch.paths, batch.boxes, batch.valid, crops.preprocessor,
                           crops.image_size, crops.padding, crops.min_size, crops.max_aspect)
     items = [dataset[i] for i in range(len(dataset))]
-    size = crops.image_size
-    pixels = np.zeros((len(items), 1 + crops.m, 3, size, size), dtype=np.float32)
-    slots = np.stack([item["slots"].numpy() for item in items])
-    for i, item in enumerate(items):
-        pixels[i, slots[i]] = item["pixels"].numpy()
-    return {"row": batch["row"], "status": np.array([item["status"] for item in items], dtype=np.uint8),
-            "size": np.array([item["size"] for item in items], dtype=np.int64), "slots": slots, "pixels": pixels,
-            "empty_boxes": np.array([item["empty_boxes"] for item in items], dtype=np.int64)}
+    collated = collate_items(items)
+    return DecodedBatch(rows=batch.rows, status=collated["status"].numpy(), size=collated["sizes"].numpy(),
+                        slots=collated["slots"].numpy(), pixels=collated["pixels"],
+                        empty_boxes=np.array([item["empty_boxes"] for item in items], dtype=np.int64))
 
 
-class EncodeActor:
-    """A Ray actor holding the CLIP vision tower: pixels in, (B, 1 + m, dim) float32 vectors out."""
+class EncodeActor(BatchActor):
+    """A Ray actor holding the CLIP vision tower: a batch in, its rows' (1 + m, dim) float32 vectors out."""
 
     def __init__(self, model: str, output: str, device: str, seed: int, threads: int,
                  crops: CropSettings | None) -> None:
@@ -83,15 +106,16 @@ class EncodeActor:
         self.encoder = load_clip(model, output, device, seed)
         self.crops = crops  # set: decode here (a CPU-only cluster)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def process(self, batch: CropBatch | DecodedBatch) -> dict[str, np.ndarray]:
         import torch
 
-        if self.crops is not None:
-            batch = decode_batch(batch, self.crops)
-        pixels, mask = batch.pop("pixels"), batch["slots"]
-        vectors = np.zeros((*mask.shape, self.encoder.dim), dtype=np.float32)
-        vectors[mask] = self.encoder.encode(torch.from_numpy(np.ascontiguousarray(pixels[mask]))).numpy()
-        return {**batch, "vectors": vectors}
+        if isinstance(batch, CropBatch):
+            batch = decode(batch, self.crops)
+        slots = torch.from_numpy(batch.slots)
+        vectors = torch.zeros(*slots.shape, self.encoder.dim)
+        vectors[slots] = self.encoder.encode(batch.pixels)  # as the local engine: valid slots in row-major order
+        return {"row": batch.rows, "status": batch.status, "size": batch.size, "slots": batch.slots,
+                "vectors": vectors.numpy(), "empty_boxes": batch.empty_boxes}
 
 
 def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | None = None) -> ExtractResult:
@@ -102,7 +126,7 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
 
     import_ray()  # first: no work before saying that Ray is missing
     out = Path(config.out)
-    check_store_folder(out)
+    check_store_folder(out, KIND)
     with stop_signals("extract") as stop, output_lock(out, note=say):
         images = collect_images(config.inputs, config.images)
         detections = load_detection_rows(config.detections, images.ids, config.inputs)
@@ -115,7 +139,7 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
             return summarise(out, rows_resumed=0, empty_boxes=0, untrained=encoder.untrained,
                              fingerprint=fingerprint, up_to_date=True)
         out.mkdir(parents=True, exist_ok=True)
-        shards = plan_shards(n, config.shard_size)
+        shards = plan_shards(n, config.shard_size, config.batch_size, KIND)
 
         def is_finished(path: Path, shard: Shard) -> bool:
             return layout.is_up_to_date(path, fingerprint_sha, images.ids[shard.start:shard.stop])
@@ -133,7 +157,7 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
             with ray_cluster("extract", config.address, config.workers) as cluster, \
                     tqdm(total=n, initial=resumed, unit="img", desc="extract", file=sys.stderr,
                          disable=not config.progress) as bar:
-                batches = _pipeline(config, crops, todo, images.paths, detections, cluster)
+                batches = _run(config, crops, todo, images.paths, detections, cluster)
                 writer = ShardWriter(out, todo, _shard_file_writer(images.ids, m, dim, config.dtype, fingerprint),
                                      "extract")
                 for batch in batches:
@@ -153,27 +177,24 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
                          fingerprint=fingerprint)
 
 
-def _pipeline(config: ExtractConfig, crops: CropSettings, todo: list[Shard], paths: list[Path | None],
-              detections: Any, cluster: dict[str, float]) -> Any:
-    """The Ray Data pipeline over the rows of the unfinished shards; yields numpy batches in row order."""
-    import ray.data
-
+def _run(config: ExtractConfig, crops: CropSettings, todo: list[Shard], paths: list[Path | None],
+         detections: Any, cluster: dict[str, float]) -> Any:
+    """The local engine's batches of the unfinished shards through Ray; yields rows in row order."""
     resources = worker_resources(config.device, cluster)
-    rows = [row for shard in todo for row in range(shard.start, shard.stop)]
-    items = [{"row": row, "path": str(paths[row]) if paths[row] is not None else "",
-              "boxes": detections.boxes[row], "valid": detections.valid[row]} for row in rows]
-    dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // config.batch_size)))
-    if resources.decode_in_tasks:
-        dataset = dataset.map_batches(decode_batch, fn_kwargs={"crops": crops}, batch_size=config.batch_size,
-                                      batch_format="numpy", num_cpus=1)
-    dataset = dataset.map_batches(
-        EncodeActor, batch_size=config.batch_size, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=config.workers),
-        fn_constructor_kwargs={"model": config.model, "output": config.output, "device": resources.device,
-                               "seed": config.seed, "threads": int(resources.num_cpus),
-                               "crops": None if resources.decode_in_tasks else crops},
-        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
-    return dataset.iter_batches(batch_size=None, batch_format="numpy")
+    # Paths as the driver sees them: a worker on another node does not share its working directory.
+    payloads = [CropBatch(np.arange(batch.start, batch.stop), [_absolute(paths[row]) for row in batch],
+                          detections.boxes[batch.start:batch.stop], detections.valid[batch.start:batch.stop])
+                for batch in local_batches(todo, config.batch_size)]
+    model = config.model if not Path(config.model).exists() else str(Path(config.model).resolve())
+    actor = {"model": model, "output": config.output, "device": resources.device, "seed": config.seed,
+             "threads": int(resources.num_cpus), "crops": None if resources.decode_in_tasks else crops}
+    prepare = functools.partial(decode, crops=crops) if resources.decode_in_tasks else None
+    return run_batches(payloads, EncodeActor, actor, resources, config.workers,
+                       blocks=max(4 * config.workers, len(todo)), prepare=prepare)
+
+
+def _absolute(path: Path | None) -> Path | None:
+    return path.resolve() if path is not None else None
 
 
 def _shard_file_writer(ids: list[str], m: int, dim: int, dtype: str,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -28,10 +29,12 @@ from pipeline.core.errors import DghcError
 from pipeline.prediction.config import PredictConfig
 from pipeline.prediction.inputs import InputPost
 from pipeline.prediction.run import PredictSummary, empty_image_counts
+from pipeline.scale.batches import BatchActor, local_batches, run_batches
 from pipeline.scale.session import import_ray, ray_cluster, worker_resources
 from pipeline.scale.shard_writer import ShardWriter
 
-INDEX = "_index.json"
+KIND = "predictions"  # the shard files: predictions-00000.parquet, ...
+PARQUET_INDEX = "_index.json"  # "_": Parquet readers skip it
 KEY = b"dghc_run_key"  # Parquet metadata: what the shard's rows depend on
 ROWS = b"dghc_rows"  # Parquet metadata: "start:stop", the input posts of the shard
 
@@ -50,8 +53,16 @@ def record_schema() -> Any:
                       ("words_cut", pa.int64())])
 
 
-class PredictActor:
-    """A Ray actor holding a ``PostTagger``: pickled posts in, their records (JSON text) and notes out."""
+@dataclass
+class PostBatch:
+    """One batch of the local engine: its rows and their posts (image paths absolute)."""
+
+    rows: np.ndarray
+    posts: list[InputPost]
+
+
+class PredictActor(BatchActor):
+    """A Ray actor holding a ``PostTagger``: a batch of posts in, their records (JSON text) and notes out."""
 
     def __init__(self, config: PredictConfig, device: str, threads: int, with_images: bool, source: str) -> None:
         import torch
@@ -62,15 +73,13 @@ class PredictActor:
 
         torch.set_num_threads(max(1, threads))
         checkpoint = load_checkpoint(config.model_dir)
+        # the driver said what a log line would say (warn_if_images_rare); the workers' output is not shown
         self.tagger = PostTagger(config, checkpoint, resolve_device(device), with_images, log=lambda _: None)
         self.source = source
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import pickle
-
-        posts = [pickle.loads(blob) for blob in batch["post"]]
-        tagged = self.tagger.tag(posts, self.source)
-        return {"row": batch["row"],
+    def process(self, batch: PostBatch) -> dict[str, np.ndarray]:
+        tagged = self.tagger.tag(batch.posts, self.source)
+        return {"row": batch.rows,
                 "record": np.array([json.dumps(item.record, ensure_ascii=False) for item in tagged], dtype=object),
                 "note": np.array([item.note for item in tagged], dtype=object)}
 
@@ -100,20 +109,20 @@ def predict_on_ray(config: PredictConfig, posts: list[InputPost], source: str, *
 
     import_ray()
     out = Path(config.out)  # run_predict refuses --engine ray without --out
-    check_store_folder(out, index=INDEX)
+    check_store_folder(out, KIND, index=PARQUET_INDEX)
     if not posts:
         raise DghcError(f"predict: {source} holds no posts to tag")
     # run_predict holds the output's lock and the signal handlers
     key = run_key(config, posts)
     summary = PredictSummary(skipped_lines=skipped_lines, out=out, image_status=empty_image_counts())
     out.mkdir(parents=True, exist_ok=True)
-    shards = plan_shards(len(posts), config.shard_size, suffix=".parquet")
+    shards = plan_shards(len(posts), config.shard_size, config.batch_size, KIND, suffix=".parquet")
 
     def is_finished(path: Path, shard: Shard) -> bool:
         metadata = pq.read_schema(path).metadata or {}
         return metadata.get(KEY) == key.encode() and metadata.get(ROWS) == f"{shard.start}:{shard.stop}".encode()
 
-    done = finished_shards(out, shards, is_finished, index=INDEX)
+    done = finished_shards(out, shards, is_finished, index=PARQUET_INDEX)
     todo = [shard for shard in shards if shard.number not in done]
     if done:
         resumed = sum(shard.stop - shard.start for shard in shards if shard.number in done)
@@ -132,7 +141,7 @@ def predict_on_ray(config: PredictConfig, posts: list[InputPost], source: str, *
                 tqdm(total=len(posts), initial=len(posts) - sum(s.stop - s.start for s in todo), unit="post",
                      desc="predict", file=sys.stderr, disable=not config.progress) as bar:
             writer = ShardWriter(out, todo, write, "predict")
-            for batch in _pipeline(config, posts, todo, source, cluster):
+            for batch in _run(config, posts, todo, source, cluster):
                 for note in batch["note"]:
                     if note:
                         bar.write(note, file=sys.stderr) if config.progress else log(note)
@@ -151,25 +160,27 @@ def predict_on_ray(config: PredictConfig, posts: list[InputPost], source: str, *
         summary.entities += entities
         for status, count in counts.items():
             summary.image_status[status] += count
-    write_text_atomically(out / INDEX, json.dumps({"run_key": key, "posts": len(posts), "shards": entries},
+    write_text_atomically(out / PARQUET_INDEX, json.dumps({"run_key": key, "posts": len(posts), "shards": entries},
                                                   indent=1) + "\n")
     return summary
 
 
-def _pipeline(config: PredictConfig, posts: list[InputPost], todo: list[Shard], source: str,
-              cluster: dict[str, float]) -> Any:
-    """The Ray Data pipeline over the posts of the unfinished shards; yields numpy batches in input order."""
-    import pickle
+def _run(config: PredictConfig, posts: list[InputPost], todo: list[Shard], source: str,
+         cluster: dict[str, float]) -> Any:
+    """The local engine's batches of the unfinished shards through Ray; yields rows in input order."""
+    import torch
 
-    import ray.data
+    from pipeline.core.precision import check_precision
 
     resources = worker_resources(config.device, cluster)
-    rows = [{"row": row, "post": pickle.dumps(posts[row])} for shard in todo for row in range(shard.start, shard.stop)]
-    dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // config.batch_size)))
-    dataset = dataset.map_batches(
-        PredictActor, batch_size=config.batch_size, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=config.workers),
-        fn_constructor_kwargs={"config": config, "device": resources.device, "threads": int(resources.num_cpus),
-                               "with_images": any(post.image is not None for post in posts), "source": source},
-        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
-    return dataset.iter_batches(batch_size=None, batch_format="numpy")
+    check_precision(config.precision, torch.device(resources.device))  # fp16 needs the GPU the workers get
+    # Paths as the driver sees them: a worker on another node does not share its working directory.
+    payloads = [PostBatch(np.arange(batch.start, batch.stop),
+                          [replace(posts[row], image=posts[row].image.resolve() if posts[row].image else None)
+                           for row in batch])
+                for batch in local_batches(todo, config.batch_size)]
+    actor = {"config": replace(config, model_dir=Path(config.model_dir).resolve()), "device": resources.device,
+             "threads": int(resources.num_cpus), "with_images": any(post.image is not None for post in posts),
+             "source": source}
+    return run_batches(payloads, PredictActor, actor, resources, config.workers,
+                       blocks=max(4 * config.workers, len(todo)))

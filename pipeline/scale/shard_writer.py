@@ -33,9 +33,10 @@ class ShardWriter:
             self.shards_written += 1
 
     def finish(self) -> None:
-        if self.shards_written != len(self.shards):
-            raise DghcError(f"{self.stage}: Ray returned {self.rows_received} rows, fewer than the unfinished shards "
-                            "hold; rerun the same command to resume")
+        extra = 0 if self.pending is None else len(self.pending["row"])
+        if self.shards_written != len(self.shards) or extra:
+            raise DghcError(f"{self.stage}: Ray returned {self.rows_received} rows, not the rows of the unfinished "
+                            "shards; rerun the same command to resume")
 
     def _write_next(self) -> bool:
         """Write the next shard if all its rows are pending; whether it was written."""
