@@ -130,6 +130,18 @@ def test_workers_take_a_gpu_each_where_the_cluster_has_gpus():
         worker_resources("cuda", {"CPU": 2.0})
 
 
+def test_an_address_nothing_answers_on_is_refused_at_once():
+    import time
+
+    from pipeline.scale.session import check_reachable
+
+    started = time.monotonic()
+    with pytest.raises(DghcError, match=r"extract: no Ray cluster answers at 127.0.0.1:1 .*HOST:PORT"):
+        check_reachable("extract", "127.0.0.1:1")
+    assert time.monotonic() - started < 10
+    check_reachable("extract", "auto")  # Ray finds the cluster of this node itself
+
+
 def test_without_ray_installed_the_engine_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     write_conll(tmp_path / "posts.txt", ["a"])

@@ -58,26 +58,27 @@ def keep_other_param() -> Any:
 
 def engine_param() -> Any:
     """``engine`` of the stages that can run on Ray Data (detect, extract)."""
-    return param("local", help="local: this process; ray: a Ray Data pipeline (decode tasks, model actors) writing a "
-                 "folder of shards plus index.h5 to --out (pip install 'dghc[ray]').", in_params=False)
+    return param("local", help="local: this process; ray: a Ray Data pipeline (a pool of model actors, each running "
+                 "whole batches) writing a folder of shard files plus index.h5 to --out (pip install 'dghc[ray]').",
+                 in_params=False)
 
 
 def address_param() -> Any:
     """``address`` of the Ray cluster (--engine ray)."""
-    return param(None, help="Ray cluster to join with --engine ray (e.g. ray://head:10001 or auto); default: "
-                 "start a local one on this machine's cores.", in_params=False)
+    return param(None, help="Ray cluster to join with --engine ray: HOST:PORT of its head (port 6379), or auto on "
+                 "a cluster node; default: start a local Ray on this machine's cores.", in_params=False)
 
 
 def workers_param() -> Any:
     """``workers``: the size of the Ray actor pool that runs the model."""
     return param(2, help="Model workers with --engine ray (each holds the model; one GPU each where the cluster has "
-                 "GPUs, else one CPU).", minimum=1, in_params=False)
+                 "GPUs, else one CPU core: N workers use N cores).", minimum=1, in_params=False)
 
 
 def shard_size_param() -> Any:
     """``shard_size``: rows per shard file (--engine ray), the unit of resuming."""
-    return param(1024, help="Images per shard file with --engine ray; a rerun skips the finished shards.", minimum=1,
-                 in_params=False)
+    return param(1024, help="Rows (images, or posts for predict) per shard file with --engine ray, rounded up to "
+                 "whole batches; a rerun skips the finished shards.", minimum=1, in_params=False)
 
 
 @dataclass(frozen=True)

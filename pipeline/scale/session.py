@@ -71,6 +71,7 @@ def ray_cluster(stage: str, address: str | None, workers: int) -> Iterator[dict[
         if address is None:
             options["num_cpus"] = max(os.cpu_count() or 1, workers)
         else:
+            check_reachable(stage, address)
             options["address"] = address
         try:
             ray.init(**options)
@@ -91,6 +92,21 @@ def ray_cluster(stage: str, address: str | None, workers: int) -> Iterator[dict[
     finally:
         if started_here:
             ray.shutdown()
+
+
+def check_reachable(stage: str, address: str) -> None:
+    """A HOST:PORT address that nothing answers on is refused in seconds (Ray itself retries for minutes)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not host or not port.isdigit():
+        return  # auto: Ray reads the cluster of this node; other forms Ray checks itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise DghcError(f"{stage}: no Ray cluster answers at {address} ({err.strerror or err}): give the head node's "
+                        "HOST:PORT (port 6379 by default), auto on a cluster node, or no --address for a local "
+                        "Ray") from None
 
 
 def worker_error(stage: str, err: BaseException) -> DghcError:
