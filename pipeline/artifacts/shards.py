@@ -144,6 +144,19 @@ def finished_shards(folder: Path, shards: Sequence[Shard], is_finished: Callable
     return done
 
 
+def unfinished_shards(folder: Path, shards: Sequence[Shard], is_finished: Callable[[Path, Shard], bool], *,
+                      force: bool, stage: str, unit: str, note: Callable[[str], None],
+                      index: str = INDEX) -> tuple[list[Shard], int]:
+    """The shards to compute (all of them with ``force``) and how many rows the finished ones hold; says what was
+    skipped in one line (``finished_shards`` deletes what this plan does not keep)."""
+    done = finished_shards(folder, shards, (lambda *_: False) if force else is_finished, index=index)
+    resumed = sum(shard.stop - shard.start for shard in shards if shard.number in done)
+    if done:
+        note(f"{stage}: {len(done)} of {len(shards)} shards were finished by an earlier run ({resumed} {unit}): "
+             "skipped")
+    return [shard for shard in shards if shard.number not in done], resumed
+
+
 def write_index(folder: Path, shards: Sequence[Shard], counts: Sequence[dict[str, int]],
                 text_datasets: Sequence[str]) -> Path:
     """Write ``folder/index.h5`` over the finished shard files, atomically (see the module's docstring).

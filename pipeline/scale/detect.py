@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.artifacts.lock import output_lock
-from pipeline.artifacts.shards import Shard, check_store_folder, finished_shards, plan_shards, write_index
+from pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards, write_index
 from pipeline.core.console import say
 from pipeline.core.errors import DghcError
 from pipeline.core.signals import stop_signals
@@ -102,12 +102,8 @@ def detect_on_ray(config: DetectConfig, *, log: Callable[[str], None] = say) -> 
             return (read_fingerprint_sha256(path) == fingerprint_sha
                     and list(load_detections(path).image_ids) == ids[shard.start:shard.stop])
 
-        done = finished_shards(out, shards, (lambda *_: False) if config.force else is_finished)
-        todo = [shard for shard in shards if shard.number not in done]
-        resumed = sum(shard.stop - shard.start for shard in shards if shard.number in done)
-        if done:
-            log(f"detect: {len(done)} of {len(shards)} shards were finished by an earlier run ({resumed} images): "
-                "skipped")
+        todo, resumed = unfinished_shards(out, shards, is_finished, force=config.force, stage="detect", unit="images",
+                                          note=log)
 
         def write(path: Path, shard: Shard, rows: dict[str, np.ndarray]) -> None:
             write_detections(path, rows, config.m, fingerprint, loaded.report)

@@ -23,7 +23,7 @@ import numpy as np
 
 from pipeline.artifacts.fingerprint import sha256_json
 from pipeline.artifacts.lock import output_lock
-from pipeline.artifacts.shards import Shard, check_store_folder, finished_shards, plan_shards, write_index
+from pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards, write_index
 from pipeline.core.console import say
 from pipeline.core.errors import DghcError
 from pipeline.core.signals import stop_signals
@@ -144,12 +144,8 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
         def is_finished(path: Path, shard: Shard) -> bool:
             return layout.is_up_to_date(path, fingerprint_sha, images.ids[shard.start:shard.stop])
 
-        done = finished_shards(out, shards, (lambda *_: False) if config.force else is_finished)
-        todo = [shard for shard in shards if shard.number not in done]
-        resumed = sum(shard.stop - shard.start for shard in shards if shard.number in done)
-        if done:
-            say(f"extract: {len(done)} of {len(shards)} shards were finished by an earlier run ({resumed} images): "
-                "skipped")
+        todo, resumed = unfinished_shards(out, shards, is_finished, force=config.force, stage="extract",
+                                          unit="images", note=say)
         crops = CropSettings(encoder.preprocessor, encoder.image_size, m, config.crop_padding, config.min_crop_size,
                              config.max_aspect)
         empty_boxes = 0

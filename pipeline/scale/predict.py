@@ -23,7 +23,7 @@ import numpy as np
 
 from pipeline.artifacts.atomic import write_text_atomically
 from pipeline.artifacts.fingerprint import sha256_file, sha256_json
-from pipeline.artifacts.shards import Shard, check_store_folder, finished_shards, plan_shards
+from pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards
 from pipeline.core.console import say
 from pipeline.core.errors import DghcError
 from pipeline.prediction.config import PredictConfig
@@ -122,12 +122,8 @@ def predict_on_ray(config: PredictConfig, posts: list[InputPost], source: str, *
         metadata = pq.read_schema(path).metadata or {}
         return metadata.get(KEY) == key.encode() and metadata.get(ROWS) == f"{shard.start}:{shard.stop}".encode()
 
-    done = finished_shards(out, shards, is_finished, index=PARQUET_INDEX)
-    todo = [shard for shard in shards if shard.number not in done]
-    if done:
-        resumed = sum(shard.stop - shard.start for shard in shards if shard.number in done)
-        log(f"predict: {len(done)} of {len(shards)} shards were finished by an earlier run ({resumed} posts): "
-            "skipped")
+    todo, resumed = unfinished_shards(out, shards, is_finished, force=False, stage="predict", unit="posts", note=log,
+                                      index=PARQUET_INDEX)
 
     def write(path: Path, shard: Shard, rows: dict[str, np.ndarray]) -> None:
         import pyarrow as pa
@@ -138,7 +134,7 @@ def predict_on_ray(config: PredictConfig, posts: list[InputPost], source: str, *
 
     if todo:
         with ray_cluster("predict", config.address, config.workers) as cluster, \
-                tqdm(total=len(posts), initial=len(posts) - sum(s.stop - s.start for s in todo), unit="post",
+                tqdm(total=len(posts), initial=resumed, unit="post",
                      desc="predict", file=sys.stderr, disable=not config.progress) as bar:
             writer = ShardWriter(out, todo, write, "predict")
             for batch in _run(config, posts, todo, source, cluster):
