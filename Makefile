@@ -69,7 +69,7 @@ mpnet: install
 
 # The parameter tables of README.md and docs/ are generated from the stage declarations.
 param-tables: install
-	$(BIN)/python -m stages.param_tables
+	$(BIN)/python -m dghc.stages.param_tables
 
 clean-cache:
 	rm -rf cache/*.h5 cache/*.partial cache/*.partial.json cache/*.tmp

@@ -10,24 +10,24 @@ import sys
 
 import click
 
-from pipeline import __version__
-from pipeline.core.errors import DghcError, failure_cause
-from pipeline.core.signals import Interrupted
+from dghc.pipeline import __version__
+from dghc.pipeline.core.errors import DghcError, failure_cause
+from dghc.pipeline.core.signals import Interrupted
 
 # name -> "module:attribute" of a click command. Add a stage here to make it a subcommand.
 COMMANDS: dict[str, str] = {
-    "detect": "stages.detect:detect_command",
-    "data": "stages.data:data_group",
-    "demo-data": "stages.demo:demo_data_command",
-    "extract": "stages.extract:extract_command",
-    "train": "stages.train:train_command",
-    "evaluate": "stages.evaluate:evaluate_command",
-    "predict": "stages.predict:predict_command",
-    "report": "stages.report:report_command",
-    "experiments": "stages.experiments:experiments_group",
-    "table": "stages.table:table_command",
-    "compare": "stages.compare:compare_command",
-    "models": "stages.models:models_group",
+    "detect": "dghc.stages.detect:detect_command",
+    "data": "dghc.stages.data:data_group",
+    "demo-data": "dghc.stages.demo:demo_data_command",
+    "extract": "dghc.stages.extract:extract_command",
+    "train": "dghc.stages.train:train_command",
+    "evaluate": "dghc.stages.evaluate:evaluate_command",
+    "predict": "dghc.stages.predict:predict_command",
+    "report": "dghc.stages.report:report_command",
+    "experiments": "dghc.stages.experiments:experiments_group",
+    "table": "dghc.stages.table:table_command",
+    "compare": "dghc.stages.compare:compare_command",
+    "models": "dghc.stages.models:models_group",
 }
 
 

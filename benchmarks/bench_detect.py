@@ -6,7 +6,7 @@ The raw forward is ultralytics' ``predict`` on images already decoded in memory,
 stage is ``run_detect`` from the CoNLL files: reading them, hashing every image file (fingerprint), decoding and
 converting each image, the same forward, the merge, the HDF5 writes and the final file. Both use the same loaded
 model; each is timed ``--repeats`` times, interleaved, and the best time of each is kept (the machine is shared).
-Images: the synthetic demo set (``pipeline.demo``), written to a temporary folder.
+Images: the synthetic demo set (``dghc.pipeline.demo``), written to a temporary folder.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.core.offline import offline_environment  # noqa: E402
+from dghc.pipeline.core.offline import offline_environment  # noqa: E402
 
 offline_environment(REPO)
 
@@ -38,14 +38,14 @@ def main() -> None:
 
     import torch
 
-    from pipeline.data.conll import read_conll
-    from pipeline.data.images import load_image
-    from pipeline.demo.config import DemoConfig
-    from pipeline.demo.writer import write_demo_data
-    from pipeline.detection.config import DetectConfig
-    from pipeline.detection.detectors import PredictSettings
-    from pipeline.detection.run import run_detect
-    from pipeline.detection.sources import load_sources
+    from dghc.pipeline.data.conll import read_conll
+    from dghc.pipeline.data.images import load_image
+    from dghc.pipeline.demo.config import DemoConfig
+    from dghc.pipeline.demo.writer import write_demo_data
+    from dghc.pipeline.detection.config import DetectConfig
+    from dghc.pipeline.detection.detectors import PredictSettings
+    from dghc.pipeline.detection.run import run_detect
+    from dghc.pipeline.detection.sources import load_sources
 
     settings = PredictSettings(imgsz=args.imgsz, conf=0.25, iou=0.5, device=args.device)
     loaded = load_sources(args.detector, "none", settings)

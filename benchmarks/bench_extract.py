@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.core.offline import offline_environment
+from dghc.pipeline.core.offline import offline_environment
 
 REPO = Path(__file__).resolve().parents[1]
 offline_environment(REPO)  # before transformers is imported
@@ -46,7 +46,7 @@ def vit_b32_config():
 def make_inputs(root: Path, count: int) -> tuple[Path, Path, str]:
     """``count`` images (the real tweet images, repeated; synthetic ones when absent), a CoNLL file and a
     detections file with 3 boxes per image. Returns (conll, detections, where the images came from)."""
-    from pipeline.data.images import load_image
+    from dghc.pipeline.data.images import load_image
     from tests.extract_fixtures import DetectionRow, make_image, write_conll, write_detections
 
     images = root / "images"
@@ -83,11 +83,11 @@ def bench_stage(root: Path, model: str, count: int, batch_size: int, configs: li
     """
     from dataclasses import replace as replace_fields
 
-    from pipeline.features.clip_encoder import load_clip
-    from pipeline.features.config import ExtractConfig
-    from pipeline.features.crops import CropDataset, default_num_workers, make_loader
-    from pipeline.features.extract import collect_images, extract_features, load_detection_rows
-    from pipeline.features.preprocess import ProcessorPreprocessor
+    from dghc.pipeline.features.clip_encoder import load_clip
+    from dghc.pipeline.features.config import ExtractConfig
+    from dghc.pipeline.features.crops import CropDataset, default_num_workers, make_loader
+    from dghc.pipeline.features.extract import collect_images, extract_features, load_detection_rows
+    from dghc.pipeline.features.preprocess import ProcessorPreprocessor
 
     work = root / f"stage-{Path(model).name}"
     conll, detections, origin = make_inputs(work, count)
@@ -164,10 +164,10 @@ def bench_store_and_step(root: Path, rows: int, batch: int, reads: int, steps: i
     vision size; the step is bench_model's ``step`` on the full model (text vector = encoder).
     """
     from benchmarks.bench_model import DATA, VISION_DIM, make_variant, step
-    from pipeline.data.conll import read_conll
-    from pipeline.data.tags import bioes_label_set, entity_types
-    from pipeline.features.store import FeatureStore
-    from pipeline.model.batching import collate, make_examples
+    from dghc.pipeline.data.conll import read_conll
+    from dghc.pipeline.data.tags import bioes_label_set, entity_types
+    from dghc.pipeline.features.store import FeatureStore
+    from dghc.pipeline.model.batching import collate, make_examples
 
     posts, _ = read_conll(DATA)
     post_ids = sorted({post.post_id for post in posts})
@@ -229,7 +229,7 @@ def main() -> None:
         args.images, args.base_images, args.repeats, args.store_rows, args.steps = 32, 0, 1, 200, 2
 
     from benchmarks.report import update_section
-    from pipeline.features.config import UNTRAINED_NAME
+    from dghc.pipeline.features.config import UNTRAINED_NAME
     from tests.extract_fixtures import save_tiny_clip
 
     loads = [os.getloadavg()[0]]

@@ -43,9 +43,9 @@ from benchmarks.runs import (  # noqa: E402
     run_key,
     train_missing,
 )
-from cli import dghc  # noqa: E402
-from pipeline.data.conll import read_conll  # noqa: E402
-from stages.options import parse_config, parse_overrides  # noqa: E402
+from dghc.cli import dghc  # noqa: E402
+from dghc.pipeline.data.conll import read_conll  # noqa: E402
+from dghc.stages.options import parse_config, parse_overrides  # noqa: E402
 
 VARIANTS = {"text": ("text only (BERT-CRF)", {"use_image": False}), "full": ("full DGHC", {"use_image": True})}
 

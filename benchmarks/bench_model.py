@@ -16,21 +16,21 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.core.offline import offline_environment  # noqa: E402
+from dghc.pipeline.core.offline import offline_environment  # noqa: E402
 
 offline_environment(REPO)
 
 import torch  # noqa: E402
 
 from benchmarks.report import update_section  # noqa: E402
-from pipeline.data.conll import read_conll  # noqa: E402
-from pipeline.data.tags import bioes_label_set, entity_types  # noqa: E402
-from pipeline.inference.tagging import predict  # noqa: E402
-from pipeline.model.batching import collate, make_examples  # noqa: E402
-from pipeline.model.encoder import PACKAGED_MINILM, load_encoder_and_tokenizer  # noqa: E402
-from pipeline.model.tagger import DGHCTagger, ModelConfig  # noqa: E402
-from pipeline.training.config import TrainConfig  # noqa: E402
-from pipeline.training.optim import make_optimizer, make_scheduler  # noqa: E402
+from dghc.pipeline.data.conll import read_conll  # noqa: E402
+from dghc.pipeline.data.tags import bioes_label_set, entity_types  # noqa: E402
+from dghc.pipeline.inference.tagging import predict  # noqa: E402
+from dghc.pipeline.model.batching import collate, make_examples  # noqa: E402
+from dghc.pipeline.model.encoder import PACKAGED_MINILM, load_encoder_and_tokenizer  # noqa: E402
+from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig  # noqa: E402
+from dghc.pipeline.training.config import TrainConfig  # noqa: E402
+from dghc.pipeline.training.optim import make_optimizer, make_scheduler  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2017" / "train.txt"
 VISION_DIM = 256

@@ -53,7 +53,7 @@ def main() -> None:
             checkouts = {"this commit": ROOT, f"reference {args.reference}": reference}
             base = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
             envs = {name: {**base, "PYTHONPATH": str(path)} for name, path in checkouts.items()}
-            commands = {"dghc --help": [str(BIN / "python"), "-m", "cli", "--help"],
+            commands = {"dghc --help": [str(BIN / "python"), "-m", "dghc.cli", "--help"],
                         "dvc repro (nothing to do)": [str(BIN / "dvc"), "repro"]}
             for name, path in checkouts.items():  # warm-up: DVC's hash cache, the file cache
                 for command in commands.values():

@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.core.offline import offline_environment
+from dghc.pipeline.core.offline import offline_environment
 
 REPO = Path(__file__).resolve().parents[1]
 offline_environment(REPO)  # before transformers is imported
@@ -37,7 +37,7 @@ CLIP_INPUTS_PER_IMAGE = 4  # the whole image and m = 3 region crops
 
 def run_once(config, engine: str, workers: int) -> dict:
     """One stage run: end-to-end seconds and the steady rate between the first and the last written batch."""
-    from pipeline.features.extract import extract_features
+    from dghc.pipeline.features.extract import extract_features
 
     marks: list[tuple[float, int]] = []
     started = time.perf_counter()
@@ -55,9 +55,9 @@ def decode_ms(conll: Path, detections: Path, model: str, count: int = 32) -> flo
     """Median ms to decode, crop and preprocess one image and its 3 crops on one thread."""
     import torch
 
-    from pipeline.features.clip_encoder import load_clip
-    from pipeline.features.crops import CropDataset
-    from pipeline.features.extract import collect_images, load_detection_rows
+    from dghc.pipeline.features.clip_encoder import load_clip
+    from dghc.pipeline.features.crops import CropDataset
+    from dghc.pipeline.features.extract import collect_images, load_detection_rows
 
     torch.set_num_threads(1)
     encoder = load_clip(model, "projected", "cpu", 0)
@@ -83,8 +83,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: few images, one repeat")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    from pipeline.features.config import ExtractConfig
-    from pipeline.features.extract import extract_features
+    from dghc.pipeline.features.config import ExtractConfig
+    from dghc.pipeline.features.extract import extract_features
 
     repeats = 1 if args.quick else args.repeats
     loads = [load_average()]

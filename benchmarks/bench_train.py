@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pipeline.core.offline import offline_environment  # noqa: E402
+from dghc.pipeline.core.offline import offline_environment  # noqa: E402
 
 offline_environment(ROOT)
 
@@ -31,12 +31,12 @@ DGHC = str(Path(sys.executable).with_name("dghc"))
 
 def prepare(root: Path, posts: int) -> list[str]:
     """A demo set with its detections and features; the common arguments of the training runs."""
-    from pipeline.demo.config import DemoConfig
-    from pipeline.demo.writer import write_demo_data
-    from pipeline.detection.config import DetectConfig
-    from pipeline.detection.run import run_detect
-    from pipeline.features.config import ExtractConfig
-    from pipeline.features.extract import extract_features
+    from dghc.pipeline.demo.config import DemoConfig
+    from dghc.pipeline.demo.writer import write_demo_data
+    from dghc.pipeline.detection.config import DetectConfig
+    from dghc.pipeline.detection.run import run_detect
+    from dghc.pipeline.features.config import ExtractConfig
+    from dghc.pipeline.features.extract import extract_features
 
     write_demo_data(DemoConfig(out=root / "demo", train=posts, valid=40, test=8))
     splits = [root / "demo" / f"{s}.txt" for s in ("train", "valid")]
@@ -64,11 +64,11 @@ def state_save_seconds(root: Path, repeats: int = 3) -> tuple[float, float]:
     """One save of the whole state of the packaged-MiniLM tagger after a real optimizer step."""
     import torch
 
-    from pipeline.model.encoder import PACKAGED_MINILM, load_encoder_and_tokenizer
-    from pipeline.model.tagger import DGHCTagger
-    from pipeline.training.config import TrainConfig
-    from pipeline.training.optim import make_optimizer, make_scheduler
-    from pipeline.training.state import Progress, StateFolder, capture_rng
+    from dghc.pipeline.model.encoder import PACKAGED_MINILM, load_encoder_and_tokenizer
+    from dghc.pipeline.model.tagger import DGHCTagger
+    from dghc.pipeline.training.config import TrainConfig
+    from dghc.pipeline.training.optim import make_optimizer, make_scheduler
+    from dghc.pipeline.training.state import Progress, StateFolder, capture_rng
 
     encoder, _ = load_encoder_and_tokenizer(PACKAGED_MINILM)
     config = TrainConfig()

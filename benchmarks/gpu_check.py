@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pipeline.core.offline import offline_environment  # noqa: E402
+from dghc.pipeline.core.offline import offline_environment  # noqa: E402
 
 offline_environment(ROOT)
 
@@ -51,16 +51,16 @@ def timed(function, device: torch.device) -> float:
 
 
 def make_demo(root: Path, posts: int) -> list[Path]:
-    from pipeline.demo.config import DemoConfig
-    from pipeline.demo.writer import write_demo_data
+    from dghc.pipeline.demo.config import DemoConfig
+    from dghc.pipeline.demo.writer import write_demo_data
 
     write_demo_data(DemoConfig(out=root / "demo", train=posts, valid=max(8, posts // 8), test=8))
     return [root / "demo" / f"{split}.txt" for split in ("train", "valid")]
 
 
 def check_detect(root: Path, splits: list[Path], device: str) -> dict:
-    from pipeline.detection.config import DetectConfig
-    from pipeline.detection.run import run_detect
+    from dghc.pipeline.detection.config import DetectConfig
+    from dghc.pipeline.detection.run import run_detect
 
     config = DetectConfig(files=splits, out=root / "detections.h5", device=device, grounding=None, imgsz=640,
                           batch_size=16, progress=False)
@@ -83,10 +83,10 @@ def clip_folder(root: Path, dry: bool) -> Path:
 
 
 def check_extract(root: Path, splits: list[Path], device: str, workers: int, dry: bool) -> dict:
-    from pipeline.features.clip_encoder import load_clip
-    from pipeline.features.config import ExtractConfig
-    from pipeline.features.crops import CropDataset, make_loader
-    from pipeline.features.extract import collect_images, extract_features, load_detection_rows
+    from dghc.pipeline.features.clip_encoder import load_clip
+    from dghc.pipeline.features.config import ExtractConfig
+    from dghc.pipeline.features.crops import CropDataset, make_loader
+    from dghc.pipeline.features.extract import collect_images, extract_features, load_detection_rows
 
     model = str(clip_folder(root, dry))
     config = ExtractConfig(files=splits, detections=root / "detections.h5", out=root / "features.h5", model=model,
@@ -108,15 +108,15 @@ def check_extract(root: Path, splits: list[Path], device: str, workers: int, dry
 def check_train(root: Path, splits: list[Path], device: str, precisions: list[str], steps: int, dry: bool) -> dict:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from pipeline.data.conll import read_conll
-    from pipeline.data.tags import bioes_label_set, entity_types
-    from pipeline.features.store import FeatureStore
-    from pipeline.model.batching import collate, make_examples
-    from pipeline.model.encoder import PACKAGED_MINILM, resolve_encoder
-    from pipeline.model.tagger import DGHCTagger
-    from pipeline.training.config import TrainConfig
-    from pipeline.training.optim import make_optimizer
-    from pipeline.training.trainer import TrainingStep, make_accelerator
+    from dghc.pipeline.data.conll import read_conll
+    from dghc.pipeline.data.tags import bioes_label_set, entity_types
+    from dghc.pipeline.features.store import FeatureStore
+    from dghc.pipeline.model.batching import collate, make_examples
+    from dghc.pipeline.model.encoder import PACKAGED_MINILM, resolve_encoder
+    from dghc.pipeline.model.tagger import DGHCTagger
+    from dghc.pipeline.training.config import TrainConfig
+    from dghc.pipeline.training.optim import make_optimizer
+    from dghc.pipeline.training.trainer import TrainingStep, make_accelerator
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(PACKAGED_MINILM))
     size = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128) if dry else {}
@@ -172,10 +172,10 @@ def check_two_gpus(root: Path, splits: list[Path]) -> dict | None:
 
 
 def check_predict(root: Path, splits: list[Path], device: str) -> dict:
-    from pipeline.prediction.config import PredictConfig
-    from pipeline.prediction.run import run_predict
-    from pipeline.training.config import TrainConfig
-    from pipeline.training.trainer import train
+    from dghc.pipeline.prediction.config import PredictConfig
+    from dghc.pipeline.prediction.run import run_predict
+    from dghc.pipeline.training.config import TrainConfig
+    from dghc.pipeline.training.trainer import train
     from tests.tiny_models import save_tiny_bert
 
     bert = save_tiny_bert(root / "tiny_bert_predict", hidden=64, layers=2, heads=2)

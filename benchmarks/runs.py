@@ -24,27 +24,27 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-from pipeline.core.offline import offline_environment  # noqa: E402
+from dghc.pipeline.core.offline import offline_environment  # noqa: E402
 
 offline_environment(REPO)
 
 import yaml  # noqa: E402
 
-from pipeline.artifacts.atomic import write_text_atomically  # noqa: E402
-from pipeline.artifacts.fingerprint import sha256_json  # noqa: E402
-from pipeline.data.conll import Post, read_conll  # noqa: E402
-from pipeline.data.tags import OTHER_AS_MISC  # noqa: E402
-from pipeline.detection.config import DetectConfig  # noqa: E402
-from pipeline.detection.run import run_detect  # noqa: E402
-from pipeline.experiments.spread import spread  # noqa: E402
-from pipeline.features.config import ExtractConfig  # noqa: E402
-from pipeline.features.extract import extract_features  # noqa: E402
-from pipeline.features.store import FeatureStore  # noqa: E402
-from pipeline.inference.checkpoint import load_checkpoint  # noqa: E402
-from pipeline.inference.evaluation import evaluate  # noqa: E402
-from pipeline.inference.tagging import predict  # noqa: E402
-from pipeline.training.config import TrainConfig  # noqa: E402
-from pipeline.training.trainer import train  # noqa: E402
+from dghc.pipeline.artifacts.atomic import write_text_atomically  # noqa: E402
+from dghc.pipeline.artifacts.fingerprint import sha256_json  # noqa: E402
+from dghc.pipeline.data.conll import Post, read_conll  # noqa: E402
+from dghc.pipeline.data.tags import OTHER_AS_MISC  # noqa: E402
+from dghc.pipeline.detection.config import DetectConfig  # noqa: E402
+from dghc.pipeline.detection.run import run_detect  # noqa: E402
+from dghc.pipeline.experiments.spread import spread  # noqa: E402
+from dghc.pipeline.features.config import ExtractConfig  # noqa: E402
+from dghc.pipeline.features.extract import extract_features  # noqa: E402
+from dghc.pipeline.features.store import FeatureStore  # noqa: E402
+from dghc.pipeline.inference.checkpoint import load_checkpoint  # noqa: E402
+from dghc.pipeline.inference.evaluation import evaluate  # noqa: E402
+from dghc.pipeline.inference.tagging import predict  # noqa: E402
+from dghc.pipeline.training.config import TrainConfig  # noqa: E402
+from dghc.pipeline.training.trainer import train  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 NAMES = {"twitter2017": "Twitter-2017", "twitter2015": "Twitter-2015"}

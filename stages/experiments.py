@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from pipeline.experiments.config import ExperimentsConfig
-from stages.options import configured
+from dghc.pipeline.experiments.config import ExperimentsConfig
+from dghc.stages.options import configured
 
 
 @click.group("experiments")
@@ -21,7 +21,7 @@ def run_command(config: ExperimentsConfig) -> None:
     main:      text only (BERT-CRF), full (DGHC)                           the paper's Table 3
     ablations: w/o RE score, w/o gating, w/o augmentation, full (DGHC)     the paper's Table 5
     """
-    from pipeline.experiments.grid import run_grid
+    from dghc.pipeline.experiments.grid import run_grid
 
     count = run_grid(config.table, config.seeds, config.changes, config.jobs, config.repo,
                      log=lambda message: click.echo(message, err=True))

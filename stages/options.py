@@ -1,7 +1,7 @@
 """From a stage's config dataclass to its command line and its params.yaml section (one declaration, three uses).
 
 ``configured(ConfigClass)`` gives a click command one option (or argument) per declared parameter
-(``pipeline.core.params``) plus ``--params FILE`` and ``--set KEY=VALUE``, and hands the command a config built
+(``dghc.pipeline.core.params``) plus ``--params FILE`` and ``--set KEY=VALUE``, and hands the command a config built
 from, lowest first: the declared defaults, the section of the params file, ``--set``, and options given on the
 command line. Every value, whatever its source, goes through the same click type, so params.yaml and the command
 line accept and refuse the same things; params.yaml errors name the file, the section and the key.
@@ -19,8 +19,8 @@ import click
 import yaml
 from click.core import ParameterSource
 
-from pipeline.core.errors import DghcError
-from pipeline.core.params import Param, params_of
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.core.params import Param, params_of
 
 C = TypeVar("C")
 GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)

@@ -1,4 +1,4 @@
-"""Rewrite the docs' parameter tables from the stage declarations: ``python -m stages.param_tables``.
+"""Rewrite the docs' parameter tables from the stage declarations: ``python -m dghc.stages.param_tables``.
 
 Each table sits between ``<!-- params:SECTION -->`` and ``<!-- /params:SECTION -->`` in one of ``DOCS`` (each
 section in exactly one of them); tests/test_params.py fails when one is stale.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from stages.options import params_table
+from dghc.stages.options import params_table
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", REPO / "docs" / "STAGES.md", REPO / "docs" / "RUNNING.md"]
@@ -19,7 +19,7 @@ DOCS = [REPO / "README.md", REPO / "docs" / "STAGES.md", REPO / "docs" / "RUNNIN
 
 def configured_commands() -> dict[str, type]:
     """params.yaml section -> config class, for every command built from a config declaration."""
-    from cli import dghc
+    from dghc.cli import dghc
 
     found = {}
     groups = [dghc]

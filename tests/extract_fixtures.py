@@ -23,7 +23,7 @@ def save_tiny_clip(folder: Path, seed: int = 0, projection: bool = True, config=
     """A randomly initialised CLIP vision model saved like a hub model (config + safetensors + processor)."""
     from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
-    from pipeline.features.clip_encoder import standard_processor
+    from dghc.pipeline.features.clip_encoder import standard_processor
 
     config = config or tiny_clip_config()
     folder = Path(folder)
@@ -66,8 +66,8 @@ class DetectionRow:
 
 def write_detections(path: Path, rows: dict[str, DetectionRow], m: int = 3, settings: dict | None = None) -> str:
     """A detections.h5 written by the detect stage's writer from hand-made rows; returns its fingerprint_sha256."""
-    from pipeline.detection.store import empty_arrays, read_fingerprint_sha256
-    from pipeline.detection.store import write_detections as write_file
+    from dghc.pipeline.detection.store import empty_arrays, read_fingerprint_sha256
+    from dghc.pipeline.detection.store import write_detections as write_file
 
     ids = sorted(rows)
     arrays = empty_arrays(ids, m)

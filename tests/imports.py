@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.artifacts.fingerprint import import_closure
+from dghc.pipeline.artifacts.fingerprint import import_closure
 from tests.conftest import REPO
 
-PROJECT_PACKAGES = ("pipeline", "stages", "cli")
+PROJECT_PACKAGES = ("dghc.pipeline", "dghc.stages", "dghc.cli")
 
 
 def project_closure(module: str) -> set[Path]:

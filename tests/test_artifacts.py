@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.artifacts.atomic import atomic_folder, atomic_path, atomic_text, write_text_atomically
-from pipeline.artifacts.fingerprint import (
+from dghc.pipeline.artifacts.atomic import atomic_folder, atomic_path, atomic_text, write_text_atomically
+from dghc.pipeline.artifacts.fingerprint import (
     canonical_json,
     code_sha256,
     differences,
@@ -21,8 +21,8 @@ from pipeline.artifacts.fingerprint import (
     sha256_file,
     sha256_json,
 )
-from pipeline.artifacts.partial import PartialOutput
-from pipeline.core.errors import FingerprintMismatch
+from dghc.pipeline.artifacts.partial import PartialOutput
+from dghc.pipeline.core.errors import FingerprintMismatch
 from tests.conftest import REPO
 
 
@@ -81,7 +81,7 @@ def test_sigkill_during_a_write_leaves_the_previous_file(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(REPO)!r})
-        from pipeline.artifacts.atomic import atomic_text
+        from dghc.pipeline.artifacts.atomic import atomic_text
         with atomic_text({str(target)!r}) as handle:
             handle.write("partial")
             handle.flush()

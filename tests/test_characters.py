@@ -5,15 +5,15 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from pipeline.data.characters import MAX_WORD_BYTES, word_byte_ids
-from pipeline.data.conll import Post
-from pipeline.inference.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from pipeline.inference.metrics import entity_scores
-from pipeline.inference.tagging import predict
-from pipeline.model.batching import collate, make_examples
-from pipeline.model.encoder import load_encoder_and_tokenizer
-from pipeline.model.tagger import DGHCTagger, ModelConfig
-from pipeline.training.trainer import train
+from dghc.pipeline.data.characters import MAX_WORD_BYTES, word_byte_ids
+from dghc.pipeline.data.conll import Post
+from dghc.pipeline.inference.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from dghc.pipeline.inference.metrics import entity_scores
+from dghc.pipeline.inference.tagging import predict
+from dghc.pipeline.model.batching import collate, make_examples
+from dghc.pipeline.model.encoder import load_encoder_and_tokenizer
+from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig
+from dghc.pipeline.training.trainer import train
 from tests.test_training import POSTS, image_features, tiny_bert, tiny_config  # noqa: F401 (a fixture)
 from tests.test_word_shape import paris_and_paris
 

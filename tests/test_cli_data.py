@@ -6,8 +6,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from cli import dghc
-from pipeline import __version__
+from dghc.cli import dghc
+from dghc.pipeline import __version__
 from tests.datasets import data_sets
 
 

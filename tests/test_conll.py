@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.errors import DataFormatError
-from pipeline.data.conll import (  # noqa: I001
+from dghc.pipeline.core.errors import DataFormatError
+from dghc.pipeline.data.conll import (  # noqa: I001
     Post,
     check_image_id,
     entity_counts,

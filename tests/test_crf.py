@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchcrf import CRF
 
-from pipeline.model.crf import ConstrainedCRF, allowed_bioes
+from dghc.pipeline.model.crf import ConstrainedCRF, allowed_bioes
 
 LABELS = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]
 

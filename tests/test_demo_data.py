@@ -11,14 +11,14 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cli import dghc
-from pipeline.data.conll import read_conll
-from pipeline.demo.config import DemoConfig
-from pipeline.demo.oracle import majority_types, text_only_ceiling, text_only_predictions
-from pipeline.demo.posts import generate_posts
-from pipeline.demo.vocabulary import AMBIGUOUS, NEUTRAL_TEMPLATES, TYPES, VISUAL_CLASS
-from pipeline.demo.writer import MANIFEST_NAME, write_demo_data
-from pipeline.inference.metrics import entity_scores
+from dghc.cli import dghc
+from dghc.pipeline.data.conll import read_conll
+from dghc.pipeline.demo.config import DemoConfig
+from dghc.pipeline.demo.oracle import majority_types, text_only_ceiling, text_only_predictions
+from dghc.pipeline.demo.posts import generate_posts
+from dghc.pipeline.demo.vocabulary import AMBIGUOUS, NEUTRAL_TEMPLATES, TYPES, VISUAL_CLASS
+from dghc.pipeline.demo.writer import MANIFEST_NAME, write_demo_data
+from dghc.pipeline.inference.metrics import entity_scores
 
 SPLITS = ("train", "valid", "test")
 
@@ -138,7 +138,7 @@ def test_params_file_gives_defaults_and_options_win(tmp_path):
 
 
 def test_every_demo_setting_is_an_option_and_a_params_key(tmp_path):
-    from stages.demo import demo_data_command
+    from dghc.stages.demo import demo_data_command
 
     options = {p.name for p in demo_data_command.params}
     assert options == {f.name for f in dataclasses.fields(DemoConfig)} | {"params_file", "overrides"}
@@ -237,7 +237,7 @@ def test_summary_counts(tmp_path):
 @pytest.fixture(scope="module")
 def clip_inputs(demo, manifest):
     """The offline default CLIP encoder and the preprocessed train and valid images with their visual classes."""
-    from pipeline.features.clip_encoder import load_clip
+    from dghc.pipeline.features.clip_encoder import load_clip
 
     encoder = load_clip()  # untrained CLIP, seed 0
     assert encoder.untrained

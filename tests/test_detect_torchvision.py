@@ -9,12 +9,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import dghc
-from pipeline.core.errors import DghcError
-from pipeline.detection.detectors import DETECTOR, PredictSettings
-from pipeline.detection.store import load_detections
-from pipeline.detection.torchvision_detector import TorchvisionDetector
-from pipeline.prediction.visual import build_source
+from dghc.cli import dghc
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.detection.detectors import DETECTOR, PredictSettings
+from dghc.pipeline.detection.store import load_detections
+from dghc.pipeline.detection.torchvision_detector import TorchvisionDetector
+from dghc.pipeline.prediction.visual import build_source
 from tests.test_detect_run import real_images, write_conll
 
 MODEL = "fasterrcnn_resnet50_fpn_v2"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.core.devices import resolve_device
-from pipeline.core.errors import DghcError
+from dghc.pipeline.core.devices import resolve_device
+from dghc.pipeline.core.errors import DghcError
 
 
 def test_auto_and_cpu():
@@ -36,12 +36,12 @@ def test_every_stage_defaults_to_auto():
     """A GPU user gets the GPU without a flag; on a CPU-only machine auto is the CPU."""
     from dataclasses import fields
 
-    from pipeline.detection.config import DetectConfig
-    from pipeline.features.config import ExtractConfig
-    from pipeline.inference.config import EvaluateConfig
-    from pipeline.prediction.config import PredictConfig
-    from pipeline.report.config import ReportConfig
-    from pipeline.training.config import TrainConfig
+    from dghc.pipeline.detection.config import DetectConfig
+    from dghc.pipeline.features.config import ExtractConfig
+    from dghc.pipeline.inference.config import EvaluateConfig
+    from dghc.pipeline.prediction.config import PredictConfig
+    from dghc.pipeline.report.config import ReportConfig
+    from dghc.pipeline.training.config import TrainConfig
 
     for config in (DetectConfig, ExtractConfig, TrainConfig, EvaluateConfig, PredictConfig, ReportConfig):
         device = next(f for f in fields(config) if f.name == "device")
@@ -49,7 +49,7 @@ def test_every_stage_defaults_to_auto():
 
 
 def test_the_device_line_says_where_and_why(monkeypatch, capsys):
-    from pipeline.core.devices import announce_device
+    from dghc.pipeline.core.devices import announce_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     announce_device("train", torch.device("cpu"), "auto")

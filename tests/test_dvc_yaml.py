@@ -10,8 +10,8 @@ import click
 import pytest
 import yaml
 
-from cli import COMMANDS, dghc
-from stages.options import parse_config
+from dghc.cli import COMMANDS, dghc
+from dghc.stages.options import parse_config
 from tests.conftest import REPO
 from tests.imports import project_closure
 
@@ -67,7 +67,7 @@ def test_stage_depends_on_all_the_code_it_runs(name):
     stage = STAGES[name]
     ray = any("--engine" in args and args[args.index("--engine") + 1] == "ray" for _, args in commands_of(stage))
     code = {str(p.relative_to(REPO)) for command, _ in commands_of(stage)
-            for p in project_closure(COMMANDS[command].split(":")[0]) | project_closure("cli")}
+            for p in project_closure(COMMANDS[command].split(":")[0]) | project_closure("dghc.cli")}
     code = {path for path in code if ray or not path.startswith(ENGINE_RAY)}
     deps = paths_of(stage["deps"])
     missing = sorted(path for path in code if not covered(path, deps))

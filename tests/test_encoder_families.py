@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from pipeline.core.errors import DghcError
-from pipeline.data.conll import Post
-from pipeline.data.tags import bioes_label_set
-from pipeline.inference.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from pipeline.model.batching import collate, make_examples
-from pipeline.model.encoder import load_encoder_and_tokenizer
-from pipeline.model.tagger import DGHCTagger, ModelConfig
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.data.conll import Post
+from dghc.pipeline.data.tags import bioes_label_set
+from dghc.pipeline.inference.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from dghc.pipeline.model.batching import collate, make_examples
+from dghc.pipeline.model.encoder import load_encoder_and_tokenizer
+from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig
 from tests.tiny_models import save_tiny_encoder
 
 FAMILIES = ["bert", "roberta", "mpnet", "xlm-roberta", "electra", "deberta-v2"]

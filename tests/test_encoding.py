@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from pipeline.data.alignment import encode_posts, encode_words
-from pipeline.data.conll import read_conll
+from dghc.pipeline.data.alignment import encode_posts, encode_words
+from dghc.pipeline.data.conll import read_conll
 from tests.datasets import data_sets
 from tests.tiny_models import minilm_path
 
@@ -100,7 +100,7 @@ def test_words_that_do_not_fit_are_counted(tokenizer):
 
 def test_encode_posts_warns_once_with_counts(tokenizer, caplog):
     posts = [["short", "post"], [f"w{i}" for i in range(40)], ["Antidisestablishmentarianism"] * 4]
-    with caplog.at_level(logging.WARNING, logger="pipeline.data.alignment"):
+    with caplog.at_level(logging.WARNING, logger="dghc.pipeline.data.alignment"):
         encoded = encode_posts(tokenizer, posts, max_length=12)
     assert [e.shortened for e in encoded] == [False, True, True]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]

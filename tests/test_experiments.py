@@ -8,12 +8,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cli import dghc
-from pipeline.core.errors import DghcError
-from pipeline.experiments.runs import runs_from_folders, variant_of
-from pipeline.experiments.significance import paired_bootstrap
-from pipeline.experiments.spread import spread
-from pipeline.experiments.table import build_table, markdown
+from dghc.cli import dghc
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.experiments.runs import runs_from_folders, variant_of
+from dghc.pipeline.experiments.significance import paired_bootstrap
+from dghc.pipeline.experiments.spread import spread
+from dghc.pipeline.experiments.table import build_table, markdown
 
 GOLD = [["B-PER", "O", "B-LOC"], ["O", "B-ORG", "I-ORG"], ["B-MISC"], ["O", "O"], ["B-PER", "I-PER"]] * 8
 
@@ -41,7 +41,7 @@ def test_bootstrap_of_a_system_better_on_every_post_gives_p_near_zero():
 
 
 def test_bootstrap_counts_match_seqeval(tmp_path):
-    from pipeline.inference.metrics import entity_scores
+    from dghc.pipeline.inference.metrics import entity_scores
 
     predicted = [g if i % 3 else ["O"] * len(g) for i, g in enumerate(GOLD)]
     result = paired_bootstrap(GOLD, predicted, GOLD, samples=10)
@@ -145,7 +145,7 @@ def test_grid_blames_only_its_own_failed_runs(monkeypatch, tmp_path):
     # dvc's queue keeps the failures of earlier grids: a later grid that ran well must not report them
     import subprocess as real
 
-    from pipeline.experiments import grid as grid_module
+    from dghc.pipeline.experiments import grid as grid_module
 
     statuses = iter(["Task     Name      Created  Status\nab12     exp-old   10:00    Failed\n",
                      "Task     Name      Created  Status\nab12     exp-old   10:00    Failed\n"

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.demo.oracle import image_dependent_recall
-from pipeline.experiments.runs import runs_from_dvc
+from dghc.pipeline.demo.oracle import image_dependent_recall
+from dghc.pipeline.experiments.runs import runs_from_dvc
 from tests.conftest import REPO, TEST_THREADS, require_tool
 
 pytestmark = pytest.mark.slow

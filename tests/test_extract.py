@@ -11,15 +11,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import dghc
-from pipeline.artifacts.fingerprint import sha256_json
-from pipeline.core.errors import DghcError
-from pipeline.data.images import ImageStatus, load_image
-from pipeline.features.clip_encoder import build_untrained_clip, load_clip, untrained_clip_config, weights_sha256
-from pipeline.features.config import UNTRAINED_NAME, ExtractConfig
-from pipeline.features.crops import crop_box
-from pipeline.features.extract import extract_features
-from pipeline.features.preprocess import aspect_box
+from dghc.cli import dghc
+from dghc.pipeline.artifacts.fingerprint import sha256_json
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.data.images import ImageStatus, load_image
+from dghc.pipeline.features.clip_encoder import build_untrained_clip, load_clip, untrained_clip_config, weights_sha256
+from dghc.pipeline.features.config import UNTRAINED_NAME, ExtractConfig
+from dghc.pipeline.features.crops import crop_box
+from dghc.pipeline.features.extract import extract_features
+from dghc.pipeline.features.preprocess import aspect_box
 from tests.datasets import data_sets, image_files
 from tests.extract_fixtures import (
     DetectionRow,
@@ -309,7 +309,7 @@ def test_cli_errors_are_one_line(world, tmp_path):
 
 @pytest.mark.parametrize("data", data_sets("twitter2015"))
 def test_tweets_mostly_without_images(world, tmp_path, data):
-    from pipeline.data.conll import read_conll
+    from dghc.pipeline.data.conll import read_conll
 
     valid = data.split("valid" if data.real else "train")  # the fixture's images are in train
     posts, _ = read_conll(valid, invalid_bio="keep", type_map=None)
@@ -351,8 +351,8 @@ def odd_images(folder: Path) -> list:
     """Decoded images of odd shapes and modes, and demo-set pictures, as the stage decodes them."""
     from PIL import Image
 
-    from pipeline.demo.painter import encode_jpeg, render_image
-    from pipeline.demo.vocabulary import VISUAL_CLASSES
+    from dghc.pipeline.demo.painter import encode_jpeg, render_image
+    from dghc.pipeline.demo.vocabulary import VISUAL_CLASSES
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [make_image(folder / f"odd{i}.jpg", w, h, seed=i)
@@ -371,7 +371,7 @@ def odd_images(folder: Path) -> list:
 
 def region_boxes(width: int, height: int, rng: np.random.Generator, max_aspect: float = 4.0) -> list:
     """The whole image, random boxes and tiny ones, each trimmed to ``max_aspect`` as the stage trims them."""
-    from pipeline.features.preprocess import aspect_box
+    from dghc.pipeline.features.preprocess import aspect_box
 
     boxes = [(0, 0, width, height), (0, 0, 1, 1), (width - min(width, 2), height - min(height, 3), width, height)]
     for _ in range(3):
@@ -384,7 +384,7 @@ def region_boxes(width: int, height: int, rng: np.random.Generator, max_aspect: 
 
 def assert_fast_path_matches(images: list, processors: dict) -> None:
     """The fast path gives the processor's pixels (to 1e-5 in normalised units, 1/1000 of a grey level)."""
-    from pipeline.features.preprocess import FastClipPreprocessor, ProcessorPreprocessor
+    from dghc.pipeline.features.preprocess import FastClipPreprocessor, ProcessorPreprocessor
 
     rng = np.random.default_rng(0)
     for name, settings in processors.items():
@@ -411,9 +411,9 @@ def test_fast_preprocessing_matches_the_processor_on_benchmark_images():
 
 
 def test_fast_path_only_for_standard_clip_settings_and_recorded_in_the_fingerprint(world, tmp_path, monkeypatch):
-    from pipeline.core.errors import FingerprintMismatch
-    from pipeline.features.clip_encoder import ClipEncoder
-    from pipeline.features.preprocess import (
+    from dghc.pipeline.core.errors import FingerprintMismatch
+    from dghc.pipeline.features.clip_encoder import ClipEncoder
+    from dghc.pipeline.features.preprocess import (
         FAST_IMPLEMENTATION,
         PROCESSOR_IMPLEMENTATION,
         FastClipPreprocessor,
@@ -421,7 +421,7 @@ def test_fast_path_only_for_standard_clip_settings_and_recorded_in_the_fingerpri
         fast_path_problem,
         make_preprocessor,
     )
-    from pipeline.features.store import FeatureStore
+    from dghc.pipeline.features.store import FeatureStore
 
     assert isinstance(make_preprocessor(standard_like()), FastClipPreprocessor)
     for settings, why in (({"do_center_crop": False}, "center crop"), ({"resample": 1}, "resample"),
@@ -456,8 +456,8 @@ def test_fast_path_only_for_standard_clip_settings_and_recorded_in_the_fingerpri
 
 
 def test_threaded_batches_give_what_worker_processes_give(world, tmp_path):
-    from pipeline.features.crops import CropDataset, make_loader
-    from pipeline.features.extract import collect_images, load_detection_rows
+    from dghc.pipeline.features.crops import CropDataset, make_loader
+    from dghc.pipeline.features.extract import collect_images, load_detection_rows
 
     encoder = load_clip(str(world["clip"]), device="cpu")
     rows = collect_images([world["train"], world["valid"]], None)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.artifacts.fingerprint import sha256_json
-from pipeline.core.errors import DghcError, FingerprintMismatch
-from pipeline.features.store import FeatureStore
+from dghc.pipeline.artifacts.fingerprint import sha256_json
+from dghc.pipeline.core.errors import DghcError, FingerprintMismatch
+from dghc.pipeline.features.store import FeatureStore
 
 IDS = ["p1", "p2", "p3", "p4", "p5"]
 M, DIM = 3, 4
@@ -120,8 +120,8 @@ def test_store_refuses_what_is_not_a_features_file(tmp_path):
 
 
 def test_store_reads_what_extract_wrote(tmp_path):
-    from pipeline.features.config import ExtractConfig
-    from pipeline.features.extract import extract_features
+    from dghc.pipeline.features.config import ExtractConfig
+    from dghc.pipeline.features.extract import extract_features
     from tests.extract_fixtures import DetectionRow, make_image, save_tiny_clip, write_conll, write_detections
 
     (tmp_path / "images").mkdir()

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from pipeline.model.tagger import OLDER_CHECKPOINT_VALUES, ModelConfig
+from dghc.pipeline.model.tagger import OLDER_CHECKPOINT_VALUES, ModelConfig
 from tests.test_model import LABELS, make_batch, make_tagger, plain_hidden, tiny_bert  # noqa: F401 (a fixture)
 
 
@@ -177,7 +177,7 @@ def test_a_checkpoint_config_without_the_new_keys_keeps_its_older_behaviour():
 def test_relevance_start_sets_the_untrained_score_and_how_much_an_untrained_image_moves_the_text(tiny_bert):  # noqa: F811
     """relevance_start is the score's output bias (logit(start)): s starts near it, and a closed start (0.05) moves
     the text's hidden states far less than the paper's 0.5 does."""
-    from pipeline.model.relevance import RelevanceScore
+    from dghc.pipeline.model.relevance import RelevanceScore
 
     batch = make_batch(tiny_bert, [[True] * 4, [True] * 4])
     plain = plain_hidden(tiny_bert, batch)
@@ -202,8 +202,8 @@ def test_relevance_start_sets_the_untrained_score_and_how_much_an_untrained_imag
 def test_an_ablated_score_or_gates_are_reported_as_none_not_as_one(tiny_bert, text_vector):  # noqa: F811
     """The ablations "w/o RE score" and "w/o gating" compute with s = 1 and g = 1, but have no score or gate to
     report: predictions (and evaluate's means) carry None for them, so a table cannot read 1.0 as a measurement."""
-    from pipeline.inference.evaluation import summarise_visual
-    from pipeline.inference.tagging import PostPrediction
+    from dghc.pipeline.inference.evaluation import summarise_visual
+    from dghc.pipeline.inference.tagging import PostPrediction
 
     batch = make_batch(tiny_bert, [[True] * 4, [True] * 4])
     for use_relevance, use_gates in itertools.product([True, False], repeat=2):

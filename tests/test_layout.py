@@ -7,8 +7,8 @@ from tests.conftest import REPO
 from tests.imports import project_closure
 
 # Using a trained model must not run training code (predict, evaluate and report load no optimizer, no trainer).
-INFERENCE_SIDE = ["pipeline.inference.evaluation", "pipeline.inference.tagging", "pipeline.prediction.run",
-                  "pipeline.report.build", "stages.evaluate", "stages.predict"]
+INFERENCE_SIDE = ["dghc.pipeline.inference.evaluation", "dghc.pipeline.inference.tagging", "dghc.pipeline.prediction.run",
+                  "dghc.pipeline.report.build", "dghc.stages.evaluate", "dghc.stages.predict"]
 
 
 @pytest.mark.parametrize("module", INFERENCE_SIDE)
@@ -20,13 +20,9 @@ def test_inference_never_imports_training(module):
 def test_the_resume_key_hashes_the_code_training_runs_and_only_that():
     """A saved training state is tied to the code the trainer imports (sub-word alignment included), not to
     evaluate's or predict's code, whose edits must not make a long run start over."""
-    from pathlib import Path
+    from dghc.pipeline.artifacts.fingerprint import import_closure
 
-    import pipeline
-    from pipeline.artifacts.fingerprint import import_closure
-
-    files = {str(p.relative_to(REPO)) for p in import_closure("pipeline.training.trainer",
-                                                               Path(pipeline.__file__).parent.parent, ("pipeline",))}
+    files = {str(p.relative_to(REPO)) for p in import_closure("dghc.pipeline.training.trainer", REPO, ("dghc.pipeline",))}
     assert {"pipeline/data/alignment.py", "pipeline/model/tagger.py", "pipeline/inference/tagging.py"} <= files
     assert not files & {"pipeline/inference/evaluation.py", "pipeline/prediction/run.py", "pipeline/report/build.py"}
 
@@ -43,3 +39,74 @@ def test_only_the_scale_package_imports_ray():
             if any(name == "ray" or name.startswith("ray.") for name in names):
                 importers.add(path.relative_to(REPO).parts[:2])
     assert importers == {("pipeline", "scale")}, importers
+
+
+PROJECT_FOLDERS = ("pipeline", "stages")
+BARE_NAMES = ("pipeline", "stages", "cli")  # what the package's folders would be called without the dghc namespace
+
+
+def project_sources() -> list:
+    """Every Python file of the repository that imports project code: the package, its tests and benchmarks."""
+    return [*(REPO / "pipeline").rglob("*.py"), *(REPO / "stages").rglob("*.py"), REPO / "cli.py",
+            *(REPO / "tests").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py")]
+
+
+def test_project_code_is_imported_as_dghc_only():
+    """`import pipeline...` would load a second copy of a module beside dghc.pipeline... (pytest puts the repository
+    on sys.path), so a monkeypatch, a logger name or an isinstance check would silently miss the code that runs."""
+    import ast
+    import re
+
+    # "pipeline.data.conll", "stages.x:cmd" (monkeypatch targets, logger names, entry points), not "cli.py"
+    module_path = re.compile(rf"^(?!.*\.py$)({'|'.join(BARE_NAMES)})(\.\w+)+(:\w+)?$")
+    found = []
+    for path in project_sources():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else \
+                [node.value] if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                module_path.match(node.value) else []
+            found += [f"{path.relative_to(REPO)}:{node.lineno}: {name}" for name in names
+                      if name.split(".")[0].split(":")[0] in BARE_NAMES]
+    assert not found, "use dghc.<module>:\n" + "\n".join(found)
+
+
+def test_pyproject_lists_every_package_folder():
+    """setuptools installs only the packages pyproject.toml lists: a new folder left out would be missing from a
+    wheel while every test, run from the repository, still passes."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"dghc." + ".".join(init.parent.relative_to(REPO).parts)
+               for top in PROJECT_FOLDERS for init in (REPO / top).rglob("__init__.py")}
+    assert setuptools["package-dir"] == {"dghc": "."}
+    assert set(setuptools["packages"]) == folders | {"dghc"}
+
+
+def test_the_wheel_installs_one_package_dghc(tmp_path):
+    """The built wheel holds dghc/ only (no top-level cli, pipeline or stages module in site-packages), with every
+    module, the report templates and the entry point `dghc = dghc.cli:main`."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    source = tmp_path / "source"  # a copy: building in place would leave build/ in the working tree
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "cli.py"):
+        shutil.copy2(REPO / name, source / name)
+    for top in PROJECT_FOLDERS:
+        shutil.copytree(REPO / top, source / top, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--wheel-dir", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheel").glob("dghc-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    print(f"{wheel.name}: {len(names)} files")
+    assert {name.split("/")[0] for name in names} == {"dghc", wheel.name.split("-py")[0] + ".dist-info"}
+    files = [REPO / "cli.py", *(path for top in PROJECT_FOLDERS for path in (REPO / top).rglob("*")
+                                if path.is_file() and "__pycache__" not in path.parts)]
+    expected = {"dghc/" + str(path.relative_to(REPO)) for path in files}
+    assert not expected - set(names), sorted(expected - set(names))
+    entry_points = zipfile.ZipFile(wheel).read(wheel.name.split("-py")[0] + ".dist-info/entry_points.txt").decode()
+    assert "dghc = dghc.cli:main" in entry_points

@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data.conll import read_conll
-from pipeline.demo.config import DemoConfig
-from pipeline.demo.oracle import image_dependent_recall
-from pipeline.demo.writer import write_demo_data
-from pipeline.detection.config import DetectConfig
-from pipeline.detection.run import run_detect
-from pipeline.features.config import ExtractConfig
-from pipeline.features.extract import extract_features
-from pipeline.features.store import FeatureStore
-from pipeline.inference.checkpoint import load_checkpoint
-from pipeline.inference.tagging import predict
-from pipeline.training.config import TrainConfig
-from pipeline.training.trainer import train
+from dghc.pipeline.data.conll import read_conll
+from dghc.pipeline.demo.config import DemoConfig
+from dghc.pipeline.demo.oracle import image_dependent_recall
+from dghc.pipeline.demo.writer import write_demo_data
+from dghc.pipeline.detection.config import DetectConfig
+from dghc.pipeline.detection.run import run_detect
+from dghc.pipeline.features.config import ExtractConfig
+from dghc.pipeline.features.extract import extract_features
+from dghc.pipeline.features.store import FeatureStore
+from dghc.pipeline.inference.checkpoint import load_checkpoint
+from dghc.pipeline.inference.tagging import predict
+from dghc.pipeline.training.config import TrainConfig
+from dghc.pipeline.training.trainer import train
 from tests.conftest import TEST_THREADS
 
 pytestmark = pytest.mark.slow

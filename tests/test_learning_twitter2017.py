@@ -18,16 +18,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.data.conll import Post
-from pipeline.detection.config import DetectConfig
-from pipeline.detection.run import run_detect
-from pipeline.features.config import ExtractConfig
-from pipeline.features.extract import extract_features
-from pipeline.features.store import FeatureStore
-from pipeline.inference.checkpoint import load_checkpoint
-from pipeline.inference.tagging import predict
-from pipeline.training.config import TrainConfig
-from pipeline.training.trainer import train
+from dghc.pipeline.data.conll import Post
+from dghc.pipeline.detection.config import DetectConfig
+from dghc.pipeline.detection.run import run_detect
+from dghc.pipeline.features.config import ExtractConfig
+from dghc.pipeline.features.extract import extract_features
+from dghc.pipeline.features.store import FeatureStore
+from dghc.pipeline.inference.checkpoint import load_checkpoint
+from dghc.pipeline.inference.tagging import predict
+from dghc.pipeline.training.config import TrainConfig
+from dghc.pipeline.training.trainer import train
 from tests.conftest import SHARED_DATA, TEST_THREADS
 
 pytestmark = pytest.mark.slow

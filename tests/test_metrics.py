@@ -7,7 +7,7 @@ import pytest
 from seqeval.metrics import f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 
-from pipeline.inference.metrics import MODES, all_modes, entity_scores
+from dghc.pipeline.inference.metrics import MODES, all_modes, entity_scores
 
 # Hand-checked example. Gold entities: PER(0-1), LOC(3), ORG(4), PER(6).
 # Predicted: a PER written with a stray I- start (0-1), LOC(3) right, ORG(4) right, LOC(6) of the wrong type.

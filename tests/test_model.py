@@ -7,12 +7,12 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from pipeline.data.conll import Post
-from pipeline.data.tags import bioes_label_set
-from pipeline.model.batching import collate, make_examples
-from pipeline.model.gates import DynamicGates
-from pipeline.model.tagger import DGHCTagger, ModelConfig
-from pipeline.model.visual_prefix import VisualPrefix
+from dghc.pipeline.data.conll import Post
+from dghc.pipeline.data.tags import bioes_label_set
+from dghc.pipeline.model.batching import collate, make_examples
+from dghc.pipeline.model.gates import DynamicGates
+from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig
+from dghc.pipeline.model.visual_prefix import VisualPrefix
 from tests.tiny_models import save_tiny_bert
 
 VISION_DIM = 16

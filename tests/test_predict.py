@@ -14,10 +14,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import dghc
-from pipeline.data.raw_text import tokenize
-from pipeline.prediction.inputs import tokens_with_offsets
-from pipeline.prediction.run import entities_of
+from dghc.cli import dghc
+from dghc.pipeline.data.raw_text import tokenize
+from dghc.pipeline.prediction.inputs import tokens_with_offsets
+from dghc.pipeline.prediction.run import entities_of
 from tests.datasets import data_sets
 
 LAYERS, BLOCKS = 2, 4  # tiny BERT layers; whole image + m = 3 regions
@@ -27,16 +27,16 @@ FIELDS = {"id", "tokens", "entities", "relevance", "gates", "image_status", "ima
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Demo data -> detect -> extract -> train (image model and text-only model), all tiny."""
-    from pipeline.data.conll import read_conll
-    from pipeline.demo.config import DemoConfig
-    from pipeline.demo.writer import write_demo_data
-    from pipeline.detection.config import DetectConfig
-    from pipeline.detection.detectors import packaged_detector_path
-    from pipeline.detection.run import run_detect
-    from pipeline.features.config import ExtractConfig
-    from pipeline.features.extract import extract_features
-    from pipeline.training.config import TrainConfig
-    from pipeline.training.trainer import train
+    from dghc.pipeline.data.conll import read_conll
+    from dghc.pipeline.demo.config import DemoConfig
+    from dghc.pipeline.demo.writer import write_demo_data
+    from dghc.pipeline.detection.config import DetectConfig
+    from dghc.pipeline.detection.detectors import packaged_detector_path
+    from dghc.pipeline.detection.run import run_detect
+    from dghc.pipeline.features.config import ExtractConfig
+    from dghc.pipeline.features.extract import extract_features
+    from dghc.pipeline.training.config import TrainConfig
+    from dghc.pipeline.training.trainer import train
     from tests.conftest import require_tool
     from tests.tiny_models import save_tiny_bert
 
@@ -145,11 +145,11 @@ def test_posts_with_and_without_image(trained, tmp_path):
 
 def test_stdin_agrees_with_tagging_from_the_features_file(trained, monkeypatch):
     """The in-process detection + CLIP path gives what the cached detect/extract files give."""
-    from pipeline.data.tags import bio_spans
-    from pipeline.detection.store import load_detections
-    from pipeline.features.store import FeatureStore
-    from pipeline.inference.checkpoint import load_checkpoint
-    from pipeline.inference.tagging import predict
+    from dghc.pipeline.data.tags import bio_spans
+    from dghc.pipeline.detection.store import load_detections
+    from dghc.pipeline.features.store import FeatureStore
+    from dghc.pipeline.inference.checkpoint import load_checkpoint
+    from dghc.pipeline.inference.tagging import predict
 
     detections = load_detections(trained["detections"])
     with_image = [p for p in trained["posts"] if p.has_image_file]
@@ -180,9 +180,9 @@ def test_stdin_agrees_with_tagging_from_the_features_file(trained, monkeypatch):
 
 
 def test_in_process_vectors_equal_the_cached_ones(trained):
-    from pipeline.features.store import FeatureStore
-    from pipeline.inference.checkpoint import load_checkpoint
-    from pipeline.prediction.visual import ImageRequest, MemoryFeatures, VisualPipeline
+    from dghc.pipeline.features.store import FeatureStore
+    from dghc.pipeline.inference.checkpoint import load_checkpoint
+    from dghc.pipeline.prediction.visual import ImageRequest, MemoryFeatures, VisualPipeline
 
     posts = [p for p in trained["posts"] if p.has_image_file][:8]
     checkpoint = load_checkpoint(trained["model"])
@@ -198,7 +198,7 @@ def test_in_process_vectors_equal_the_cached_ones(trained):
 
 
 def test_text_only_model_needs_no_images(trained, tmp_path, monkeypatch):
-    from pipeline.prediction import visual
+    from dghc.pipeline.prediction import visual
 
     def no_vision(*args, **kwargs):
         raise AssertionError("a text-only model must not build the detector or CLIP")
@@ -266,7 +266,7 @@ def test_skip_bad_warns_and_keeps_the_good_lines(trained):
 
 
 def test_entity_offsets_follow_the_raw_text():
-    from pipeline.prediction.inputs import InputPost
+    from dghc.pipeline.prediction.inputs import InputPost
 
     text = "RT @bob:  New York 🗽 loves #NYC!"
     tokens = tokenize(text)
@@ -301,8 +301,8 @@ def test_a_model_that_saw_few_images_says_so_when_it_tags_an_image(trained, tmp_
 @pytest.mark.parametrize("data", data_sets())
 def test_the_text_split_of_each_data_set_is_read_from_its_words(data):
     """Twitter-2015 keeps "#NBA" and "@user" whole, Twitter-2017 cuts the sign off ("#", "NBA")."""
-    from pipeline.data.conll import read_conll
-    from pipeline.data.raw_text import TextSplit
+    from dghc.pipeline.data.conll import read_conll
+    from dghc.pipeline.data.raw_text import TextSplit
 
     posts, _ = read_conll(data.split("train"))
     split = TextSplit.of_words(p.tokens for p in posts)

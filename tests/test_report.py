@@ -20,12 +20,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cli import dghc
-from pipeline.data.conll import Post, read_conll
-from pipeline.detection.store import Region
-from pipeline.inference.tagging import PostPrediction
-from pipeline.report.analysis import Effect, MaskedFeatures, choose_samples, entity_errors, image_effect
-from pipeline.report.render import TYPE_COLOURS, ReportItem, ReportSummary, render_report
+from dghc.cli import dghc
+from dghc.pipeline.data.conll import Post, read_conll
+from dghc.pipeline.detection.store import Region
+from dghc.pipeline.inference.tagging import PostPrediction
+from dghc.pipeline.report.analysis import Effect, MaskedFeatures, choose_samples, entity_errors, image_effect
+from dghc.pipeline.report.render import TYPE_COLOURS, ReportItem, ReportSummary, render_report
 from tests.conftest import require_tool
 from tests.tiny_models import save_tiny_bert
 
@@ -42,14 +42,14 @@ def write_post(path: Path, post_id: str, tokens: list[str], labels: list[str]) -
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Demo data -> detect -> extract -> a tiny image model and a tiny text-only model."""
-    from pipeline.demo.config import DemoConfig
-    from pipeline.demo.writer import write_demo_data
-    from pipeline.detection.config import DetectConfig
-    from pipeline.detection.run import run_detect
-    from pipeline.features.config import ExtractConfig
-    from pipeline.features.extract import extract_features
-    from pipeline.training.config import TrainConfig
-    from pipeline.training.trainer import train
+    from dghc.pipeline.demo.config import DemoConfig
+    from dghc.pipeline.demo.writer import write_demo_data
+    from dghc.pipeline.detection.config import DetectConfig
+    from dghc.pipeline.detection.run import run_detect
+    from dghc.pipeline.features.config import ExtractConfig
+    from dghc.pipeline.features.extract import extract_features
+    from dghc.pipeline.training.config import TrainConfig
+    from dghc.pipeline.training.trainer import train
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("report")
@@ -180,9 +180,9 @@ def test_page_escapes_text_highlights_entities_and_embeds_everything():
 
 
 def test_masked_features_give_the_text_only_path(setup):
-    from pipeline.features.store import FeatureStore
-    from pipeline.inference.checkpoint import load_checkpoint
-    from pipeline.inference.tagging import predict
+    from dghc.pipeline.features.store import FeatureStore
+    from dghc.pipeline.inference.checkpoint import load_checkpoint
+    from dghc.pipeline.inference.tagging import predict
 
     checkpoint = load_checkpoint(setup.model)
     posts, _ = read_conll(setup.data)
@@ -212,7 +212,7 @@ def test_report_command_writes_one_self_contained_page(setup, tmp_path):
     assert "with image" in page and "image masked (text-only path)" in page and "UNTRAINED CLIP" in page
     assert 'class="gates"' in page and "<meter" in page and re.search(r'class="tok[^"]* gold g-(PER|LOC|ORG|MISC)', page)
     # every shown post whose image has a kept region shows it
-    from pipeline.detection.store import load_detections
+    from dghc.pipeline.detection.store import load_detections
 
     detections = load_detections(setup.detections)
     with_regions = [p for p, _ in shown if p in detections.index and detections.regions(p)]

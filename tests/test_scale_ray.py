@@ -20,16 +20,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import dghc
-from pipeline.artifacts.shards import INDEX, check_store_folder, plan_shards, store_file, write_index
-from pipeline.core.errors import DghcError
-from pipeline.detection.config import DetectConfig
-from pipeline.detection.run import run_detect
-from pipeline.detection.store import load_detections
-from pipeline.features import store as layout
-from pipeline.features.config import ExtractConfig
-from pipeline.features.extract import extract_features
-from pipeline.features.store import FeatureStore
+from dghc.cli import dghc
+from dghc.pipeline.artifacts.shards import INDEX, check_store_folder, plan_shards, store_file, write_index
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.detection.config import DetectConfig
+from dghc.pipeline.detection.run import run_detect
+from dghc.pipeline.detection.store import load_detections
+from dghc.pipeline.features import store as layout
+from dghc.pipeline.features.config import ExtractConfig
+from dghc.pipeline.features.extract import extract_features
+from dghc.pipeline.features.store import FeatureStore
 from tests.conftest import REPO
 from tests.extract_fixtures import make_image, save_tiny_clip, write_conll
 
@@ -102,7 +102,7 @@ def test_the_sharded_output_must_be_a_folder_of_its_own(tmp_path):
 
 
 def test_shards_hold_whole_batches_of_the_local_engine():
-    from pipeline.scale.batches import local_batches
+    from dghc.pipeline.scale.batches import local_batches
 
     shards = plan_shards(40, shard_size=16, batch_size=3, kind="features")
     assert [(s.start, s.stop, s.file) for s in shards] == \
@@ -120,7 +120,7 @@ def test_detect_on_ray_refuses_input_without_posts(tmp_path):
 
 
 def test_workers_take_a_gpu_each_where_the_cluster_has_gpus():
-    from pipeline.scale.session import worker_resources
+    from dghc.pipeline.scale.session import worker_resources
 
     assert worker_resources("auto", {"CPU": 8.0, "GPU": 2.0}).device == "cuda"
     assert worker_resources("auto", {"CPU": 8.0, "GPU": 2.0}).decode_in_tasks
@@ -133,7 +133,7 @@ def test_workers_take_a_gpu_each_where_the_cluster_has_gpus():
 def test_an_address_nothing_answers_on_is_refused_at_once():
     import time
 
-    from pipeline.scale.session import check_reachable
+    from dghc.pipeline.scale.session import check_reachable
 
     started = time.monotonic()
     with pytest.raises(DghcError, match=r"extract: no Ray cluster answers at 127.0.0.1:1 .*HOST:PORT"):
@@ -221,8 +221,8 @@ def test_extract_on_ray_equals_the_local_engine_and_records_bad_images_per_shard
 @pytest.mark.slow
 def test_extract_with_decoding_in_cpu_tasks_as_on_a_gpu_cluster(world, tmp_path, monkeypatch):
     """A GPU cluster decodes in CPU tasks feeding the model actors: that split, on the CPU, gives the same vectors."""
-    import pipeline.scale.extract as ray_extract
-    from pipeline.scale.session import WorkerResources
+    import dghc.pipeline.scale.extract as ray_extract
+    from dghc.pipeline.scale.session import WorkerResources
 
     monkeypatch.setattr(ray_extract, "worker_resources",
                         lambda asked, cluster: WorkerResources("cpu", 0.0, 1.0, decode_in_tasks=True))
@@ -260,7 +260,7 @@ def test_an_error_in_a_ray_worker_is_one_line():
     """What a worker raises reaches the user as one line: a DghcError's own message, anything else named."""
     import ray.data
 
-    from pipeline.scale.session import ray_cluster
+    from dghc.pipeline.scale.session import ray_cluster
 
     def refuse(batch):
         raise DghcError("clip: the CLIP weights differ from the recorded ones (use --clip-model)")

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from pipeline.data.tags import (
+from dghc.pipeline.data.tags import (
     BIOES_LABEL,
     OTHER_AS_MISC,
     bio_to_bioes,
@@ -36,7 +36,7 @@ def random_valid_bio(rng: random.Random, length: int) -> list[str]:
 
 
 def spans(labels: list[str]) -> list[tuple[int, int, str]]:
-    """Entities of a valid BIO or BIOES sequence as (start, end, type), computed independently of pipeline.data.tags."""
+    """Entities of a valid BIO or BIOES sequence as (start, end, type), computed independently of dghc.pipeline.data.tags."""
     out = []
     start = None
     for i, label in enumerate(labels + ["O"]):

@@ -11,13 +11,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import dghc
-from pipeline.demo.config import DemoConfig
-from pipeline.demo.writer import write_demo_data
-from pipeline.detection.config import DetectConfig
-from pipeline.detection.run import run_detect
-from pipeline.features.config import ExtractConfig
-from pipeline.features.extract import extract_features
+from dghc.cli import dghc
+from dghc.pipeline.demo.config import DemoConfig
+from dghc.pipeline.demo.writer import write_demo_data
+from dghc.pipeline.detection.config import DetectConfig
+from dghc.pipeline.detection.run import run_detect
+from dghc.pipeline.features.config import ExtractConfig
+from dghc.pipeline.features.extract import extract_features
 from tests.tiny_models import save_tiny_bert
 
 
@@ -196,7 +196,7 @@ def test_evaluate_under_the_precision_switch(pipeline_files, tmp_path):
 def test_dev_scores_read_the_gold_as_written_like_evaluate(pipeline_files, tmp_path, caplog):
     """A stray I- in dev stays as written during training (strict mode: no entity there), as in `dghc evaluate`,
     so the strict dev scores of both agree; the train split is repaired (the model learns B- there)."""
-    from pipeline.training.trainer import read_split
+    from dghc.pipeline.training.trainer import read_split
 
     lines = pipeline_files["valid"].read_text().splitlines()
     # the first B- that opens an entity after O or at the start of a post: as I- it is a stray one
@@ -247,9 +247,9 @@ def test_a_model_that_saw_few_images_says_so(pipeline_files, tmp_path, caplog):
 def test_gold_other_is_read_as_the_model_was_trained():
     from types import SimpleNamespace
 
-    from pipeline.core.errors import DghcError
-    from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set
-    from pipeline.inference.evaluation import gold_type_map
+    from dghc.pipeline.core.errors import DghcError
+    from dghc.pipeline.data.tags import OTHER_AS_MISC, bioes_label_set
+    from dghc.pipeline.inference.evaluation import gold_type_map
 
     def model(*types: str):
         return SimpleNamespace(tagger=SimpleNamespace(config=SimpleNamespace(labels=bioes_label_set(list(types)))))
@@ -270,9 +270,9 @@ def test_evaluate_refuses_keep_other_for_a_model_that_learned_misc(pipeline_file
 
 
 def test_train_warns_when_the_detections_file_is_missing_or_not_the_features_one(pipeline_files, tmp_path, caplog):
-    from pipeline.detection.config import DetectConfig as Detect
-    from pipeline.features.store import FeatureStore
-    from pipeline.training.trainer import recorded_detections
+    from dghc.pipeline.detection.config import DetectConfig as Detect
+    from dghc.pipeline.features.store import FeatureStore
+    from dghc.pipeline.training.trainer import recorded_detections
 
     features = FeatureStore(pipeline_files["features"])
     with caplog.at_level(logging.WARNING):

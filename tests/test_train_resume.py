@@ -19,14 +19,14 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from cli import dghc
-from pipeline.demo.config import DemoConfig
-from pipeline.demo.writer import write_demo_data
-from pipeline.detection.config import DetectConfig
-from pipeline.detection.run import run_detect
-from pipeline.features.config import ExtractConfig
-from pipeline.features.extract import extract_features
-from pipeline.training.state import META_FILE
+from dghc.cli import dghc
+from dghc.pipeline.demo.config import DemoConfig
+from dghc.pipeline.demo.writer import write_demo_data
+from dghc.pipeline.detection.config import DetectConfig
+from dghc.pipeline.detection.run import run_detect
+from dghc.pipeline.features.config import ExtractConfig
+from dghc.pipeline.features.extract import extract_features
+from dghc.pipeline.training.state import META_FILE
 from tests.conftest import REPO
 from tests.tiny_models import save_tiny_bert
 
@@ -110,7 +110,7 @@ def test_sigkill_at_random_steps_then_rerun_gives_the_uninterrupted_weights(file
 
 
 def test_a_kill_during_a_state_write_leaves_the_previous_state(files, tmp_path, monkeypatch):
-    from pipeline.training import state as state_module
+    from dghc.pipeline.training import state as state_module
 
     run = tmp_path / "run"
     args = train_args(files, run, "--epochs", "1")

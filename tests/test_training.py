@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from pipeline.data.conll import Post
-from pipeline.inference.checkpoint import load_checkpoint
-from pipeline.inference.metrics import entity_scores
-from pipeline.inference.tagging import predict
-from pipeline.training.config import TrainConfig
-from pipeline.training.optim import parameter_groups
-from pipeline.training.trainer import train
+from dghc.pipeline.data.conll import Post
+from dghc.pipeline.inference.checkpoint import load_checkpoint
+from dghc.pipeline.inference.metrics import entity_scores
+from dghc.pipeline.inference.tagging import predict
+from dghc.pipeline.training.config import TrainConfig
+from dghc.pipeline.training.optim import parameter_groups
+from dghc.pipeline.training.trainer import train
 from tests.tiny_models import save_tiny_bert
 
 
@@ -98,9 +98,9 @@ def test_text_only_cannot_separate_ambiguous_posts(tmp_path, tiny_bert):
 
 
 def test_every_parameter_in_one_optimizer_group(tmp_path, tiny_bert):
-    from pipeline.data.tags import bioes_label_set
-    from pipeline.model.encoder import load_encoder_and_tokenizer
-    from pipeline.model.tagger import DGHCTagger
+    from dghc.pipeline.data.tags import bioes_label_set
+    from dghc.pipeline.model.encoder import load_encoder_and_tokenizer
+    from dghc.pipeline.model.tagger import DGHCTagger
 
     config = tiny_config(tmp_path, tiny_bert)
     encoder, _ = load_encoder_and_tokenizer(str(tiny_bert))
@@ -136,7 +136,7 @@ def test_with_ema_decay_the_checkpoint_is_the_average_of_every_steps_weights(tmp
     """The average is updated after every optimizer step, and it is what dev scoring reads and the checkpoint
     holds: recomputed here from the weights of each step, it equals the saved model, which scores the recorded
     dev F1."""
-    from pipeline.training import trainer as trainer_module
+    from dghc.pipeline.training import trainer as trainer_module
 
     steps: list[dict[str, torch.Tensor]] = []
     make_average = trainer_module.make_weight_average
@@ -184,7 +184,7 @@ def test_early_stop_and_same_seed_same_weights(tmp_path, tiny_bert):
 
 
 def test_features_that_miss_posts_are_refused(tmp_path, tiny_bert):
-    from pipeline.core.errors import DghcError
+    from dghc.pipeline.core.errors import DghcError
 
     class PartialFeatures(MemoryFeatures):
         def __contains__(self, image_id) -> bool:
@@ -195,7 +195,7 @@ def test_features_that_miss_posts_are_refused(tmp_path, tiny_bert):
 
 
 def test_a_pass_is_shared_by_the_processes_without_losing_or_doubling_posts():
-    from pipeline.training.trainer import epoch_order, epoch_steps, share
+    from dghc.pipeline.training.trainer import epoch_order, epoch_steps, share
 
     for size in range(1, 12):
         for processes in range(1, 5):
@@ -226,7 +226,7 @@ def test_the_state_is_saved_every_save_every_epochs_epochs_and_with_each_new_bes
                                                                                  every):
     """The last epoch saves no state (the run ends); a large model saves gigabytes, so a user may save less often.
     An epoch that writes a new best checkpoint saves the state as well, so that a resumed run knows that best."""
-    from pipeline.training.state import StateFolder
+    from dghc.pipeline.training.state import StateFolder
 
     saved: list[int] = []
     original = StateFolder.save

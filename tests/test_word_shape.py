@@ -7,12 +7,12 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from pipeline.data.conll import Post
-from pipeline.data.tags import bioes_label_set
-from pipeline.data.word_shape import tokenizer_lowercases, word_shape
-from pipeline.model.batching import collate, make_examples
-from pipeline.model.tagger import DGHCTagger, ModelConfig
-from pipeline.training.config import TrainConfig
+from dghc.pipeline.data.conll import Post
+from dghc.pipeline.data.tags import bioes_label_set
+from dghc.pipeline.data.word_shape import tokenizer_lowercases, word_shape
+from dghc.pipeline.model.batching import collate, make_examples
+from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig
+from dghc.pipeline.training.config import TrainConfig
 from tests.tiny_models import minilm_path, save_tiny_bert, save_wordpiece_tokenizer
 
 
@@ -46,7 +46,7 @@ def test_word_shape_encoder_without_word_shape_is_named_not_silently_dropped(cap
     for setting, lowercasing, warned in (("auto", False, True), ("false", True, True), ("auto", True, False),
                                          ("true", False, False)):
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="pipeline.training.config"):
+        with caplog.at_level(logging.WARNING, logger="dghc.pipeline.training.config"):
             TrainConfig(word_shape=setting, word_shape_encoder=True).model_config(labels, 8, 3, lowercasing)
         assert ("word_shape_encoder is on but word_shape is off" in caplog.text) is warned, (setting, caplog.text)
 

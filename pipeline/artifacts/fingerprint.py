@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from pipeline.core.errors import FingerprintMismatch
+from dghc.pipeline.core.errors import FingerprintMismatch
 
 
 def canonical_json(value: Any) -> str:
@@ -47,11 +47,15 @@ def code_sha256(paths: Iterable[Path]) -> str:
 
 
 def module_file(name: str, root: Path, packages: Sequence[str]) -> Path | None:
-    """The file of module ``name`` under ``root`` (``pipeline.data.conll`` -> pipeline/data/conll.py) when its top
-    package (or top module: ``cli``) is one of ``packages``; None for other modules."""
-    if name.split(".")[0] not in packages:
+    """The file of module ``name`` when it is one of ``packages`` or inside one (``dghc.pipeline``, ``dghc.cli``);
+    None for other modules. ``root`` is the folder of the top package: the repository root is the package ``dghc``
+    (pyproject.toml maps it), so ``dghc.pipeline.data.conll`` is root/pipeline/data/conll.py."""
+    if not any(name == package or name.startswith(package + ".") for package in packages):
         return None
-    base = Path(root).joinpath(*name.split("."))
+    inner = name.split(".")[1:]
+    if not inner:  # the top package itself: the repository root has no __init__.py
+        return None
+    base = Path(root).joinpath(*inner)
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate

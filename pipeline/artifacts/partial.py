@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from pipeline.artifacts.atomic import publish, write_text_atomically
-from pipeline.artifacts.fingerprint import normalise
-from pipeline.core.errors import DghcError
+from dghc.pipeline.artifacts.atomic import publish, write_text_atomically
+from dghc.pipeline.artifacts.fingerprint import normalise
+from dghc.pipeline.core.errors import DghcError
 
 RECORD_FORMAT = "dghc-partial/1"
 

@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.artifacts.atomic import atomic_path
-from pipeline.core.errors import DghcError
+from dghc.pipeline.artifacts.atomic import atomic_path
+from dghc.pipeline.core.errors import DghcError
 
 INDEX = "index.h5"
 SHARDS_ATTRIBUTE = "shards"  # JSON list of {"file", "rows", "counts"} in row order

@@ -7,10 +7,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.data.tags import bio_spans
-from pipeline.demo.posts import DemoPost
-from pipeline.demo.vocabulary import AMBIGUOUS
-from pipeline.inference.metrics import entity_scores
+from dghc.pipeline.data.tags import bio_spans
+from dghc.pipeline.demo.posts import DemoPost
+from dghc.pipeline.demo.vocabulary import AMBIGUOUS
+from dghc.pipeline.inference.metrics import entity_scores
 
 
 def majority_types(train_posts: Sequence[DemoPost]) -> dict[str, str]:

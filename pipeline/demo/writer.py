@@ -8,13 +8,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.artifacts.atomic import write_bytes_atomically, write_text_atomically
-from pipeline.core.console import points
-from pipeline.data.conll import IMAGE_SUFFIX, format_conll
-from pipeline.demo.config import DemoConfig
-from pipeline.demo.oracle import text_only_ceiling
-from pipeline.demo.painter import encode_jpeg, render_image
-from pipeline.demo.posts import DemoPost, derived_seed, generate_posts
+from dghc.pipeline.artifacts.atomic import write_bytes_atomically, write_text_atomically
+from dghc.pipeline.core.console import points
+from dghc.pipeline.data.conll import IMAGE_SUFFIX, format_conll
+from dghc.pipeline.demo.config import DemoConfig
+from dghc.pipeline.demo.oracle import text_only_ceiling
+from dghc.pipeline.demo.painter import encode_jpeg, render_image
+from dghc.pipeline.demo.posts import DemoPost, derived_seed, generate_posts
 
 MANIFEST_NAME = "demo.json"
 

@@ -24,11 +24,11 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from pipeline.artifacts.fingerprint import sha256_file, sha256_json
-from pipeline.core.errors import first_line
-from pipeline.core.seeding import seeded
-from pipeline.detection.config import PACKAGED_DETECTOR
-from pipeline.detection.merge import SourceBoxes
+from dghc.pipeline.artifacts.fingerprint import sha256_file, sha256_json
+from dghc.pipeline.core.errors import first_line
+from dghc.pipeline.core.seeding import seeded
+from dghc.pipeline.detection.config import PACKAGED_DETECTOR
+from dghc.pipeline.detection.merge import SourceBoxes
 
 DETECTOR = "detector"
 GROUNDING = "grounding"

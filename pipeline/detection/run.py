@@ -13,30 +13,30 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.artifacts.atomic import writing
-from pipeline.artifacts.fingerprint import sha256_file, sha256_json
-from pipeline.artifacts.lock import output_lock
-from pipeline.artifacts.partial import PartialOutput
-from pipeline.artifacts.shards import refuse_folder
-from pipeline.core.console import say
-from pipeline.core.devices import announce_device, resolve_device
-from pipeline.core.errors import DghcError, first_line
-from pipeline.core.signals import StopRequest, stop_signals
-from pipeline.data.conll import check_image_id, read_conll
-from pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
-from pipeline.detection.config import DetectConfig
-from pipeline.detection.detectors import (
+from dghc.pipeline.artifacts.atomic import writing
+from dghc.pipeline.artifacts.fingerprint import sha256_file, sha256_json
+from dghc.pipeline.artifacts.lock import output_lock
+from dghc.pipeline.artifacts.partial import PartialOutput
+from dghc.pipeline.artifacts.shards import refuse_folder
+from dghc.pipeline.core.console import say
+from dghc.pipeline.core.devices import announce_device, resolve_device
+from dghc.pipeline.core.errors import DghcError, first_line
+from dghc.pipeline.core.signals import StopRequest, stop_signals
+from dghc.pipeline.data.conll import check_image_id, read_conll
+from dghc.pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
+from dghc.pipeline.detection.config import DetectConfig
+from dghc.pipeline.detection.detectors import (
     GROUNDING,
     PredictSettings,
     SourceUnavailable,
     TextEncoder,
     import_ultralytics,
 )
-from pipeline.detection.merge import SourceBoxes, merge_top_m
-from pipeline.detection.opencv_detector import COCO_SSD, OpenCVSSDDetector
-from pipeline.detection.phrases import post_phrases
-from pipeline.detection.sources import LoadedSources, load_sources
-from pipeline.detection.store import (
+from dghc.pipeline.detection.merge import SourceBoxes, merge_top_m
+from dghc.pipeline.detection.opencv_detector import COCO_SSD, OpenCVSSDDetector
+from dghc.pipeline.detection.phrases import post_phrases
+from dghc.pipeline.detection.sources import LoadedSources, load_sources
+from dghc.pipeline.detection.store import (
     check_work_file,
     create_work_file,
     empty_arrays,
@@ -191,7 +191,7 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
     crash). Raises DghcError when no source can run, or under ``strict`` when an image is not present.
     """
     if config.engine == "ray":
-        from pipeline.scale.detect import detect_on_ray  # Ray is an optional extra
+        from dghc.pipeline.scale.detect import detect_on_ray  # Ray is an optional extra
 
         return detect_on_ray(config, log=log)
     config.check_inputs()

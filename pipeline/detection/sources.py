@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.core.errors import DghcError
-from pipeline.detection.detectors import (
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.detection.detectors import (
     DETECTOR,
     GROUNDING,
     TORCHVISION_PREFIX,
@@ -19,8 +19,8 @@ from pipeline.detection.detectors import (
     UltralyticsDetector,
     resolve_weights,
 )
-from pipeline.detection.opencv_detector import COCO_SSD, OpenCVSSDDetector
-from pipeline.detection.torchvision_detector import TorchvisionDetector
+from dghc.pipeline.detection.opencv_detector import COCO_SSD, OpenCVSSDDetector
+from dghc.pipeline.detection.torchvision_detector import TorchvisionDetector
 
 
 @dataclass

@@ -16,10 +16,10 @@ Layout (N images sorted by id, m regions each):
 
 Root attributes: ``m``, ``format_version``, ``fingerprint`` (JSON), ``fingerprint_sha256``, ``sources_run`` (JSON).
 
-The final file is written in one go from complete arrays (``pipeline.artifacts.atomic``), with no timestamps,
+The final file is written in one go from complete arrays (``dghc.pipeline.artifacts.atomic``), with no timestamps,
 so identical content gives identical bytes whether or not the run was interrupted and resumed. While the stage
-runs, rows go into a work file (``pipeline.artifacts.partial``) laid out the same way. Every reader also takes
-the folder of shards that ``--engine ray`` writes (``pipeline.artifacts.shards``).
+runs, rows go into a work file (``dghc.pipeline.artifacts.partial``) laid out the same way. Every reader also takes
+the folder of shards that ``--engine ray`` writes (``dghc.pipeline.artifacts.shards``).
 """
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from pipeline.artifacts.atomic import atomic_path
-from pipeline.artifacts.fingerprint import canonical_json, sha256_json
-from pipeline.artifacts.hdf5 import attribute_text
-from pipeline.artifacts.shards import store_file
-from pipeline.core.errors import DghcError
-from pipeline.data.images import STATUS_NAMES, ImageStatus
+from dghc.pipeline.artifacts.atomic import atomic_path
+from dghc.pipeline.artifacts.fingerprint import canonical_json, sha256_json
+from dghc.pipeline.artifacts.hdf5 import attribute_text
+from dghc.pipeline.artifacts.shards import store_file
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.data.images import STATUS_NAMES, ImageStatus
 
 FORMAT_VERSION = 1
 ARRAY_NAMES = ("image_ids", "status", "reason", "image_size", "boxes", "scores", "valid", "class_names", "sources")
@@ -224,7 +224,7 @@ def _detections_from(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> De
 
 
 def create_work_file(path: Path, image_ids: Sequence[str], m: int) -> None:
-    """The work file of a run (see ``pipeline.artifacts.partial``): every dataset at full size, empty rows."""
+    """The work file of a run (see ``dghc.pipeline.artifacts.partial``): every dataset at full size, empty rows."""
     import h5py
 
     with h5py.File(path, "w") as handle:

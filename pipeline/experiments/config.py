@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pipeline.core.params import check_params, param
+from dghc.pipeline.core.params import check_params, param
 
 
 @dataclass

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from pipeline.core.errors import DghcError
-from pipeline.experiments.runs import FLAGS, VARIANTS, dvc_executable
-from pipeline.experiments.table import TABLES
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.experiments.runs import FLAGS, VARIANTS, dvc_executable
+from dghc.pipeline.experiments.table import TABLES
 
 
 def grid(table: str, seeds: int, overrides: list[str]) -> list[list[str]]:

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from seqeval.metrics.sequence_labeling import get_entities
 
-from pipeline.core.errors import DghcError
+from dghc.pipeline.core.errors import DghcError
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipeline.core.errors import DghcError
-from pipeline.core.templates import template_environment
-from pipeline.experiments.runs import FULL, VARIANTS, Run
-from pipeline.experiments.significance import Comparison, paired_bootstrap
-from pipeline.experiments.spread import Spread, spread
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.core.templates import template_environment
+from dghc.pipeline.experiments.runs import FULL, VARIANTS, Run
+from dghc.pipeline.experiments.significance import Comparison, paired_bootstrap
+from dghc.pipeline.experiments.spread import Spread, spread
 
 PAPER = json.loads((Path(__file__).with_name("paper.json")).read_text(encoding="utf-8"))
 TABLES: dict[str, list[str]] = {
     "main": ["text only (BERT-CRF)", FULL],  # the paper's Table 3
     "ablations": ["w/o RE score", "w/o gating", "w/o augmentation", FULL],  # Table 5
 }  # and "cross" (Table 6): every variant found, with its F1 on the other data sets of params.yaml's `cross`
-_ENVIRONMENT = template_environment("pipeline.experiments")
+_ENVIRONMENT = template_environment("dghc.pipeline.experiments")
 
 
 @dataclass

@@ -3,7 +3,7 @@
 For each image id of the given CoNLL files (sorted): the whole image and its m region crops (boxes from the
 detect stage's file) are decoded and preprocessed off the main thread (``crops``), encoded by the CLIP vision
 tower under ``torch.inference_mode``, and written batch by batch into the work file ``<out>.partial`` (memory
-bounded by the batch; ``pipeline.artifacts.partial``). An interrupted run resumes where it stopped when its
+bounded by the batch; ``dghc.pipeline.artifacts.partial``). An interrupted run resumes where it stopped when its
 settings are the same, and starts over otherwise. The finished work file is renamed into place; identical inputs
 give a byte-identical file.
 """
@@ -17,23 +17,23 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from pipeline.artifacts.atomic import writing
-from pipeline.artifacts.fingerprint import sha256_json
-from pipeline.artifacts.lock import output_lock
-from pipeline.artifacts.partial import PartialOutput
-from pipeline.artifacts.shards import refuse_folder
-from pipeline.core.console import say
-from pipeline.core.devices import announce_device
-from pipeline.core.errors import DghcError
-from pipeline.core.signals import StopRequest, stop_signals
-from pipeline.data.conll import read_conll
-from pipeline.data.images import STATUS_NAMES, ImageStatus
-from pipeline.detection.store import load_detections
-from pipeline.features import store as layout
-from pipeline.features.clip_encoder import ClipEncoder, load_clip
-from pipeline.features.config import ExtractConfig
-from pipeline.features.crops import CropDataset, default_num_workers, make_loader
-from pipeline.features.fingerprint import build_fingerprint
+from dghc.pipeline.artifacts.atomic import writing
+from dghc.pipeline.artifacts.fingerprint import sha256_json
+from dghc.pipeline.artifacts.lock import output_lock
+from dghc.pipeline.artifacts.partial import PartialOutput
+from dghc.pipeline.artifacts.shards import refuse_folder
+from dghc.pipeline.core.console import say
+from dghc.pipeline.core.devices import announce_device
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.core.signals import StopRequest, stop_signals
+from dghc.pipeline.data.conll import read_conll
+from dghc.pipeline.data.images import STATUS_NAMES, ImageStatus
+from dghc.pipeline.detection.store import load_detections
+from dghc.pipeline.features import store as layout
+from dghc.pipeline.features.clip_encoder import ClipEncoder, load_clip
+from dghc.pipeline.features.config import ExtractConfig
+from dghc.pipeline.features.crops import CropDataset, default_num_workers, make_loader
+from dghc.pipeline.features.fingerprint import build_fingerprint
 
 
 @dataclass
@@ -129,7 +129,7 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
     One run per output (a second one is refused at once); SIGINT/SIGTERM stop it after the batch being written.
     """
     if config.engine == "ray":
-        from pipeline.scale.extract import extract_on_ray  # Ray is an optional extra
+        from dghc.pipeline.scale.extract import extract_on_ray  # Ray is an optional extra
 
         return extract_on_ray(config, on_batch=on_batch)
     out = Path(config.out)

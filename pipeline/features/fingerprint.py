@@ -4,7 +4,7 @@ The fingerprint's keys (all at the top level, so that ``FeatureStore.require`` c
 ``format``, ``model`` (hub name, folder as given, or ``untrained-clip-small``), ``weights_sha256``,
 ``untrained`` (bool), ``seed`` (of an untrained model, else null), ``output`` (``pooled``|``projected``),
 ``dtype`` (``float16``|``float32``), ``dim``, ``image_size``, ``preprocess`` (the image processor's class and
-settings, ``implementation``: which code applied them, see ``pipeline.features.preprocess``, plus
+settings, ``implementation``: which code applied them, see ``dghc.pipeline.features.preprocess``, plus
 ``max_aspect``), ``crop_padding``, ``min_crop_size``, ``m`` and ``detections_fingerprint_sha256``.
 
 Format 2 added ``preprocess.implementation`` (format 1 files were made by the image processor on PIL crops):
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipeline.artifacts import fingerprint as fingerprints
+from dghc.pipeline.artifacts import fingerprint as fingerprints
 
 FORMAT = "dghc-features/2"
 DTYPES: tuple[str, ...] = ("float16", "float32")

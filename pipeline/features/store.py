@@ -5,7 +5,7 @@ Training reads cached CLIP vectors with ``FeatureStore(path).batch(image_ids)``.
 
 A features file small enough (``memory_limit`` bytes, default 2 GiB) is loaded into memory once; a larger
 one stays open and each batch is one sorted, de-duplicated fancy-index read. Never a file open per item.
-Every reader also takes the folder of shards that ``--engine ray`` writes (``pipeline.artifacts.shards``).
+Every reader also takes the folder of shards that ``--engine ray`` writes (``dghc.pipeline.artifacts.shards``).
 """
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from pipeline.artifacts.fingerprint import canonical_json, sha256_json
-from pipeline.artifacts.hdf5 import attribute_text
-from pipeline.artifacts.shards import store_bytes, store_file
-from pipeline.core.errors import DghcError
-from pipeline.data.images import STATUS_NAMES
-from pipeline.features.fingerprint import require_match
+from dghc.pipeline.artifacts.fingerprint import canonical_json, sha256_json
+from dghc.pipeline.artifacts.hdf5 import attribute_text
+from dghc.pipeline.artifacts.shards import store_bytes, store_file
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.data.images import STATUS_NAMES
+from dghc.pipeline.features.fingerprint import require_match
 
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3
 # Dataset names of the features.h5 contract.

@@ -11,10 +11,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.artifacts.atomic import atomic_folder
-from pipeline.core.errors import DghcError
-from pipeline.model.encoder import build_encoder, load_tokenizer
-from pipeline.model.tagger import DGHCTagger, ModelConfig
+from dghc.pipeline.artifacts.atomic import atomic_folder
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.model.encoder import build_encoder, load_tokenizer
+from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig
 
 WEIGHTS = "model.safetensors"
 META = "dghc.json"

@@ -5,14 +5,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from pipeline.core.errors import DghcError
-from pipeline.data.conll import Post, format_conll
-from pipeline.data.tags import OTHER_AS_MISC, entity_types, split_label
-from pipeline.inference.checkpoint import Checkpoint
-from pipeline.inference.metrics import all_modes
-from pipeline.inference.tagging import PostPrediction, predict
-from pipeline.inference.visual_features import require_coverage
-from pipeline.model.batching import VisualFeatures
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.data.conll import Post, format_conll
+from dghc.pipeline.data.tags import OTHER_AS_MISC, entity_types, split_label
+from dghc.pipeline.inference.checkpoint import Checkpoint
+from dghc.pipeline.inference.metrics import all_modes
+from dghc.pipeline.inference.tagging import PostPrediction, predict
+from dghc.pipeline.inference.visual_features import require_coverage
+from dghc.pipeline.model.batching import VisualFeatures
 
 if TYPE_CHECKING:
     import torch

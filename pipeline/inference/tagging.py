@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from pipeline.core.precision import autocast
-from pipeline.data.conll import Post
-from pipeline.data.tags import OUTSIDE, bioes_to_bio
-from pipeline.model.batching import VisualFeatures, batches, make_examples
-from pipeline.model.tagger import DGHCTagger
+from dghc.pipeline.core.precision import autocast
+from dghc.pipeline.data.conll import Post
+from dghc.pipeline.data.tags import OUTSIDE, bioes_to_bio
+from dghc.pipeline.model.batching import VisualFeatures, batches, make_examples
+from dghc.pipeline.model.tagger import DGHCTagger
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast

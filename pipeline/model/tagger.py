@@ -17,13 +17,13 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-from pipeline.data.word_shape import SHAPES
-from pipeline.model.characters import CharacterCNN
-from pipeline.model.crf import ConstrainedCRF
-from pipeline.model.gates import DynamicGates
-from pipeline.model.prefix_attention import LayerPrefix, install_prefix_attention
-from pipeline.model.relevance import RelevanceScore
-from pipeline.model.visual_prefix import PrefixNorm, PrefixProjection, PrefixScaling, VisualPrefix
+from dghc.pipeline.data.word_shape import SHAPES
+from dghc.pipeline.model.characters import CharacterCNN
+from dghc.pipeline.model.crf import ConstrainedCRF
+from dghc.pipeline.model.gates import DynamicGates
+from dghc.pipeline.model.prefix_attention import LayerPrefix, install_prefix_attention
+from dghc.pipeline.model.relevance import RelevanceScore
+from dghc.pipeline.model.visual_prefix import PrefixNorm, PrefixProjection, PrefixScaling, VisualPrefix
 
 TextVectorSource = Literal["encoder", "embeddings"]
 WORD_SHAPE_DIM = 16  # a handful of shapes: a small embedding
@@ -110,9 +110,9 @@ class Batch:
     labels: torch.Tensor | None = None  # (batch, words) long, CRF tag ids
     visual: torch.Tensor | None = None  # (batch, 1 + m, d_v) float
     visual_mask: torch.Tensor | None = None  # (batch, 1 + m) bool
-    word_shapes: torch.Tensor | None = None  # (batch, words) long: ids of pipeline.data.word_shape.SHAPES
+    word_shapes: torch.Tensor | None = None  # (batch, words) long: ids of dghc.pipeline.data.word_shape.SHAPES
     token_shapes: torch.Tensor | None = None  # (batch, seq) long: 1 + the shape id of the sub-token's word; 0: none
-    word_bytes: torch.Tensor | None = None  # (batch, words, bytes) long: pipeline.data.characters ids, 0 pads
+    word_bytes: torch.Tensor | None = None  # (batch, words, bytes) long: dghc.pipeline.data.characters ids, 0 pads
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from pipeline.model.prefix_attention import LayerPrefix
+from dghc.pipeline.model.prefix_attention import LayerPrefix
 
 PrefixProjection = Literal["shared", "per_layer"]
 PrefixScaling = Literal["values", "attention"]

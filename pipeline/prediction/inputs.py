@@ -4,7 +4,7 @@
     {"id": "p2", "tokens": ["Jordan", "scored", "twice"]}
 
 ``id`` (string, unique) names the post in the output and nothing else: it is never used as a file name.
-``text`` is split into word tokens with character offsets (``pipeline.data.raw_text``, cutting hashtags and
+``text`` is split into word tokens with character offsets (``dghc.pipeline.data.raw_text``, cutting hashtags and
 mentions as the model's training data did); ``tokens`` gives the
 words directly, and offsets then refer to the tokens joined by single spaces. ``image`` is a path, relative to
 the input file's folder (or to the current folder when reading stdin). Blank lines are ignored.
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-from pipeline.core.errors import DataFormatError, DghcError
-from pipeline.data.raw_text import TextSplit, Token, tokenize
+from dghc.pipeline.core.errors import DataFormatError, DghcError
+from dghc.pipeline.data.raw_text import TextSplit, Token, tokenize
 
 KNOWN_FIELDS = ("id", "text", "tokens", "image")
 STDIN_NAME = "<stdin>"

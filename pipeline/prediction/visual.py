@@ -20,11 +20,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from pipeline.artifacts.fingerprint import sha256_json
-from pipeline.core.errors import DghcError
-from pipeline.data.images import STATUS_NAMES, ImageStatus
-from pipeline.detection.config import PACKAGED_DETECTOR
-from pipeline.detection.detectors import (
+from dghc.pipeline.artifacts.fingerprint import sha256_json
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.data.images import STATUS_NAMES, ImageStatus
+from dghc.pipeline.detection.config import PACKAGED_DETECTOR
+from dghc.pipeline.detection.detectors import (
     DETECTOR,
     GROUNDING,
     MAX_DET,
@@ -34,14 +34,14 @@ from pipeline.detection.detectors import (
     SourceUnavailable,
     resolve_weights,
 )
-from pipeline.detection.opencv_detector import COCO_SSD
-from pipeline.detection.phrases import MAX_PHRASES, post_phrases
-from pipeline.detection.run import ImageItem, detect_batch
-from pipeline.detection.sources import detector_source
-from pipeline.features.clip_encoder import load_clip
-from pipeline.features.config import UNTRAINED_SEED
-from pipeline.features.crops import CropDataset, collate_items
-from pipeline.inference.checkpoint import Checkpoint
+from dghc.pipeline.detection.opencv_detector import COCO_SSD
+from dghc.pipeline.detection.phrases import MAX_PHRASES, post_phrases
+from dghc.pipeline.detection.run import ImageItem, detect_batch
+from dghc.pipeline.detection.sources import detector_source
+from dghc.pipeline.features.clip_encoder import load_clip
+from dghc.pipeline.features.config import UNTRAINED_SEED
+from dghc.pipeline.features.crops import CropDataset, collate_items
+from dghc.pipeline.inference.checkpoint import Checkpoint
 
 NO_IMAGE = "none"  # the post came without an image
 
@@ -56,7 +56,7 @@ class ImageResult:
 
 
 class MemoryFeatures:
-    """Vectors computed in process, with the ``FeatureStore.batch`` contract (``pipeline.model.batching.VisualFeatures``)."""
+    """Vectors computed in process, with the ``FeatureStore.batch`` contract (``dghc.pipeline.model.batching.VisualFeatures``)."""
 
     def __init__(self, dim: int, m: int) -> None:
         self.dim, self.m = dim, m

@@ -14,13 +14,13 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from pipeline.core.templates import template_environment
-from pipeline.data.conll import Post
-from pipeline.data.tags import bio_spans
-from pipeline.detection.draw import draw_regions
-from pipeline.detection.store import Region
-from pipeline.inference.tagging import PostPrediction
-from pipeline.report.analysis import Effect, entity_errors
+from dghc.pipeline.core.templates import template_environment
+from dghc.pipeline.data.conll import Post
+from dghc.pipeline.data.tags import bio_spans
+from dghc.pipeline.detection.draw import draw_regions
+from dghc.pipeline.detection.store import Region
+from dghc.pipeline.inference.tagging import PostPrediction
+from dghc.pipeline.report.analysis import Effect, entity_errors
 
 TYPE_COLOURS = {"PER": "#f4a261", "LOC": "#2a9d8f", "ORG": "#8ab17d", "MISC": "#b392ac"}
 DEFAULT_COLOUR = "#cccccc"
@@ -35,7 +35,7 @@ EFFECT_TITLES = {
 }
 BADGES = {Effect.HELPED: "image helped", Effect.HURT: "image hurt", Effect.SAME: "image: no difference"}
 
-_ENVIRONMENT = template_environment("pipeline.report")
+_ENVIRONMENT = template_environment("dghc.pipeline.report")
 
 
 @dataclass

@@ -5,7 +5,7 @@
        ray.data.from_items             actors (``detect_batch``)
 
 Each actor loads the detection sources once and runs the local stage's ``detect_batch`` on exactly the local
-engine's batches (``pipeline.scale.batches``; the detectors resize the decoded images themselves). The driver
+engine's batches (``dghc.pipeline.scale.batches``; the detectors resize the decoded images themselves). The driver
 loads the sources too, for the fingerprint (weights and their hashes), and writes each shard with the local
 writer once all its rows are back. A rerun skips the shards a killed run finished; Ray retries the batches of a
 worker that died.
@@ -19,16 +19,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.artifacts.fingerprint import sha256_json
-from pipeline.artifacts.lock import output_lock
-from pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards, write_index
-from pipeline.core.console import say
-from pipeline.core.errors import DghcError
-from pipeline.core.signals import stop_signals
-from pipeline.data.images import count_statuses
-from pipeline.detection.config import DetectConfig
-from pipeline.detection.detectors import PredictSettings
-from pipeline.detection.run import (
+from dghc.pipeline.artifacts.fingerprint import sha256_json
+from dghc.pipeline.artifacts.lock import output_lock
+from dghc.pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards, write_index
+from dghc.pipeline.core.console import say
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.core.signals import stop_signals
+from dghc.pipeline.data.images import count_statuses
+from dghc.pipeline.detection.config import DetectConfig
+from dghc.pipeline.detection.detectors import PredictSettings
+from dghc.pipeline.detection.run import (
     DetectSummary,
     ImageItem,
     build_fingerprint,
@@ -37,11 +37,11 @@ from pipeline.detection.run import (
     detect_batch,
     summarise_detections,
 )
-from pipeline.detection.sources import load_sources
-from pipeline.detection.store import STRING_ARRAYS, load_detections, read_fingerprint_sha256, write_detections
-from pipeline.scale.batches import BatchActor, local_batches, run_batches
-from pipeline.scale.session import import_ray, ray_cluster, worker_resources
-from pipeline.scale.shard_writer import ShardWriter
+from dghc.pipeline.detection.sources import load_sources
+from dghc.pipeline.detection.store import STRING_ARRAYS, load_detections, read_fingerprint_sha256, write_detections
+from dghc.pipeline.scale.batches import BatchActor, local_batches, run_batches
+from dghc.pipeline.scale.session import import_ray, ray_cluster, worker_resources
+from dghc.pipeline.scale.shard_writer import ShardWriter
 
 KIND = "detections"  # the shard files: detections-00000.h5, ...
 

@@ -5,8 +5,8 @@
        ray.data.from_items           in the actors (CPU-only)         ``workers`` actors     in row order
 
 The pieces are the local stage's: ``CropDataset`` decodes and crops, ``ClipEncoder.encode`` encodes the valid
-slots of exactly the local engine's batches (``pipeline.scale.batches``), the features file layout is
-``pipeline.features.store``'s, one file per shard (``pipeline.artifacts.shards``). On a CPU-only cluster each
+slots of exactly the local engine's batches (``dghc.pipeline.scale.batches``), the features file layout is
+``dghc.pipeline.features.store``'s, one file per shard (``dghc.pipeline.artifacts.shards``). On a CPU-only cluster each
 actor decodes its own batches, as the local engine alternates decoding and encoding on the same cores: decode
 tasks beside the actors would compete with them for the cores. A rerun skips the shards a killed run finished;
 Ray retries the batches of a worker that died.
@@ -21,16 +21,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.artifacts.fingerprint import sha256_json
-from pipeline.artifacts.lock import output_lock
-from pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards, write_index
-from pipeline.core.console import say
-from pipeline.core.errors import DghcError
-from pipeline.core.signals import stop_signals
-from pipeline.data.images import count_statuses
-from pipeline.features import store as layout
-from pipeline.features.config import ExtractConfig
-from pipeline.features.extract import (
+from dghc.pipeline.artifacts.fingerprint import sha256_json
+from dghc.pipeline.artifacts.lock import output_lock
+from dghc.pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards, write_index
+from dghc.pipeline.core.console import say
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.core.signals import stop_signals
+from dghc.pipeline.data.images import count_statuses
+from dghc.pipeline.features import store as layout
+from dghc.pipeline.features.config import ExtractConfig
+from dghc.pipeline.features.extract import (
     ExtractResult,
     check_detections_current,
     collect_images,
@@ -38,9 +38,9 @@ from pipeline.features.extract import (
     load_detection_rows,
     summarise,
 )
-from pipeline.scale.batches import BatchActor, local_batches, run_batches
-from pipeline.scale.session import import_ray, ray_cluster, worker_resources
-from pipeline.scale.shard_writer import ShardWriter
+from dghc.pipeline.scale.batches import BatchActor, local_batches, run_batches
+from dghc.pipeline.scale.session import import_ray, ray_cluster, worker_resources
+from dghc.pipeline.scale.shard_writer import ShardWriter
 
 KIND = "features"  # the shard files: features-00000.h5, ...
 
@@ -82,7 +82,7 @@ class DecodedBatch:
 
 def decode(batch: CropBatch, crops: CropSettings) -> DecodedBatch:
     """Decode, crop and preprocess a batch's images (the local engine's code)."""
-    from pipeline.features.crops import CropDataset, collate_items
+    from dghc.pipeline.features.crops import CropDataset, collate_items
 
     dataset = CropDataset(batch.rows.tolist(), batch.paths, batch.boxes, batch.valid, crops.preprocessor,
                           crops.image_size, crops.padding, crops.min_size, crops.max_aspect)
@@ -100,7 +100,7 @@ class EncodeActor(BatchActor):
                  crops: CropSettings | None) -> None:
         import torch
 
-        from pipeline.features.clip_encoder import load_clip
+        from dghc.pipeline.features.clip_encoder import load_clip
 
         torch.set_num_threads(max(1, threads))
         self.encoder = load_clip(model, output, device, seed)
@@ -122,7 +122,7 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
     """Run the extract stage on Ray; ``out`` is a folder of shards plus ``index.h5`` (see the module's docstring)."""
     from tqdm import tqdm
 
-    from pipeline.features.clip_encoder import load_clip
+    from dghc.pipeline.features.clip_encoder import load_clip
 
     import_ray()  # first: no work before saying that Ray is missing
     out = Path(config.out)
@@ -195,7 +195,7 @@ def _absolute(path: Path | None) -> Path | None:
 
 def _shard_file_writer(ids: list[str], m: int, dim: int, dtype: str,
                        fingerprint: dict[str, Any]) -> Callable[[Path, Shard, dict[str, np.ndarray]], None]:
-    """What writes a shard's rows as a features file (``pipeline.features.store``'s layout)."""
+    """What writes a shard's rows as a features file (``dghc.pipeline.features.store``'s layout)."""
     stored_dtype = np.dtype(dtype)
 
     def write(path: Path, shard: Shard, rows: dict[str, np.ndarray]) -> None:

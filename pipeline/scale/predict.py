@@ -21,17 +21,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.artifacts.atomic import write_text_atomically
-from pipeline.artifacts.fingerprint import sha256_file, sha256_json
-from pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards
-from pipeline.core.console import say
-from pipeline.core.errors import DghcError
-from pipeline.prediction.config import PredictConfig
-from pipeline.prediction.inputs import InputPost
-from pipeline.prediction.run import PredictSummary, empty_image_counts
-from pipeline.scale.batches import BatchActor, local_batches, run_batches
-from pipeline.scale.session import import_ray, ray_cluster, worker_resources
-from pipeline.scale.shard_writer import ShardWriter
+from dghc.pipeline.artifacts.atomic import write_text_atomically
+from dghc.pipeline.artifacts.fingerprint import sha256_file, sha256_json
+from dghc.pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards
+from dghc.pipeline.core.console import say
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.prediction.config import PredictConfig
+from dghc.pipeline.prediction.inputs import InputPost
+from dghc.pipeline.prediction.run import PredictSummary, empty_image_counts
+from dghc.pipeline.scale.batches import BatchActor, local_batches, run_batches
+from dghc.pipeline.scale.session import import_ray, ray_cluster, worker_resources
+from dghc.pipeline.scale.shard_writer import ShardWriter
 
 KIND = "predictions"  # the shard files: predictions-00000.parquet, ...
 PARQUET_INDEX = "_index.json"  # "_": Parquet readers skip it
@@ -67,9 +67,9 @@ class PredictActor(BatchActor):
     def __init__(self, config: PredictConfig, device: str, threads: int, with_images: bool, source: str) -> None:
         import torch
 
-        from pipeline.core.devices import resolve_device
-        from pipeline.inference.checkpoint import load_checkpoint
-        from pipeline.prediction.run import PostTagger
+        from dghc.pipeline.core.devices import resolve_device
+        from dghc.pipeline.inference.checkpoint import load_checkpoint
+        from dghc.pipeline.prediction.run import PostTagger
 
         torch.set_num_threads(max(1, threads))
         checkpoint = load_checkpoint(config.model_dir)
@@ -166,7 +166,7 @@ def _run(config: PredictConfig, posts: list[InputPost], todo: list[Shard], sourc
     """The local engine's batches of the unfinished shards through Ray; yields rows in input order."""
     import torch
 
-    from pipeline.core.precision import check_precision
+    from dghc.pipeline.core.precision import check_precision
 
     resources = worker_resources(config.device, cluster)
     check_precision(config.precision, torch.device(resources.device))  # fp16 needs the GPU the workers get

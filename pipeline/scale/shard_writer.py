@@ -1,4 +1,4 @@
-"""Writing the rows a Ray pipeline returns, in row order, into one file per shard (``pipeline.artifacts.shards``)."""
+"""Writing the rows a Ray pipeline returns, in row order, into one file per shard (``dghc.pipeline.artifacts.shards``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +6,9 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.artifacts.atomic import atomic_path
-from pipeline.artifacts.shards import Shard
-from pipeline.core.errors import DghcError
+from dghc.pipeline.artifacts.atomic import atomic_path
+from dghc.pipeline.artifacts.shards import Shard
+from dghc.pipeline.core.errors import DghcError
 
 
 class ShardWriter:

@@ -1,2 +1,2 @@
 """Training the tagger: its parameters, the optimizer and schedule, the trainer and its resumable state.
-Using a trained model (checkpoints, tagging, evaluation) is ``pipeline.inference``."""
+Using a trained model (checkpoints, tagging, evaluation) is ``dghc.pipeline.inference``."""

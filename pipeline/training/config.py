@@ -10,14 +10,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pipeline.core.errors import DghcError
-from pipeline.core.params import check_params, device_param, param
-from pipeline.model.encoder import PACKAGED_MINILM
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.core.params import check_params, device_param, param
+from dghc.pipeline.model.encoder import PACKAGED_MINILM
 
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from pipeline.model.tagger import ModelConfig
+    from dghc.pipeline.model.tagger import ModelConfig
 
 
 @dataclass
@@ -133,7 +133,7 @@ class TrainConfig:
                      lowercasing_tokenizer: bool = False) -> ModelConfig:
         """The model's parameters: the fields this config shares with ModelConfig, plus what the data and the
         tokenizer give."""
-        from pipeline.model.tagger import ModelConfig  # torch: not needed to read parameters
+        from dghc.pipeline.model.tagger import ModelConfig  # torch: not needed to read parameters
 
         word_shape = lowercasing_tokenizer if self.word_shape == "auto" else self.word_shape == "true"
         if self.word_shape_encoder and not word_shape:

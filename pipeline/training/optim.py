@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.model.tagger import DGHCTagger
-from pipeline.training.config import TrainConfig
+from dghc.pipeline.model.tagger import DGHCTagger
+from dghc.pipeline.training.config import TrainConfig
 
 
 def parameter_groups(tagger: DGHCTagger, config: TrainConfig) -> list[dict]:

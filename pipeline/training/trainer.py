@@ -35,31 +35,31 @@ from torch import nn
 from tqdm import tqdm
 from transformers import set_seed
 
-import pipeline
-from pipeline.artifacts.atomic import atomic_folder, write_text_atomically
-from pipeline.artifacts.fingerprint import code_sha256, import_closure, sha256_json
-from pipeline.artifacts.lock import output_lock
-from pipeline.core.console import points
-from pipeline.core.devices import announce_device, resolve_device
-from pipeline.core.errors import DghcError
-from pipeline.core.precision import autocast, check_precision
-from pipeline.core.signals import Interrupted, StopRequest, stop_signals
-from pipeline.data.conll import Post, read_conll
-from pipeline.data.raw_text import TextSplit
-from pipeline.data.tags import OTHER_AS_MISC, bioes_label_set, entity_types, invalid_bio_positions
-from pipeline.data.word_shape import tokenizer_lowercases
-from pipeline.detection.store import read_fingerprint
-from pipeline.features.store import FeatureStore
-from pipeline.inference.checkpoint import Checkpoint, save_checkpoint
-from pipeline.inference.metrics import all_modes
-from pipeline.inference.tagging import predict
-from pipeline.inference.visual_features import image_share, require_coverage, warn_if_images_rare
-from pipeline.model.batching import VisualFeatures, collate, make_examples
-from pipeline.model.encoder import load_encoder_and_tokenizer
-from pipeline.model.tagger import Batch, DGHCTagger
-from pipeline.training.config import TrainConfig
-from pipeline.training.optim import make_optimizer, make_scheduler, make_weight_average
-from pipeline.training.state import Progress, StateFolder, capture_rng, restore_rng
+import dghc.pipeline as pipeline
+from dghc.pipeline.artifacts.atomic import atomic_folder, write_text_atomically
+from dghc.pipeline.artifacts.fingerprint import code_sha256, import_closure, sha256_json
+from dghc.pipeline.artifacts.lock import output_lock
+from dghc.pipeline.core.console import points
+from dghc.pipeline.core.devices import announce_device, resolve_device
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.core.precision import autocast, check_precision
+from dghc.pipeline.core.signals import Interrupted, StopRequest, stop_signals
+from dghc.pipeline.data.conll import Post, read_conll
+from dghc.pipeline.data.raw_text import TextSplit
+from dghc.pipeline.data.tags import OTHER_AS_MISC, bioes_label_set, entity_types, invalid_bio_positions
+from dghc.pipeline.data.word_shape import tokenizer_lowercases
+from dghc.pipeline.detection.store import read_fingerprint
+from dghc.pipeline.features.store import FeatureStore
+from dghc.pipeline.inference.checkpoint import Checkpoint, save_checkpoint
+from dghc.pipeline.inference.metrics import all_modes
+from dghc.pipeline.inference.tagging import predict
+from dghc.pipeline.inference.visual_features import image_share, require_coverage, warn_if_images_rare
+from dghc.pipeline.model.batching import VisualFeatures, collate, make_examples
+from dghc.pipeline.model.encoder import load_encoder_and_tokenizer
+from dghc.pipeline.model.tagger import Batch, DGHCTagger
+from dghc.pipeline.training.config import TrainConfig
+from dghc.pipeline.training.optim import make_optimizer, make_scheduler, make_weight_average
+from dghc.pipeline.training.state import Progress, StateFolder, capture_rng, restore_rng
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def resume_key(config: TrainConfig, train_posts: Sequence[Post], dev_posts: Sequ
     params = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in NOT_IN_RESUME_KEY}
     # the code training runs: this module's imports, followed through the package (an edit elsewhere, or of a
     # comment, keeps a saved state usable)
-    code = code_sha256(sorted(import_closure(__name__, Path(pipeline.__file__).parent.parent, ("pipeline",))))
+    code = code_sha256(sorted(import_closure(__name__, Path(pipeline.__file__).parents[1], ("dghc.pipeline",))))
     return {
         "params": {k: str(v) if isinstance(v, Path) else v for k, v in params.items()},
         "train_data": sha256_json([[p.post_id, p.tokens, p.labels] for p in train_posts]),

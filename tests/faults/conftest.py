@@ -20,12 +20,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
     """Inputs every fault test starts from: demo posts and images, detections and features, a tiny BERT."""
-    from pipeline.demo.config import DemoConfig
-    from pipeline.demo.writer import write_demo_data
-    from pipeline.detection.config import DetectConfig
-    from pipeline.detection.run import run_detect
-    from pipeline.features.config import ExtractConfig
-    from pipeline.features.extract import extract_features
+    from dghc.pipeline.demo.config import DemoConfig
+    from dghc.pipeline.demo.writer import write_demo_data
+    from dghc.pipeline.detection.config import DetectConfig
+    from dghc.pipeline.detection.run import run_detect
+    from dghc.pipeline.features.config import ExtractConfig
+    from dghc.pipeline.features.extract import extract_features
     from tests.tiny_models import save_tiny_bert
 
     root = tmp_path_factory.mktemp("faults")

@@ -17,14 +17,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cli import dghc
-from pipeline.core.errors import DghcError
-from pipeline.data.conll import read_conll
-from pipeline.detection.store import load_detections
-from pipeline.features.store import FeatureStore
-from pipeline.inference.checkpoint import load_checkpoint
-from pipeline.prediction.inputs import read_posts
-from stages.options import parse_config
+from dghc.cli import dghc
+from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.data.conll import read_conll
+from dghc.pipeline.detection.store import load_detections
+from dghc.pipeline.features.store import FeatureStore
+from dghc.pipeline.inference.checkpoint import load_checkpoint
+from dghc.pipeline.prediction.inputs import read_posts
+from dghc.stages.options import parse_config
 from tests.faults.harness import run, stage_args
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from cli import dghc
+from dghc.cli import dghc
 from tests.faults.harness import run, stage_args
 
 
@@ -33,8 +33,8 @@ def invoke(args: list[str]):
     return result
 
 
-@pytest.mark.parametrize("stage, target", [("detect", "pipeline.detection.run.write_rows"),
-                                           ("extract", "pipeline.artifacts.partial.PartialOutput.mark_done")])
+@pytest.mark.parametrize("stage, target", [("detect", "dghc.pipeline.detection.run.write_rows"),
+                                           ("extract", "dghc.pipeline.artifacts.partial.PartialOutput.mark_done")])
 def test_a_full_disk_keeps_the_previous_output_and_the_finished_rows(stage, target, tiny_pipeline, tmp_path,
                                                                      monkeypatch):
     out = tmp_path / f"{stage}.h5"
@@ -46,7 +46,7 @@ def test_a_full_disk_keeps_the_previous_output_and_the_finished_rows(stage, targ
     import importlib
 
     owner = importlib.import_module(module_name) if stage == "detect" else \
-        importlib.import_module("pipeline.artifacts.partial").PartialOutput
+        importlib.import_module("dghc.pipeline.artifacts.partial").PartialOutput
     monkeypatch.setattr(owner, attribute, full_disk_at(4)(getattr(owner, attribute)))
     result = invoke(args)
     assert result.exit_code == 1
@@ -64,7 +64,7 @@ def test_a_full_disk_when_evaluate_writes_keeps_the_previous_metrics(tiny_pipeli
     assert run(stage_args("train", tiny_pipeline, model)).returncode == 0
     metrics = tmp_path / "metrics.json"
     metrics.write_text("previous\n")
-    import pipeline.artifacts.atomic as atomic
+    import dghc.pipeline.artifacts.atomic as atomic
 
     monkeypatch.setattr(atomic, "publish", full_disk_at(2)(atomic.publish))  # 1: the lock's note, 2: the metrics
     result = invoke(["evaluate", str(model), str(tiny_pipeline["test"]), "--features", str(tiny_pipeline["features"]),
@@ -85,7 +85,7 @@ def test_an_impossible_output_folder_is_named(tiny_pipeline, tmp_path):
 def test_a_work_file_that_vanishes_mid_run_is_said(tiny_pipeline, tmp_path, monkeypatch):
     out = tmp_path / "features.h5"
     partial = out.with_name(out.name + ".partial")
-    import pipeline.features.extract as extract
+    import dghc.pipeline.features.extract as extract
 
     real = extract.make_loader
 
