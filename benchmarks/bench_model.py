@@ -27,8 +27,9 @@ from dghc.pipeline.data.conll import read_conll  # noqa: E402
 from dghc.pipeline.data.tags import bioes_label_set, entity_types  # noqa: E402
 from dghc.pipeline.inference.tagging import predict  # noqa: E402
 from dghc.pipeline.model.batching import collate, make_examples  # noqa: E402
+from dghc.pipeline.model.config import ModelConfig  # noqa: E402
 from dghc.pipeline.model.encoder import PACKAGED_MINILM, load_encoder_and_tokenizer  # noqa: E402
-from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig  # noqa: E402
+from dghc.pipeline.model.tagger import DGHCTagger  # noqa: E402
 from dghc.pipeline.training.config import TrainConfig  # noqa: E402
 from dghc.pipeline.training.optim import make_optimizer, make_scheduler  # noqa: E402
 

@@ -11,8 +11,9 @@ from dghc.pipeline.inference.checkpoint import Checkpoint, load_checkpoint, save
 from dghc.pipeline.inference.metrics import entity_scores
 from dghc.pipeline.inference.tagging import predict
 from dghc.pipeline.model.batching import collate, make_examples
+from dghc.pipeline.model.config import ModelConfig
 from dghc.pipeline.model.encoder import load_encoder_and_tokenizer
-from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig
+from dghc.pipeline.model.tagger import DGHCTagger
 from dghc.pipeline.training.trainer import train
 from tests.test_training import POSTS, image_features, tiny_bert, tiny_config  # noqa: F401 (a fixture)
 from tests.test_word_shape import paris_and_paris

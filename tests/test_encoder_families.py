@@ -11,8 +11,9 @@ from dghc.pipeline.data.conll import Post
 from dghc.pipeline.data.tags import bioes_label_set
 from dghc.pipeline.inference.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from dghc.pipeline.model.batching import collate, make_examples
+from dghc.pipeline.model.config import ModelConfig
 from dghc.pipeline.model.encoder import load_encoder_and_tokenizer
-from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig
+from dghc.pipeline.model.tagger import DGHCTagger
 from tests.tiny_models import save_tiny_encoder
 
 FAMILIES = ["bert", "roberta", "mpnet", "xlm-roberta", "electra", "deberta-v2"]

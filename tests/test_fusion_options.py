@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from dghc.pipeline.model.tagger import OLDER_CHECKPOINT_VALUES, ModelConfig
+from dghc.pipeline.model.config import OLDER_CHECKPOINT_VALUES, ModelConfig
 from tests.test_model import LABELS, make_batch, make_tagger, plain_hidden, tiny_bert  # noqa: F401 (a fixture)
 
 

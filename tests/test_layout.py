@@ -110,3 +110,56 @@ def test_the_wheel_installs_one_package_dghc(tmp_path):
     assert not expected - set(names), sorted(expected - set(names))
     entry_points = zipfile.ZipFile(wheel).read(wheel.name.split("-py")[0] + ".dist-info/entry_points.txt").decode()
     assert "dghc = dghc.cli:main" in entry_points
+
+
+# Parameter names whose library default differs from the stage's on purpose.
+OWN_DEFAULTS = {
+    "progress": "a library call is quiet unless asked; the stages show a bar by default",
+    "restart": "PartialOutput.resume_point's switch (the stages pass `not no_restart`), not train's --restart",
+}
+
+
+def stage_defaults() -> dict[str, str]:
+    """Every stage parameter with a default: name -> the config class that declares it."""
+    import dataclasses
+    import importlib
+
+    declared = {}
+    for path in sorted((REPO / "pipeline").glob("*/config.py")):
+        module = importlib.import_module("dghc." + ".".join(path.relative_to(REPO).with_suffix("").parts))
+        for value in vars(module).values():
+            if isinstance(value, type) and dataclasses.is_dataclass(value) and hasattr(value, "SECTION"):
+                declared.update({f.name: value.__name__ for f in dataclasses.fields(value)
+                                 if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING})
+    return declared
+
+
+def test_library_defaults_come_from_the_stage_declarations():
+    """Defaults in one place: a library function or settings class with a parameter of a stage's name takes the
+    stage's default from its declaration (``batch_size: int = EvaluateConfig.batch_size``), never a literal of its
+    own that would drift from it (predict's device was "cpu" while every stage said auto). Config modules are
+    where defaults are declared (model/config.py holds the model's, which TrainConfig reads)."""
+    import ast
+
+    declared = stage_defaults()
+    assert {"batch_size", "device", "prompt_len", "conf", "samples"} <= set(declared)  # the scan sees the configs
+    found = []
+    for path in sorted((REPO / "pipeline").rglob("*.py")):
+        if path.name == "config.py" or path == REPO / "pipeline" / "core" / "params.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            pairs = []
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                positional = node.args.posonlyargs + node.args.args
+                pairs += zip(positional[len(positional) - len(node.args.defaults):], node.args.defaults)
+                pairs += [(arg, default) for arg, default in zip(node.args.kwonlyargs, node.args.kw_defaults) if default]
+                pairs = [(arg.arg, default) for arg, default in pairs]
+            elif isinstance(node, ast.ClassDef):
+                pairs = [(field.target.id, field.value) for field in node.body if isinstance(field, ast.AnnAssign)
+                         and isinstance(field.target, ast.Name) and field.value is not None]
+            for name, default in pairs:
+                if name in declared and name not in OWN_DEFAULTS and isinstance(default, ast.Constant) \
+                        and default.value is not None:
+                    found.append(f"{path.relative_to(REPO)}:{default.lineno}: {name}={default.value!r} "
+                                 f"(declared by {declared[name]})")
+    assert not found, "take the default from the declaration:\n" + "\n".join(found)

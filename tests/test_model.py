@@ -10,8 +10,9 @@ from transformers import AutoModel, AutoTokenizer
 from dghc.pipeline.data.conll import Post
 from dghc.pipeline.data.tags import bioes_label_set
 from dghc.pipeline.model.batching import collate, make_examples
+from dghc.pipeline.model.config import ModelConfig
 from dghc.pipeline.model.gates import DynamicGates
-from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig
+from dghc.pipeline.model.tagger import DGHCTagger
 from dghc.pipeline.model.visual_prefix import VisualPrefix
 from tests.tiny_models import save_tiny_bert
 
@@ -110,7 +111,7 @@ def test_gate_module_alone_softmax_over_present_blocks():
 def test_prefix_head_split_keeps_heads_contiguous():
     heads, head_size, prompt_len, blocks = 3, 4, 2, 2
     prefix = VisualPrefix(vision_dim=6, hidden_size=heads * head_size, num_heads=heads, num_layers=1, prompt_len=prompt_len,
-                          prompt_dim=5, dropout=0.0)
+                          prompt_dim=5, dropout=0.0, projection="shared", scaling="values", match_norm=False)
     vectors = torch.randn(1, blocks, 6)
     gates = torch.tensor([[[0.25, 0.75]]])  # one layer
     projected = prefix.project(vectors).view(1, blocks, prompt_len, 2, heads * head_size)

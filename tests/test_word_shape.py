@@ -11,7 +11,8 @@ from dghc.pipeline.data.conll import Post
 from dghc.pipeline.data.tags import bioes_label_set
 from dghc.pipeline.data.word_shape import tokenizer_lowercases, word_shape
 from dghc.pipeline.model.batching import collate, make_examples
-from dghc.pipeline.model.tagger import DGHCTagger, ModelConfig
+from dghc.pipeline.model.config import ModelConfig
+from dghc.pipeline.model.tagger import DGHCTagger
 from dghc.pipeline.training.config import TrainConfig
 from tests.tiny_models import minilm_path, save_tiny_bert, save_wordpiece_tokenizer
 

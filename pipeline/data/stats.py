@@ -18,7 +18,7 @@ class DatasetStats:
     images_present: int = 0
 
 
-def compute_stats(posts: Sequence[Post], merge_other: bool = True) -> DatasetStats:
+def compute_stats(posts: Sequence[Post], *, merge_other: bool) -> DatasetStats:
     """Stats of posts read with ``invalid_bio="keep"`` (so stray I- tags are still visible to count)."""
     if merge_other:
         posts = [Post(p.post_id, p.tokens, rename_types(p.labels, OTHER_AS_MISC), p.image_path, p.line) for p in posts]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -27,7 +27,7 @@ import numpy as np
 from dghc.pipeline.artifacts.fingerprint import sha256_file, sha256_json
 from dghc.pipeline.core.errors import first_line
 from dghc.pipeline.core.seeding import seeded
-from dghc.pipeline.detection.config import PACKAGED_DETECTOR
+from dghc.pipeline.detection.config import PACKAGED_DETECTOR, DetectConfig
 from dghc.pipeline.detection.merge import SourceBoxes
 
 DETECTOR = "detector"
@@ -174,12 +174,20 @@ def _result_boxes(source: str, result: Any, names: Sequence[str] | dict[int, str
     return SourceBoxes(source, xyxy, scores, [str(names[int(c)]) for c in classes])
 
 
+def _auto_device() -> str:
+    from dghc.pipeline.core.devices import resolve_device  # torch: imported when a detector is set up
+
+    return str(resolve_device("auto"))
+
+
 @dataclass
 class PredictSettings:
-    imgsz: int = 640
-    conf: float = 0.25
-    iou: float = 0.5
-    device: str = "cpu"
+    """How a detector runs; the defaults are the detect stage's (``DetectConfig``), the device resolved."""
+
+    imgsz: int = DetectConfig.imgsz
+    conf: float = DetectConfig.conf
+    iou: float = DetectConfig.iou
+    device: str = field(default_factory=_auto_device)  # "cpu", "cuda", "cuda:N"
     max_det: int = MAX_DET
 
     def kwargs(self) -> dict[str, Any]:

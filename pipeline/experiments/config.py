@@ -7,6 +7,10 @@ from typing import ClassVar, Literal
 
 from dghc.pipeline.core.params import check_params, param
 
+# The paired bootstrap's defaults, shared by `dghc table` and `dghc compare` (and their library functions).
+BOOTSTRAP_SAMPLES = 1000
+BOOTSTRAP_SEED = 0
+
 
 @dataclass
 class ExperimentsConfig:
@@ -41,8 +45,8 @@ class TableConfig:
                     "with its F1 on the other data sets of params.yaml's `cross`), or every variant found.")
     repo: Path = param(Path("."), help="The DVC repository whose experiments to read.")
     out: Path = param(Path("reports/table"), help="Folder for table.html and the figures (PNG).")
-    samples: int = param(1000, help="Bootstrap resamples for the comparison with the full model.", minimum=1)
-    seed: int = param(0, help="Seed of the bootstrap.")
+    samples: int = param(BOOTSTRAP_SAMPLES, help="Bootstrap resamples for the comparison with the full model.", minimum=1)
+    seed: int = param(BOOTSTRAP_SEED, help="Seed of the bootstrap.")
 
     def __post_init__(self) -> None:
         check_params(self)
@@ -57,8 +61,8 @@ class CompareConfig:
     predictions_a: Path = param(help="Predictions of system A (`dghc evaluate --predictions`).", argument=True,
                                 metavar="PRED_A")
     predictions_b: Path = param(help="Predictions of system B, on the same posts.", argument=True, metavar="PRED_B")
-    samples: int = param(1000, help="Bootstrap resamples.", minimum=1)
-    seed: int = param(0, help="Seed of the bootstrap.")
+    samples: int = param(BOOTSTRAP_SAMPLES, help="Bootstrap resamples.", minimum=1)
+    seed: int = param(BOOTSTRAP_SEED, help="Seed of the bootstrap.")
 
     def __post_init__(self) -> None:
         check_params(self)

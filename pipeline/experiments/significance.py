@@ -15,6 +15,7 @@ import numpy as np
 from seqeval.metrics.sequence_labeling import get_entities
 
 from dghc.pipeline.core.errors import DghcError
+from dghc.pipeline.experiments.config import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ def f1_of(counts: np.ndarray) -> np.ndarray:
 
 
 def paired_bootstrap(gold: Sequence[Sequence[str]], predicted_a: Sequence[Sequence[str]],
-                     predicted_b: Sequence[Sequence[str]], samples: int = 1000, seed: int = 0) -> Comparison:
+                     predicted_b: Sequence[Sequence[str]], samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED
+                     ) -> Comparison:
     """F1(a) - F1(b) with its 95% interval and two-sided p over ``samples`` paired resamples of the posts."""
     if not (len(gold) == len(predicted_a) == len(predicted_b)) or not gold:
         raise DghcError(f"the systems must tag the same posts: {len(gold)} gold, {len(predicted_a)} and "

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from dghc.pipeline.core.errors import DghcError
 from dghc.pipeline.core.templates import template_environment
+from dghc.pipeline.experiments.config import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
 from dghc.pipeline.experiments.runs import FULL, VARIANTS, Run
 from dghc.pipeline.experiments.significance import Comparison, paired_bootstrap
 from dghc.pipeline.experiments.spread import Spread, spread
@@ -77,7 +78,8 @@ def _versus_full(runs: list[Run], full: list[Run], samples: int, seed: int) -> C
     return paired_bootstrap(gold, predicted_a, predicted_b, samples, seed) if gold else None
 
 
-def build_table(runs: Sequence[Run], name: str = "all", samples: int = 1000, seed: int = 0) -> Table:
+def build_table(runs: Sequence[Run], name: str = "all", samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED
+                ) -> Table:
     """Group ``runs`` by variant (refusing runs of different data), in the order of the paper's table."""
     if not runs:
         raise DghcError("no runs to put in a table")

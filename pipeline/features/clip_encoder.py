@@ -19,7 +19,7 @@ from dghc.pipeline.core.devices import resolve_device
 from dghc.pipeline.core.errors import DghcError
 from dghc.pipeline.core.quiet import quiet_transformers
 from dghc.pipeline.core.seeding import seeded
-from dghc.pipeline.features.config import UNTRAINED_NAME, UNTRAINED_SEED
+from dghc.pipeline.features.config import UNTRAINED_NAME, UNTRAINED_SEED, ExtractConfig
 from dghc.pipeline.features.preprocess import RegionPreprocessor, make_preprocessor, processor_settings
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def untrained_clip_config() -> CLIPVisionConfig:
                             num_hidden_layers=4, num_attention_heads=4, projection_dim=256)
 
 
-def build_untrained_clip(seed: int = 0, config: CLIPVisionConfig | None = None) -> CLIPVisionModelWithProjection:
+def build_untrained_clip(seed: int = UNTRAINED_SEED, config: CLIPVisionConfig | None = None) -> CLIPVisionModelWithProjection:
     """A randomly initialised ``CLIPVisionModelWithProjection`` (default: ``untrained_clip_config()``), in eval mode.
 
     The same seed gives the same weights; the caller's random state is left untouched.
@@ -124,7 +124,7 @@ def _has_weights(folder: Path) -> bool:
     return any((folder / name).is_file() for name in WEIGHT_FILES)
 
 
-def load_clip(model: str = UNTRAINED_NAME, output: str = "projected", device: str = "cpu",
+def load_clip(model: str = ExtractConfig.model, output: str = ExtractConfig.output, device: str = ExtractConfig.device,
               seed: int = UNTRAINED_SEED) -> ClipEncoder:
     """Load a CLIP vision tower by hub name or folder, or build the untrained default.
 

@@ -9,6 +9,7 @@ from dghc.pipeline.core.errors import DghcError
 from dghc.pipeline.data.conll import Post, format_conll
 from dghc.pipeline.data.tags import OTHER_AS_MISC, entity_types, split_label
 from dghc.pipeline.inference.checkpoint import Checkpoint
+from dghc.pipeline.inference.config import EvaluateConfig
 from dghc.pipeline.inference.metrics import all_modes
 from dghc.pipeline.inference.tagging import PostPrediction, predict
 from dghc.pipeline.inference.visual_features import require_coverage
@@ -61,8 +62,9 @@ def gold_type_map(checkpoint: Checkpoint, keep_other: bool) -> Mapping[str, str]
 
 
 def evaluate(checkpoint: Checkpoint, posts: Sequence[Post], features: VisualFeatures | None,
-             batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False,
-             allow_missing_features: bool = False, precision: str = "no") -> Evaluation:
+             batch_size: int = EvaluateConfig.batch_size, device: str | torch.device = EvaluateConfig.device,
+             progress: bool = False, allow_missing_features: bool = False, precision: str = EvaluateConfig.precision
+             ) -> Evaluation:
     """Tag and score ``posts``. Posts absent from the features file are refused unless
     ``allow_missing_features`` (the HTML report shows them, marked as read from the text alone)."""
     if not posts:

@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from dghc.pipeline.core.devices import resolve_device
 from dghc.pipeline.core.precision import autocast
 from dghc.pipeline.data.conll import Post
 from dghc.pipeline.data.tags import OUTSIDE, bioes_to_bio
+from dghc.pipeline.inference.config import EvaluateConfig
 from dghc.pipeline.model.batching import VisualFeatures, batches, make_examples
 from dghc.pipeline.model.tagger import DGHCTagger
 
@@ -27,11 +29,12 @@ class PostPrediction:
 
 
 def predict(tagger: DGHCTagger, tokenizer: PreTrainedTokenizerFast, posts: Sequence[Post], features: VisualFeatures | None,
-            batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False,
-            precision: str = "no") -> list[PostPrediction]:
+            batch_size: int = EvaluateConfig.batch_size, device: str | torch.device = EvaluateConfig.device,
+            progress: bool = False, precision: str = EvaluateConfig.precision) -> list[PostPrediction]:
     """Tag posts in batches of similar length (results come back in the input order), on ``device`` under the
-    ``precision`` switch (autocast for fp16/bf16)."""
-    device = torch.device(device)
+    ``precision`` switch (autocast for fp16/bf16). The defaults are the evaluate stage's (``auto``: the GPU when
+    there is one)."""
+    device = resolve_device(str(device))
     tagger.eval().to(device)
     examples = make_examples(posts, tokenizer, tagger.max_length)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].encoded.input_ids))

@@ -18,22 +18,17 @@ Heads are split by viewing d as (heads, head_size) and moving the head axis forw
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
+from dghc.pipeline.model.config import PrefixProjection, PrefixScaling
 from dghc.pipeline.model.prefix_attention import LayerPrefix
-
-PrefixProjection = Literal["shared", "per_layer"]
-PrefixScaling = Literal["values", "attention"]
-PrefixNorm = Literal["free", "text"]
 
 
 class VisualPrefix(nn.Module):
-    def __init__(self, vision_dim: int, hidden_size: int, num_heads: int, num_layers: int, prompt_len: int = 4,
-                 prompt_dim: int = 800, dropout: float = 0.1, projection: PrefixProjection = "shared",
-                 scaling: PrefixScaling = "values", match_norm: bool = False) -> None:
+    def __init__(self, vision_dim: int, hidden_size: int, num_heads: int, num_layers: int, prompt_len: int,
+                 prompt_dim: int, dropout: float, projection: PrefixProjection, scaling: PrefixScaling,
+                 match_norm: bool) -> None:
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"hidden size {hidden_size} is not a multiple of {num_heads} heads")

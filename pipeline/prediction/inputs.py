@@ -18,6 +18,7 @@ from typing import BinaryIO, Callable, Iterable
 
 from dghc.pipeline.core.errors import DataFormatError, DghcError
 from dghc.pipeline.data.raw_text import TextSplit, Token, tokenize
+from dghc.pipeline.prediction.config import PredictConfig
 
 KNOWN_FIELDS = ("id", "text", "tokens", "image")
 STDIN_NAME = "<stdin>"
@@ -109,7 +110,7 @@ def parse_post(value: object, *, source: str, line: int, base_dir: Path, split: 
     return InputPost(post_id, text, tokens, path, line)
 
 
-def read_posts(lines: Iterable[bytes], *, source: str, base_dir: Path, skip_bad: bool = False,
+def read_posts(lines: Iterable[bytes], *, source: str, base_dir: Path, skip_bad: bool = PredictConfig.skip_bad,
                warn: Callable[[str], None] = lambda message: None, split: TextSplit = TextSplit()) -> ReadResult:
     """Parse every line; a bad line raises DataFormatError, or with ``skip_bad`` is reported through ``warn``.
     ``split``: how raw ``text`` is cut into words (as the model's training data was)."""

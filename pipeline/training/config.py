@@ -8,16 +8,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from dghc.pipeline.core.errors import DghcError
 from dghc.pipeline.core.params import check_params, device_param, param
+from dghc.pipeline.model.config import ModelConfig, PrefixNorm, PrefixProjection, PrefixScaling, TextVectorSource
 from dghc.pipeline.model.encoder import PACKAGED_MINILM
 
 logger = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from dghc.pipeline.model.tagger import ModelConfig
 
 
 @dataclass
@@ -41,47 +39,57 @@ class TrainConfig:
     state_dir: Path = param(Path("cache/train_state"), help="Folder of the resumable training state and the best "
                             "checkpoint so far: rerunning the same command after a crash resumes from it.",
                             option="--state")
-    # the model (see ModelConfig)
+    # the model: the defaults are ModelConfig's (one place), the help and limits are the stage's
     encoder: str = param(PACKAGED_MINILM, help="Text encoder: a hub name (bert-base-cased), a local folder, or "
                          f"{PACKAGED_MINILM} (offline default).")
-    use_image: bool = param(True, help="Read the image; false: text only (BERT-CRF).")
-    use_relevance: bool = param(True, help="Text-image relevance score; false: s = 1 (ablation 'w/o RE score').")
-    use_gates: bool = param(True, help="Dynamic gates; false: every gate 1 (ablation 'w/o gating').")
-    use_regions: bool = param(True, help="Region crops; false: whole image only (ablation 'w/o augmentation').")
-    text_vector: Literal["encoder", "embeddings"] = param(
-        "encoder", help="Source of the post's text vector: [CLS] of a prefix-free pass (the paper), or the mean "
-                        "embedding output (cheaper).")
-    prompt_len: int = param(4, help="Prefix tokens per visual block.", minimum=1)
-    prompt_dim: int = param(800, help="Hidden size of the prefix projection.", minimum=1)
-    dropout: float = param(0.1, help="Dropout of the prefix and the emissions.", minimum=0.0, maximum=1.0)
-    max_length: int = param(128, help="Sub-tokens per post (two special tokens included).", minimum=3)
-    prefix_projection: Literal["shared", "per_layer"] = param(
-        "shared", help="One prefix projection for all layers, or one output per layer (the paper's eq. 13).")
-    prefix_scaling: Literal["values", "attention"] = param(
-        "attention", help="How the relevance score and gates weigh the prefix: scaling its vectors (the paper), or "
-                       "its share of attention (log(s g) on its logits: s -> 0 removes the image).")
-    prefix_norm: Literal["free", "text"] = param(
-        "text", help="Length of the prefix keys and values: as projected (the paper), or rescaled to the mean length "
-                     "of the layer's text keys and values (the image steers attention, never outweighs the text).")
-    visual_norm: bool = param(False, help="LayerNorm on each image and region vector before the score, gates and "
-                              "prefix.")
-    constrained_crf: bool = param(True, help="The CRF can only score and decode legal BIOES sequences (false: "
-                                  "any sequence, repaired after decoding).")
-    word_shape: Literal["auto", "true", "false"] = param(
+    use_image: bool = param(ModelConfig.use_image, help="Read the image; false: text only (BERT-CRF).")
+    use_relevance: bool = param(ModelConfig.use_relevance,
+                                help="Text-image relevance score; false: s = 1 (ablation 'w/o RE score').")
+    use_gates: bool = param(ModelConfig.use_gates, help="Dynamic gates; false: every gate 1 (ablation 'w/o gating').")
+    use_regions: bool = param(ModelConfig.use_regions,
+                              help="Region crops; false: whole image only (ablation 'w/o augmentation').")
+    text_vector: TextVectorSource = param(
+        ModelConfig.text_vector, help="Source of the post's text vector: [CLS] of a prefix-free pass (the paper), or "
+                                      "the mean embedding output (cheaper).")
+    prompt_len: int = param(ModelConfig.prompt_len, help="Prefix tokens per visual block.", minimum=1)
+    prompt_dim: int = param(ModelConfig.prompt_dim, help="Hidden size of the prefix projection.", minimum=1)
+    dropout: float = param(ModelConfig.dropout, help="Dropout of the prefix and the emissions.", minimum=0.0,
+                           maximum=1.0)
+    max_length: int = param(ModelConfig.max_length, help="Sub-tokens per post (two special tokens included).",
+                            minimum=3)
+    prefix_projection: PrefixProjection = param(
+        ModelConfig.prefix_projection, help="One prefix projection for all layers, or one output per layer (the "
+                                            "paper's eq. 13).")
+    prefix_scaling: PrefixScaling = param(
+        ModelConfig.prefix_scaling, help="How the relevance score and gates weigh the prefix: scaling its vectors "
+                                         "(the paper), or its share of attention (log(s g) on its logits: s -> 0 "
+                                         "removes the image).")
+    prefix_norm: PrefixNorm = param(
+        ModelConfig.prefix_norm, help="Length of the prefix keys and values: as projected (the paper), or rescaled "
+                                      "to the mean length of the layer's text keys and values (the image steers "
+                                      "attention, never outweighs the text).")
+    visual_norm: bool = param(ModelConfig.visual_norm, help="LayerNorm on each image and region vector before the "
+                              "score, gates and prefix.")
+    constrained_crf: bool = param(ModelConfig.constrained_crf, help="The CRF can only score and decode legal BIOES "
+                                  "sequences (false: any sequence, repaired after decoding).")
+    word_shape: Literal["auto", "true", "false"] = param(  # ModelConfig records what auto resolved to
         "auto", help="Embed each word's shape (capitalised, all caps, digits, hashtag, mention, URL, emoji...) into "
                      "the emission layer's input; auto: when the encoder's tokenizer lowercases (uncased).")
     word_shape_encoder: bool = param(
-        False, help="With word_shape on: also add a learned shape embedding (zero at start) to each sub-token's "
-                    "input embedding, so every encoder layer sees case, not only the emission layer.")
-    char_cnn: bool = param(False, help="A character CNN reads each word's bytes as written (case, prefixes, suffixes) "
-                           "and its vector joins the emission layer's input beside the encoder's.")
-    layer_mix: bool = param(False, help="The tags read a learned softmax-weighted mix of every encoder layer's output "
-                            "(embeddings included), instead of the last layer's.")
+        ModelConfig.word_shape_encoder, help="With word_shape on: also add a learned shape embedding (zero at start) "
+                                             "to each sub-token's input embedding, so every encoder layer sees case, "
+                                             "not only the emission layer.")
+    char_cnn: bool = param(ModelConfig.char_cnn, help="A character CNN reads each word's bytes as written (case, "
+                           "prefixes, suffixes) and its vector joins the emission layer's input beside the encoder's.")
+    layer_mix: bool = param(ModelConfig.layer_mix, help="The tags read a learned softmax-weighted mix of every encoder "
+                            "layer's output (embeddings included), instead of the last layer's.")
     relevance_start: float = param(
-        0.05, help="The relevance score s before training (0.5: the paper's zero bias). Near 0, an untrained visual "
-                   "path leaves the text alone and opens where images help.", minimum=1e-6, maximum=1 - 1e-6)
-    image_dropout: float = param(0.0, help="Share of training posts whose image is hidden at each step (modality "
-                                 "dropout: the text path learns to work alone).", minimum=0.0, maximum=1.0)
+        ModelConfig.relevance_start, help="The relevance score s before training (0.5: the paper's zero bias). Near "
+                                          "0, an untrained visual path leaves the text alone and opens where images "
+                                          "help.", minimum=1e-6, maximum=1 - 1e-6)
+    image_dropout: float = param(ModelConfig.image_dropout, help="Share of training posts whose image is hidden at "
+                                 "each step (modality dropout: the text path learns to work alone).", minimum=0.0,
+                                 maximum=1.0)
     # optimisation
     epochs: int = param(30, help="Training epochs.", minimum=1)
     batch_size: int = param(16, help="Posts per forward/backward pass, split across the processes (an optimizer "
@@ -133,8 +141,6 @@ class TrainConfig:
                      lowercasing_tokenizer: bool = False) -> ModelConfig:
         """The model's parameters: the fields this config shares with ModelConfig, plus what the data and the
         tokenizer give."""
-        from dghc.pipeline.model.tagger import ModelConfig  # torch: not needed to read parameters
-
         word_shape = lowercasing_tokenizer if self.word_shape == "auto" else self.word_shape == "true"
         if self.word_shape_encoder and not word_shape:
             logger.warning("word_shape_encoder is on but word_shape is off (%s): no shape embedding is added; set "
