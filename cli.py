@@ -10,9 +10,9 @@ import sys
 
 import click
 
-from dghc.pipeline import __version__
-from dghc.pipeline.core.errors import DghcError, failure_cause
-from dghc.pipeline.core.signals import Interrupted
+from .pipeline import __version__
+from .pipeline.core.errors import DghcError, failure_cause
+from .pipeline.core.signals import Interrupted
 
 # name -> "module:attribute" of a click command. Add a stage here to make it a subcommand.
 COMMANDS: dict[str, str] = {

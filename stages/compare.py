@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from dghc.pipeline.experiments.config import CompareConfig
-from dghc.stages.options import configured
+from ..pipeline.experiments.config import CompareConfig
+from .options import configured
 
 
 @click.command("compare")
@@ -14,11 +14,11 @@ def compare_command(config: CompareConfig) -> None:
 
     PRED_A and PRED_B are prediction files of `dghc evaluate --predictions` on the same test posts.
     """
-    from dghc.pipeline.core.console import points
-    from dghc.pipeline.core.errors import DghcError
-    from dghc.pipeline.data.conll import read_utf8_text
-    from dghc.pipeline.experiments.runs import read_predictions
-    from dghc.pipeline.experiments.significance import paired_bootstrap
+    from ..pipeline.core.console import points
+    from ..pipeline.core.errors import DghcError
+    from ..pipeline.data.conll import read_utf8_text
+    from ..pipeline.experiments.runs import read_predictions
+    from ..pipeline.experiments.significance import paired_bootstrap
 
     systems = []
     for path in (config.predictions_a, config.predictions_b):

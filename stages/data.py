@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from dghc.pipeline.data.conll import read_conll
-from dghc.pipeline.data.stats import DatasetStats, compute_stats
+from ..pipeline.data.conll import read_conll
+from ..pipeline.data.stats import DatasetStats, compute_stats
 
 
 @click.group("data")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from dghc.pipeline.demo.config import DemoConfig
-from dghc.stages.options import configured
+from ..pipeline.demo.config import DemoConfig
+from .options import configured
 
 
 @click.command("demo-data")
@@ -20,7 +20,7 @@ def demo_data_command(config: DemoConfig) -> None:
     Some names (Jordan, Chelsea, Phoenix...) stand in contexts that do not tell their type; only the image
     does. The command prints the best F1 a text-only model can reach.
     """
-    from dghc.pipeline.demo.writer import write_demo_data  # PIL and numpy: imported only when the command runs
+    from ..pipeline.demo.writer import write_demo_data  # PIL and numpy: imported only when the command runs
 
     summary = write_demo_data(config)
     for line in summary.lines():

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import click
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.detection.config import DEFAULT_OUT, DetectConfig
-from dghc.stages.options import configured
+from ..pipeline.core.errors import DghcError
+from ..pipeline.detection.config import DEFAULT_OUT, DetectConfig
+from .options import configured
 
 
 @click.command("detect")
@@ -29,7 +29,7 @@ def detect_command(config: DetectConfig, show: str | None, detections: Path | No
     if show is not None:
         _show(config, show, detections or DEFAULT_OUT)
         return
-    from dghc.pipeline.detection.run import run_detect  # torch and ultralytics: imported only when the stage runs
+    from ..pipeline.detection.run import run_detect  # torch and ultralytics: imported only when the stage runs
 
     if not config.files:
         raise click.UsageError("give the CoNLL files to read (or a params file with detect: files: [...])")
@@ -39,10 +39,10 @@ def detect_command(config: DetectConfig, show: str | None, detections: Path | No
 
 
 def _show(config: DetectConfig, image_id: str, detections_file: Path) -> None:
-    from dghc.pipeline.data.conll import check_image_id, image_path_for
-    from dghc.pipeline.detection.draw import show_detections
-    from dghc.pipeline.detection.run import collect_items
-    from dghc.pipeline.detection.store import load_detections
+    from ..pipeline.data.conll import check_image_id, image_path_for
+    from ..pipeline.detection.draw import show_detections
+    from ..pipeline.detection.run import collect_items
+    from ..pipeline.detection.store import load_detections
 
     problem = check_image_id(image_id)
     if problem:

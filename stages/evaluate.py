@@ -6,9 +6,9 @@ import logging
 
 import click
 
-from dghc.pipeline.core.console import setup_logging
-from dghc.pipeline.inference.config import EvaluateConfig
-from dghc.stages.options import configured
+from ..pipeline.core.console import setup_logging
+from ..pipeline.inference.config import EvaluateConfig
+from .options import configured
 
 
 @click.command("evaluate")
@@ -19,8 +19,8 @@ def evaluate_command(config: EvaluateConfig) -> None:
     Works on any split, also of another dataset than the one trained on (its features file must come from
     the same vision model). Scores are entity-level, in seqeval's default (conlleval) and strict modes.
     """
-    from dghc.pipeline.artifacts.lock import output_lock
-    from dghc.pipeline.core.signals import stop_signals
+    from ..pipeline.artifacts.lock import output_lock
+    from ..pipeline.core.signals import stop_signals
 
     setup_logging(logging.INFO)
     outputs = [path for path in (config.metrics_file, config.summary_file, config.predictions_file) if path]
@@ -30,14 +30,14 @@ def evaluate_command(config: EvaluateConfig) -> None:
 
 
 def _evaluate(config: EvaluateConfig) -> None:
-    from dghc.pipeline.artifacts.atomic import write_text_atomically
-    from dghc.pipeline.core.console import points
-    from dghc.pipeline.core.devices import tagging_device
-    from dghc.pipeline.data.conll import read_conll
-    from dghc.pipeline.data.tags import invalid_bio_positions
-    from dghc.pipeline.inference.checkpoint import load_checkpoint  # torch: imported only when the stage runs
-    from dghc.pipeline.inference.evaluation import evaluate, gold_type_map, predictions_conll
-    from dghc.pipeline.inference.visual_features import open_for_model
+    from ..pipeline.artifacts.atomic import write_text_atomically
+    from ..pipeline.core.console import points
+    from ..pipeline.core.devices import tagging_device
+    from ..pipeline.data.conll import read_conll
+    from ..pipeline.data.tags import invalid_bio_positions
+    from ..pipeline.inference.checkpoint import load_checkpoint  # torch: imported only when the stage runs
+    from ..pipeline.inference.evaluation import evaluate, gold_type_map, predictions_conll
+    from ..pipeline.inference.visual_features import open_for_model
 
     device = tagging_device("evaluate", config.device, config.precision)
     checkpoint = load_checkpoint(config.model_dir)

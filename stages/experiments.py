@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from dghc.pipeline.experiments.config import ExperimentsConfig
-from dghc.stages.options import configured
+from ..pipeline.experiments.config import ExperimentsConfig
+from .options import configured
 
 
 @click.group("experiments")
@@ -21,7 +21,7 @@ def run_command(config: ExperimentsConfig) -> None:
     main:      text only (BERT-CRF), full (DGHC)                           the paper's Table 3
     ablations: w/o RE score, w/o gating, w/o augmentation, full (DGHC)     the paper's Table 5
     """
-    from dghc.pipeline.experiments.grid import run_grid
+    from ..pipeline.experiments.grid import run_grid
 
     count = run_grid(config.table, config.seeds, config.changes, config.jobs, config.repo,
                      log=lambda message: click.echo(message, err=True))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from dghc.pipeline.features.config import ExtractConfig
-from dghc.stages.options import configured
+from ..pipeline.features.config import ExtractConfig
+from .options import configured
 
 
 @click.command("extract")
@@ -19,7 +19,7 @@ def extract_command(config: ExtractConfig) -> None:
     With --engine ray, a Ray Data pipeline (a pool of CLIP actors) writes a folder: shard files plus an
     index.h5 that every reader opens as one features file; a rerun skips finished shards.
     """
-    from dghc.pipeline.features.extract import extract_features  # torch: imported only when the stage runs
+    from ..pipeline.features.extract import extract_features  # torch: imported only when the stage runs
 
     result = extract_features(config)
     click.echo(f"wrote {result.path}: {result.images} images ({result.present} present, {result.missing} missing, "

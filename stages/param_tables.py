@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from dghc.stages.options import params_table
+from .options import params_table
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", REPO / "docs" / "STAGES.md", REPO / "docs" / "RUNNING.md"]
@@ -19,7 +19,7 @@ DOCS = [REPO / "README.md", REPO / "docs" / "STAGES.md", REPO / "docs" / "RUNNIN
 
 def configured_commands() -> dict[str, type]:
     """params.yaml section -> config class, for every command built from a config declaration."""
-    from dghc.cli import dghc
+    from ..cli import dghc
 
     found = {}
     groups = [dghc]

@@ -5,9 +5,9 @@ import logging
 
 import click
 
-from dghc.pipeline.core.console import setup_logging
-from dghc.pipeline.prediction.config import PredictConfig
-from dghc.stages.options import configured
+from ..pipeline.core.console import setup_logging
+from ..pipeline.prediction.config import PredictConfig
+from .options import configured
 
 
 @click.command("predict")
@@ -38,7 +38,7 @@ def predict_command(config: PredictConfig) -> None:
     With --engine ray, posts are tagged by a pool of Ray actors and --out is a folder of Parquet shards
     (one row per post, the fields above as columns) plus _index.json; a rerun skips finished shards.
     """
-    from dghc.pipeline.prediction.run import run_predict  # torch: imported only when the command runs
+    from ..pipeline.prediction.run import run_predict  # torch: imported only when the command runs
 
     setup_logging(logging.WARNING)
     # stdin and stdout are looked up at call time (sys.stdin.buffer, sys.stdout), so CliRunner's streams work too

@@ -5,9 +5,9 @@ import logging
 
 import click
 
-from dghc.pipeline.core.console import setup_logging
-from dghc.pipeline.report.config import ReportConfig
-from dghc.stages.options import configured
+from ..pipeline.core.console import setup_logging
+from ..pipeline.report.config import ReportConfig
+from .options import configured
 
 
 @click.command("report")
@@ -19,7 +19,7 @@ def report_command(config: ReportConfig) -> None:
     A post's image "helped" when the model makes fewer entity errors with the image than with every visual
     slot masked (its text-only path), "hurt" when it makes more. Helped and hurt posts are shown first.
     """
-    from dghc.pipeline.report.build import build_report  # torch: imported only when the command runs
+    from ..pipeline.report.build import build_report  # torch: imported only when the command runs
 
     setup_logging(logging.INFO)
     result = build_report(config)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from dghc.pipeline.experiments.config import TableConfig
-from dghc.stages.options import configured
+from ..pipeline.experiments.config import TableConfig
+from .options import configured
 
 
 @click.command("table")
@@ -12,9 +12,9 @@ from dghc.stages.options import configured
 def table_command(config: TableConfig) -> None:
     """Lay out the runs (the DVC experiments of --repo, or RUN_DIR folders) as a table: Markdown on stdout,
     and OUT/table.html (self-contained) with OUT/dev_f1.png and OUT/gates.png."""
-    from dghc.pipeline.artifacts.atomic import atomic_folder
-    from dghc.pipeline.experiments.runs import runs_from_dvc, runs_from_folders
-    from dghc.pipeline.experiments.table import build_table, figures, html, markdown
+    from ..pipeline.artifacts.atomic import atomic_folder
+    from ..pipeline.experiments.runs import runs_from_dvc, runs_from_folders
+    from ..pipeline.experiments.table import build_table, figures, html, markdown
 
     runs = runs_from_folders(config.runs) if config.runs else runs_from_dvc(config.repo)
     table = build_table(runs, config.table, config.samples, config.seed)

@@ -14,10 +14,10 @@ from pathlib import Path
 import click
 import yaml
 
-from dghc.pipeline.core.console import setup_logging
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.training.config import TrainConfig
-from dghc.stages.options import configured
+from ..pipeline.core.console import setup_logging
+from ..pipeline.core.errors import DghcError
+from ..pipeline.training.config import TrainConfig
+from .options import configured
 
 
 @click.command("train")
@@ -32,9 +32,9 @@ def train_command(config: TrainConfig) -> None:
     if config.processes > 1 and "WORLD_SIZE" not in os.environ:
         _launch_processes(config)
         return
-    from dghc.pipeline.artifacts.atomic import write_text_atomically
-    from dghc.pipeline.core.console import points
-    from dghc.pipeline.training.trainer import train  # torch and transformers: imported only when the stage runs
+    from ..pipeline.artifacts.atomic import write_text_atomically
+    from ..pipeline.core.console import points
+    from ..pipeline.training.trainer import train  # torch and transformers: imported only when the stage runs
 
     setup_logging(logging.INFO)
     result = train(config)
@@ -62,9 +62,9 @@ def _launch_processes(config: TrainConfig) -> None:
     with CUDA. The resolved config travels in a temporary params file, so every process trains the same run; this
     process holds the run's locks, and passes a SIGINT or SIGTERM on to the processes, which stop together after
     their current step with the state saved."""
-    from dghc.pipeline.artifacts.lock import HELD_BY_PARENT, output_lock
-    from dghc.pipeline.core.params import params_of
-    from dghc.pipeline.core.signals import Interrupted, stop_signals
+    from ..pipeline.artifacts.lock import HELD_BY_PARENT, output_lock
+    from ..pipeline.core.params import params_of
+    from ..pipeline.core.signals import Interrupted, stop_signals
 
     # restart is refused in a params file (there it would act on every run): it travels as --set instead
     command_line_only = sorted(p.name for p in params_of(TrainConfig) if not p.info.in_params)

@@ -32,7 +32,7 @@ def test_only_the_scale_package_imports_ray():
     import ast
 
     importers = set()
-    for path in [*(REPO / "pipeline").rglob("*.py"), *(REPO / "stages").rglob("*.py"), REPO / "cli.py"]:
+    for path in package_sources():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
@@ -45,30 +45,40 @@ PROJECT_FOLDERS = ("pipeline", "stages")
 BARE_NAMES = ("pipeline", "stages", "cli")  # what the package's folders would be called without the dghc namespace
 
 
-def project_sources() -> list:
-    """Every Python file of the repository that imports project code: the package, its tests and benchmarks."""
-    return [*(REPO / "pipeline").rglob("*.py"), *(REPO / "stages").rglob("*.py"), REPO / "cli.py",
-            *(REPO / "tests").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py")]
+def package_sources() -> list:
+    """The files of the package dghc: pipeline/, stages/ and cli.py."""
+    return [*(REPO / "pipeline").rglob("*.py"), *(REPO / "stages").rglob("*.py"), REPO / "cli.py"]
 
 
 def test_project_code_is_imported_as_dghc_only():
-    """`import pipeline...` would load a second copy of a module beside dghc.pipeline... (pytest puts the repository
-    on sys.path), so a monkeypatch, a logger name or an isinstance check would silently miss the code that runs."""
+    """The package imports its own modules relatively (``from ..core.errors import DghcError``), so they resolve by
+    their files whatever the package is called, for Python and for tools that read imports by path (IDEs, structure
+    drawings); tests and benchmarks import ``dghc.…``. ``import pipeline…`` would load a second copy of a module
+    beside dghc.pipeline… (pytest puts the repository on sys.path), so a monkeypatch, a logger name or an isinstance
+    check would silently miss the code that runs."""
     import ast
     import re
 
     # "pipeline.data.conll", "stages.x:cmd" (monkeypatch targets, logger names, entry points), not "cli.py"
     module_path = re.compile(rf"^(?!.*\.py$)({'|'.join(BARE_NAMES)})(\.\w+)+(:\w+)?$")
+    # code in a string, run by a subprocess: "import sys; from cli import dghc"
+    statement = re.compile(rf"(?:^|[;\n])\s*(?:from|import)\s+(({'|'.join(BARE_NAMES)})(\.\w+)*)[\s;]", re.M)
+    inside = set(package_sources())
     found = []
-    for path in project_sources():
+    for path in [*inside, *(REPO / "tests").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else \
                 [node.value] if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                module_path.match(node.value) else []
-            found += [f"{path.relative_to(REPO)}:{node.lineno}: {name}" for name in names
+                module_path.match(node.value) else \
+                [m.group(1) for m in statement.finditer(node.value)] if isinstance(node, ast.Constant) and \
+                isinstance(node.value, str) else []
+            where = f"{path.relative_to(REPO)}:{getattr(node, 'lineno', 0)}"
+            found += [f"{where}: {name} (use dghc.{name})" for name in names
                       if name.split(".")[0].split(":")[0] in BARE_NAMES]
-    assert not found, "use dghc.<module>:\n" + "\n".join(found)
+            found += [f"{where}: {name} (inside the package, import it relatively)" for name in names
+                      if path in inside and not isinstance(node, ast.Constant) and name.split(".")[0] == "dghc"]
+    assert not found, "\n".join(found)
 
 
 def test_pyproject_lists_every_package_folder():

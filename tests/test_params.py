@@ -134,7 +134,7 @@ def test_parameter_tables_are_the_declarations():
 
 def test_help_loads_no_heavy_library():
     """`dghc --help` and every stage's --help import neither torch nor transformers (they take seconds)."""
-    script = ("import sys, click; from click.testing import CliRunner; from cli import dghc\n"
+    script = ("import sys, click; from click.testing import CliRunner; from dghc.cli import dghc\n"
               "for args in [['--help'], *[[name, '--help'] for name in dghc.list_commands(None)]]:\n"
               "    assert CliRunner().invoke(dghc, args).exit_code == 0, args\n"
               "heavy = sorted(m for m in ('torch', 'transformers', 'ultralytics', 'h5py', 'numpy') if m in sys.modules)\n"

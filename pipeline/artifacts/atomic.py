@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from dghc.pipeline.core.errors import DghcError, failure_cause
+from ..core.errors import DghcError, failure_cause
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from dghc.pipeline.core.errors import FingerprintMismatch
+from ..core.errors import FingerprintMismatch
 
 
 def canonical_json(value: Any) -> str:
@@ -62,15 +62,22 @@ def module_file(name: str, root: Path, packages: Sequence[str]) -> Path | None:
     return None
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module an ``import`` or ``from ... import`` in the file names (submodules of ``from`` included)."""
+def imported_modules(path: Path, module: str) -> set[str]:
+    """Every module an ``import`` or ``from ... import`` in the file of ``module`` names (submodules of ``from``
+    included), relative imports resolved against the file's package."""
+    package = module if Path(path).name == "__init__.py" else module.rpartition(".")[0]
     names: set[str] = set()
     for node in ast.walk(ast.parse(Path(path).read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # from ..core.errors import X: up level - 1 packages from the file's own
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                origin = ".".join(base + ([node.module] if node.module else []))
+            else:
+                origin = node.module or ""
+            names.add(origin)
+            names.update(f"{origin}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -82,10 +89,11 @@ def import_closure(module: str, root: Path, packages: Sequence[str]) -> set[Path
     while todo:
         parts = todo.pop().split(".")
         for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
-            path = module_file(".".join(parts[:depth]), root, packages)
+            name = ".".join(parts[:depth])
+            path = module_file(name, root, packages)
             if path is not None and path not in seen:
                 seen.add(path)
-                todo.extend(imported_modules(path))
+                todo.extend(imported_modules(path, name))
     return seen
 
 

@@ -17,8 +17,8 @@ from typing import Callable, Iterator
 
 from filelock import FileLock, Timeout
 
-from dghc.pipeline.artifacts.atomic import write_text_atomically
-from dghc.pipeline.core.errors import DghcError
+from ..core.errors import DghcError
+from .atomic import write_text_atomically
 
 # Set in the environment of the processes a run starts itself (dghc train --processes N): their parent holds
 # the locks of the run.

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from dghc.pipeline.artifacts.atomic import publish, write_text_atomically
-from dghc.pipeline.artifacts.fingerprint import normalise
-from dghc.pipeline.core.errors import DghcError
+from ..core.errors import DghcError
+from .atomic import publish, write_text_atomically
+from .fingerprint import normalise
 
 RECORD_FORMAT = "dghc-partial/1"
 

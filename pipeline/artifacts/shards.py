@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dghc.pipeline.artifacts.atomic import atomic_path
-from dghc.pipeline.core.errors import DghcError
+from ..core.errors import DghcError
+from .atomic import atomic_path
 
 INDEX = "index.h5"
 SHARDS_ATTRIBUTE = "shards"  # JSON list of {"file", "rows", "counts"} in row order

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from dghc.pipeline.core.console import say
-from dghc.pipeline.core.errors import DghcError
+from .console import say
+from .errors import DghcError
 
 
 def resolve_device(device: str) -> torch.device:
@@ -46,7 +46,7 @@ def announce_device(stage: str, device: torch.device | str, asked: str) -> None:
 def tagging_device(stage: str, asked: str, precision: str) -> torch.device:
     """The device a stage that tags with a trained model runs on (evaluate, predict, report): ``asked`` resolved
     once (``auto`` becomes the GPU or the CPU here), said in one line, and checked against ``precision``."""
-    from dghc.pipeline.core.precision import check_precision
+    from .precision import check_precision
 
     device = resolve_device(asked)
     announce_device(stage, device, asked)

@@ -12,7 +12,7 @@ import typing
 from dataclasses import MISSING, dataclass
 from typing import Any
 
-from dghc.pipeline.core.errors import DghcError
+from .errors import DghcError
 
 METADATA_KEY = "dghc"
 

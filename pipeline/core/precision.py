@@ -6,7 +6,7 @@ from typing import ContextManager, Literal
 
 import torch
 
-from dghc.pipeline.core.errors import DghcError
+from .errors import DghcError
 
 Precision = Literal["no", "fp16", "bf16"]
 PRECISIONS: tuple[str, ...] = ("no", "fp16", "bf16")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import jinja2
 
-from dghc.pipeline.core.console import points
+from .console import points
 
 
 def template_environment(package: str) -> jinja2.Environment:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Mapping, Sequence
 
-from dghc.pipeline.artifacts.atomic import write_text_atomically
-from dghc.pipeline.core.errors import DataFormatError
-from dghc.pipeline.data.tags import (
+from ..artifacts.atomic import write_text_atomically
+from ..core.errors import DataFormatError
+from .tags import (
     OTHER_AS_MISC,
     invalid_bio_positions,
     is_valid_bio_label,

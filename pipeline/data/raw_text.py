@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Sequence
 
-from dghc.pipeline.core.errors import DghcError
+from ..core.errors import DghcError
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _TAGGED = re.compile(r"([@#])[\w_]+")

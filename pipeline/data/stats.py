@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from dghc.pipeline.data.conll import Post, entity_counts
-from dghc.pipeline.data.tags import OTHER_AS_MISC, invalid_bio_positions, rename_types
+from .conll import Post, entity_counts
+from .tags import OTHER_AS_MISC, invalid_bio_positions, rename_types
 
 
 @dataclass

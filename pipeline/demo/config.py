@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dghc.pipeline.core.params import check_params, param
+from ..core.params import check_params, param
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 

@@ -7,10 +7,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from dghc.pipeline.data.tags import bio_spans
-from dghc.pipeline.demo.posts import DemoPost
-from dghc.pipeline.demo.vocabulary import AMBIGUOUS
-from dghc.pipeline.inference.metrics import entity_scores
+from ..data.tags import bio_spans
+from ..inference.metrics import entity_scores
+from .posts import DemoPost
+from .vocabulary import AMBIGUOUS
 
 
 def majority_types(train_posts: Sequence[DemoPost]) -> dict[str, str]:

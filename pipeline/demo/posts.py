@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from dghc.pipeline.data.conll import IMAGE_SUFFIX, Post
-from dghc.pipeline.demo.config import DemoConfig
-from dghc.pipeline.demo.vocabulary import (
+from ..data.conll import IMAGE_SUFFIX, Post
+from .config import DemoConfig
+from .vocabulary import (
     AMBIGUOUS,
     DECOR_PREFIXES,
     DECOR_SUFFIXES,

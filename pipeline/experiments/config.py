@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from dghc.pipeline.core.params import check_params, param
+from ..core.params import check_params, param
 
 # The paired bootstrap's defaults, shared by `dghc table` and `dghc compare` (and their library functions).
 BOOTSTRAP_SAMPLES = 1000

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.experiments.runs import FLAGS, VARIANTS, dvc_executable
-from dghc.pipeline.experiments.table import TABLES
+from ..core.errors import DghcError
+from .runs import FLAGS, VARIANTS, dvc_executable
+from .table import TABLES
 
 
 def grid(table: str, seeds: int, overrides: list[str]) -> list[list[str]]:

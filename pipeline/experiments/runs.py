@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import yaml
 
-from dghc.pipeline.core.errors import DghcError
+from ..core.errors import DghcError
 
 # A variant is named by the train parameters that make it (the paper's Tables 3 and 5).
 VARIANTS: dict[str, dict[str, bool]] = {

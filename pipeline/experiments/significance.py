@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 from seqeval.metrics.sequence_labeling import get_entities
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.experiments.config import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
+from ..core.errors import DghcError
+from .config import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.templates import template_environment
-from dghc.pipeline.experiments.config import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
-from dghc.pipeline.experiments.runs import FULL, VARIANTS, Run
-from dghc.pipeline.experiments.significance import Comparison, paired_bootstrap
-from dghc.pipeline.experiments.spread import Spread, spread
+from ..core.errors import DghcError
+from ..core.templates import template_environment
+from .config import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
+from .runs import FULL, VARIANTS, Run
+from .significance import Comparison, paired_bootstrap
+from .spread import Spread, spread
 
 PAPER = json.loads((Path(__file__).with_name("paper.json")).read_text(encoding="utf-8"))
 TABLES: dict[str, list[str]] = {

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from dghc.pipeline.core.devices import resolve_device
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.quiet import quiet_transformers
-from dghc.pipeline.core.seeding import seeded
-from dghc.pipeline.features.config import UNTRAINED_NAME, UNTRAINED_SEED, ExtractConfig
-from dghc.pipeline.features.preprocess import RegionPreprocessor, make_preprocessor, processor_settings
+from ..core.devices import resolve_device
+from ..core.errors import DghcError
+from ..core.quiet import quiet_transformers
+from ..core.seeding import seeded
+from .config import UNTRAINED_NAME, UNTRAINED_SEED, ExtractConfig
+from .preprocess import RegionPreprocessor, make_preprocessor, processor_settings
 
 if TYPE_CHECKING:
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection

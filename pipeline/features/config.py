@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.params import (
+from ..core.errors import DghcError
+from ..core.params import (
     address_param,
     check_params,
     device_param,

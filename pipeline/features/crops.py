@@ -14,8 +14,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from dghc.pipeline.data.images import ImageStatus, load_image
-from dghc.pipeline.features.preprocess import as_preprocessor, aspect_box
+from ..data.images import ImageStatus, load_image
+from .preprocess import as_preprocessor, aspect_box
 
 
 def crop_box(box: Sequence[float], width: int, height: int, padding: float = 0.0,

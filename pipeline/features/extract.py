@@ -17,23 +17,23 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from dghc.pipeline.artifacts.atomic import writing
-from dghc.pipeline.artifacts.fingerprint import sha256_json
-from dghc.pipeline.artifacts.lock import output_lock
-from dghc.pipeline.artifacts.partial import PartialOutput
-from dghc.pipeline.artifacts.shards import refuse_folder
-from dghc.pipeline.core.console import say
-from dghc.pipeline.core.devices import announce_device
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.signals import StopRequest, stop_signals
-from dghc.pipeline.data.conll import read_conll
-from dghc.pipeline.data.images import STATUS_NAMES, ImageStatus
-from dghc.pipeline.detection.store import load_detections
-from dghc.pipeline.features import store as layout
-from dghc.pipeline.features.clip_encoder import ClipEncoder, load_clip
-from dghc.pipeline.features.config import ExtractConfig
-from dghc.pipeline.features.crops import CropDataset, default_num_workers, make_loader
-from dghc.pipeline.features.fingerprint import build_fingerprint
+from ..artifacts.atomic import writing
+from ..artifacts.fingerprint import sha256_json
+from ..artifacts.lock import output_lock
+from ..artifacts.partial import PartialOutput
+from ..artifacts.shards import refuse_folder
+from ..core.console import say
+from ..core.devices import announce_device
+from ..core.errors import DghcError
+from ..core.signals import StopRequest, stop_signals
+from ..data.conll import read_conll
+from ..data.images import STATUS_NAMES, ImageStatus
+from ..detection.store import load_detections
+from . import store as layout
+from .clip_encoder import ClipEncoder, load_clip
+from .config import ExtractConfig
+from .crops import CropDataset, default_num_workers, make_loader
+from .fingerprint import build_fingerprint
 
 
 @dataclass
@@ -129,7 +129,7 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
     One run per output (a second one is refused at once); SIGINT/SIGTERM stop it after the batch being written.
     """
     if config.engine == "ray":
-        from dghc.pipeline.scale.extract import extract_on_ray  # Ray is an optional extra
+        from ..scale.extract import extract_on_ray  # Ray is an optional extra
 
         return extract_on_ray(config, on_batch=on_batch)
     out = Path(config.out)

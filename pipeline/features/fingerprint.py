@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from dghc.pipeline.artifacts import fingerprint as fingerprints
+from ..artifacts import fingerprint as fingerprints
 
 FORMAT = "dghc-features/2"
 DTYPES: tuple[str, ...] = ("float16", "float32")

@@ -17,12 +17,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from dghc.pipeline.artifacts.fingerprint import canonical_json, sha256_json
-from dghc.pipeline.artifacts.hdf5 import attribute_text
-from dghc.pipeline.artifacts.shards import store_bytes, store_file
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.data.images import STATUS_NAMES
-from dghc.pipeline.features.fingerprint import require_match
+from ..artifacts.fingerprint import canonical_json, sha256_json
+from ..artifacts.hdf5 import attribute_text
+from ..artifacts.shards import store_bytes, store_file
+from ..core.errors import DghcError
+from ..data.images import STATUS_NAMES
+from .fingerprint import require_match
 
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3
 # Dataset names of the features.h5 contract.

@@ -11,11 +11,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dghc.pipeline.artifacts.atomic import atomic_folder
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.model.config import ModelConfig
-from dghc.pipeline.model.encoder import build_encoder, load_tokenizer
-from dghc.pipeline.model.tagger import DGHCTagger
+from ..artifacts.atomic import atomic_folder
+from ..core.errors import DghcError
+from ..model.config import ModelConfig
+from ..model.encoder import build_encoder, load_tokenizer
+from ..model.tagger import DGHCTagger
 
 WEIGHTS = "model.safetensors"
 META = "dghc.json"

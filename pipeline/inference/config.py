@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from dghc.pipeline.core.params import check_params, device_param, keep_other_param, param, tagging_precision_param
+from ..core.params import check_params, device_param, keep_other_param, param, tagging_precision_param
 
 
 @dataclass

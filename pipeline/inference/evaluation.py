@@ -5,15 +5,15 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.data.conll import Post, format_conll
-from dghc.pipeline.data.tags import OTHER_AS_MISC, entity_types, split_label
-from dghc.pipeline.inference.checkpoint import Checkpoint
-from dghc.pipeline.inference.config import EvaluateConfig
-from dghc.pipeline.inference.metrics import all_modes
-from dghc.pipeline.inference.tagging import PostPrediction, predict
-from dghc.pipeline.inference.visual_features import require_coverage
-from dghc.pipeline.model.batching import VisualFeatures
+from ..core.errors import DghcError
+from ..data.conll import Post, format_conll
+from ..data.tags import OTHER_AS_MISC, entity_types, split_label
+from ..model.batching import VisualFeatures
+from .checkpoint import Checkpoint
+from .config import EvaluateConfig
+from .metrics import all_modes
+from .tagging import PostPrediction, predict
+from .visual_features import require_coverage
 
 if TYPE_CHECKING:
     import torch

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from dghc.pipeline.core.devices import resolve_device
-from dghc.pipeline.core.precision import autocast
-from dghc.pipeline.data.conll import Post
-from dghc.pipeline.data.tags import OUTSIDE, bioes_to_bio
-from dghc.pipeline.inference.config import EvaluateConfig
-from dghc.pipeline.model.batching import VisualFeatures, batches, make_examples
-from dghc.pipeline.model.tagger import DGHCTagger
+from ..core.devices import resolve_device
+from ..core.precision import autocast
+from ..data.conll import Post
+from ..data.tags import OUTSIDE, bioes_to_bio
+from ..model.batching import VisualFeatures, batches, make_examples
+from ..model.tagger import DGHCTagger
+from .config import EvaluateConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast

@@ -9,13 +9,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.data.conll import Post
-from dghc.pipeline.features.store import FeatureStore
-from dghc.pipeline.model.batching import VisualFeatures
+from ..core.errors import DghcError
+from ..data.conll import Post
+from ..features.store import FeatureStore
+from ..model.batching import VisualFeatures
 
 if TYPE_CHECKING:
-    from dghc.pipeline.inference.checkpoint import Checkpoint
+    from .checkpoint import Checkpoint
 
 # Keys of a features fingerprint that may differ between the file a model was trained with and the file it
 # is applied to: which images were detected (another split or dataset), the stored precision, and how the

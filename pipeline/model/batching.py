@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import torch
 
-from dghc.pipeline.data.alignment import EncodedPost, encode_posts
-from dghc.pipeline.data.characters import word_byte_ids
-from dghc.pipeline.data.conll import Post
-from dghc.pipeline.data.tags import bio_to_bioes
-from dghc.pipeline.data.word_shape import word_shape_ids
-from dghc.pipeline.model.tagger import Batch
+from ..data.alignment import EncodedPost, encode_posts
+from ..data.characters import word_byte_ids
+from ..data.conll import Post
+from ..data.tags import bio_to_bioes
+from ..data.word_shape import word_shape_ids
+from .tagger import Batch
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dghc.pipeline.data.characters import BYTE_VOCABULARY
+from ..data.characters import BYTE_VOCABULARY
 
 CHAR_EMBEDDING_DIM = 32
 CHAR_FILTERS = 64

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchcrf import CRF
 
-from dghc.pipeline.data.tags import split_label
+from ..data.tags import split_label
 
 # Added to a forbidden score: exp(-10000) is 0 in float32, and unlike -inf it keeps log-sum-exp free of NaN.
 FORBIDDEN = -10000.0

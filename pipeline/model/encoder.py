@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.quiet import quiet_transformers
+from ..core.errors import DghcError
+from ..core.quiet import quiet_transformers
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
@@ -89,7 +89,7 @@ def load_encoder_and_tokenizer(name: str) -> tuple[PreTrainedModel, PreTrainedTo
             tokenizer = load_tokenizer(source)
             encoder = build_encoder(source)
     except (OSError, ValueError, TypeError) as err:
-        from dghc.pipeline.model.fetched import fetchable_for
+        from .fetched import fetchable_for
 
         fetchable = fetchable_for(source)
         if fetchable is not None and not Path(source).exists():

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dghc.pipeline.artifacts.atomic import atomic_folder
-from dghc.pipeline.artifacts.fingerprint import sha256_file
-from dghc.pipeline.core.errors import DghcError
+from ..artifacts.atomic import atomic_folder
+from ..artifacts.fingerprint import sha256_file
+from ..core.errors import DghcError
 
 MANIFEST = "dghc-fetched.json"
 DEFAULT_MODELS_DIR = Path("models")

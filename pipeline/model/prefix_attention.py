@@ -29,8 +29,8 @@ from torch import nn
 from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention, scaled_size_sqrt
 from transformers.models.mpnet.modeling_mpnet import MPNetSelfAttention
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.model.encoder import SUPPORTED_FAMILIES
+from ..core.errors import DghcError
+from .encoder import SUPPORTED_FAMILIES
 
 
 class UnsupportedEncoder(DghcError, TypeError):

@@ -17,14 +17,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from dghc.pipeline.data.word_shape import SHAPES
-from dghc.pipeline.model.characters import CharacterCNN
-from dghc.pipeline.model.config import ModelConfig
-from dghc.pipeline.model.crf import ConstrainedCRF
-from dghc.pipeline.model.gates import DynamicGates
-from dghc.pipeline.model.prefix_attention import LayerPrefix, install_prefix_attention
-from dghc.pipeline.model.relevance import RelevanceScore
-from dghc.pipeline.model.visual_prefix import VisualPrefix
+from ..data.word_shape import SHAPES
+from .characters import CharacterCNN
+from .config import ModelConfig
+from .crf import ConstrainedCRF
+from .gates import DynamicGates
+from .prefix_attention import LayerPrefix, install_prefix_attention
+from .relevance import RelevanceScore
+from .visual_prefix import VisualPrefix
 
 WORD_SHAPE_DIM = 16  # a handful of shapes: a small embedding
 

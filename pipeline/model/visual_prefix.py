@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dghc.pipeline.model.config import PrefixProjection, PrefixScaling
-from dghc.pipeline.model.prefix_attention import LayerPrefix
+from .config import PrefixProjection, PrefixScaling
+from .prefix_attention import LayerPrefix
 
 
 class VisualPrefix(nn.Module):

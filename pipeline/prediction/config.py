@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from dghc.pipeline.core.params import (
+from ..core.params import (
     address_param,
     check_params,
     device_param,

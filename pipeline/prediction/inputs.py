@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-from dghc.pipeline.core.errors import DataFormatError, DghcError
-from dghc.pipeline.data.raw_text import TextSplit, Token, tokenize
-from dghc.pipeline.prediction.config import PredictConfig
+from ..core.errors import DataFormatError, DghcError
+from ..data.raw_text import TextSplit, Token, tokenize
+from .config import PredictConfig
 
 KNOWN_FIELDS = ("id", "text", "tokens", "image")
 STDIN_NAME = "<stdin>"

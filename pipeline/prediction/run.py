@@ -25,22 +25,22 @@ from typing import Any, BinaryIO, Callable, Iterator, Sequence, TextIO
 
 from tqdm import tqdm
 
-from dghc.pipeline.artifacts.atomic import atomic_text
-from dghc.pipeline.artifacts.lock import output_lock
-from dghc.pipeline.core.console import say
-from dghc.pipeline.core.devices import tagging_device
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.signals import stop_signals
-from dghc.pipeline.data.conll import Post
-from dghc.pipeline.data.images import load_image
-from dghc.pipeline.data.raw_text import TextSplit
-from dghc.pipeline.data.tags import bio_spans
-from dghc.pipeline.inference.checkpoint import load_checkpoint
-from dghc.pipeline.inference.tagging import predict
-from dghc.pipeline.inference.visual_features import warn_if_images_rare
-from dghc.pipeline.prediction.config import PredictConfig
-from dghc.pipeline.prediction.inputs import InputPost, open_input, read_posts
-from dghc.pipeline.prediction.visual import NO_IMAGE, ImageRequest, ImageResult, MemoryFeatures, VisualPipeline
+from ..artifacts.atomic import atomic_text
+from ..artifacts.lock import output_lock
+from ..core.console import say
+from ..core.devices import tagging_device
+from ..core.errors import DghcError
+from ..core.signals import stop_signals
+from ..data.conll import Post
+from ..data.images import load_image
+from ..data.raw_text import TextSplit
+from ..data.tags import bio_spans
+from ..inference.checkpoint import load_checkpoint
+from ..inference.tagging import predict
+from ..inference.visual_features import warn_if_images_rare
+from .config import PredictConfig
+from .inputs import InputPost, open_input, read_posts
+from .visual import NO_IMAGE, ImageRequest, ImageResult, MemoryFeatures, VisualPipeline
 
 
 @dataclass
@@ -114,7 +114,7 @@ def run_predict(config: PredictConfig, *, stdin: BinaryIO | None = None, stdout:
     SIGINT/SIGTERM stop it at once, with ``--out`` unwritten)."""
     kept = f"{config.out} was not written" if config.out else "the posts tagged so far were written to stdout"
     if config.engine == "ray":
-        from dghc.pipeline.scale.session import import_ray
+        from ..scale.session import import_ray
 
         import_ray()  # first: no work before saying that Ray is missing
         if config.out is None:
@@ -146,7 +146,7 @@ def _predict(config: PredictConfig, stdin: BinaryIO | None, stdout: TextIO | Non
             "(known: id, text, tokens, image)")
     posts = read.posts
     if config.engine == "ray":
-        from dghc.pipeline.scale.predict import predict_on_ray  # Ray is an optional extra
+        from ..scale.predict import predict_on_ray  # Ray is an optional extra
 
         if checkpoint.tagger.config.use_image and any(post.image is not None for post in posts):
             warn_if_images_rare(checkpoint.info.get("train_image_share"), str(config.model_dir))

@@ -20,11 +20,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from dghc.pipeline.artifacts.fingerprint import sha256_json
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.data.images import STATUS_NAMES, ImageStatus
-from dghc.pipeline.detection.config import PACKAGED_DETECTOR
-from dghc.pipeline.detection.detectors import (
+from ..artifacts.fingerprint import sha256_json
+from ..core.errors import DghcError
+from ..data.images import STATUS_NAMES, ImageStatus
+from ..detection.config import PACKAGED_DETECTOR
+from ..detection.detectors import (
     DETECTOR,
     GROUNDING,
     MAX_DET,
@@ -34,14 +34,14 @@ from dghc.pipeline.detection.detectors import (
     SourceUnavailable,
     resolve_weights,
 )
-from dghc.pipeline.detection.opencv_detector import COCO_SSD
-from dghc.pipeline.detection.phrases import MAX_PHRASES, post_phrases
-from dghc.pipeline.detection.run import ImageItem, detect_batch
-from dghc.pipeline.detection.sources import detector_source
-from dghc.pipeline.features.clip_encoder import load_clip
-from dghc.pipeline.features.config import UNTRAINED_SEED
-from dghc.pipeline.features.crops import CropDataset, collate_items
-from dghc.pipeline.inference.checkpoint import Checkpoint
+from ..detection.opencv_detector import COCO_SSD
+from ..detection.phrases import MAX_PHRASES, post_phrases
+from ..detection.run import ImageItem, detect_batch
+from ..detection.sources import detector_source
+from ..features.clip_encoder import load_clip
+from ..features.config import UNTRAINED_SEED
+from ..features.crops import CropDataset, collate_items
+from ..inference.checkpoint import Checkpoint
 
 NO_IMAGE = "none"  # the post came without an image
 

@@ -14,8 +14,8 @@ from typing import Sequence
 
 import torch
 
-from dghc.pipeline.data.tags import bio_spans
-from dghc.pipeline.model.batching import VisualFeatures
+from ..data.tags import bio_spans
+from ..model.batching import VisualFeatures
 
 
 class Effect(str, Enum):

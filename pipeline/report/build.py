@@ -11,21 +11,21 @@ from pathlib import Path
 
 from PIL import Image
 
-from dghc.pipeline.artifacts.atomic import write_text_atomically
-from dghc.pipeline.artifacts.lock import output_lock
-from dghc.pipeline.core.devices import tagging_device
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.signals import stop_signals
-from dghc.pipeline.data.conll import default_images_dir, read_conll
-from dghc.pipeline.data.images import ImageStatus, load_image
-from dghc.pipeline.detection.store import Detections, Region, load_detections
-from dghc.pipeline.inference.checkpoint import load_checkpoint
-from dghc.pipeline.inference.evaluation import evaluate, gold_type_map
-from dghc.pipeline.inference.tagging import PostPrediction
-from dghc.pipeline.inference.visual_features import open_for_model
-from dghc.pipeline.report.analysis import Effect, MaskedFeatures, choose_samples, image_effect
-from dghc.pipeline.report.config import DEFAULT_DETECTIONS, ReportConfig
-from dghc.pipeline.report.render import ReportItem, ReportSummary, render_report
+from ..artifacts.atomic import write_text_atomically
+from ..artifacts.lock import output_lock
+from ..core.devices import tagging_device
+from ..core.errors import DghcError
+from ..core.signals import stop_signals
+from ..data.conll import default_images_dir, read_conll
+from ..data.images import ImageStatus, load_image
+from ..detection.store import Detections, Region, load_detections
+from ..inference.checkpoint import load_checkpoint
+from ..inference.evaluation import evaluate, gold_type_map
+from ..inference.tagging import PostPrediction
+from ..inference.visual_features import open_for_model
+from .analysis import Effect, MaskedFeatures, choose_samples, image_effect
+from .config import DEFAULT_DETECTIONS, ReportConfig
+from .render import ReportItem, ReportSummary, render_report
 
 
 @dataclass

@@ -14,13 +14,13 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from dghc.pipeline.core.templates import template_environment
-from dghc.pipeline.data.conll import Post
-from dghc.pipeline.data.tags import bio_spans
-from dghc.pipeline.detection.draw import draw_regions
-from dghc.pipeline.detection.store import Region
-from dghc.pipeline.inference.tagging import PostPrediction
-from dghc.pipeline.report.analysis import Effect, entity_errors
+from ..core.templates import template_environment
+from ..data.conll import Post
+from ..data.tags import bio_spans
+from ..detection.draw import draw_regions
+from ..detection.store import Region
+from ..inference.tagging import PostPrediction
+from .analysis import Effect, entity_errors
 
 TYPE_COLOURS = {"PER": "#f4a261", "LOC": "#2a9d8f", "ORG": "#8ab17d", "MISC": "#b392ac"}
 DEFAULT_COLOUR = "#cccccc"

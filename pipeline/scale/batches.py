@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from dghc.pipeline.artifacts.shards import Shard
-from dghc.pipeline.scale.session import WorkerResources
+from ..artifacts.shards import Shard
+from .session import WorkerResources
 
 
 def local_batches(shards: Sequence[Shard], batch_size: int) -> list[range]:

@@ -19,16 +19,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dghc.pipeline.artifacts.fingerprint import sha256_json
-from dghc.pipeline.artifacts.lock import output_lock
-from dghc.pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards, write_index
-from dghc.pipeline.core.console import say
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.signals import stop_signals
-from dghc.pipeline.data.images import count_statuses
-from dghc.pipeline.detection.config import DetectConfig
-from dghc.pipeline.detection.detectors import PredictSettings
-from dghc.pipeline.detection.run import (
+from ..artifacts.fingerprint import sha256_json
+from ..artifacts.lock import output_lock
+from ..artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards, write_index
+from ..core.console import say
+from ..core.errors import DghcError
+from ..core.signals import stop_signals
+from ..data.images import count_statuses
+from ..detection.config import DetectConfig
+from ..detection.detectors import PredictSettings
+from ..detection.run import (
     DetectSummary,
     ImageItem,
     build_fingerprint,
@@ -37,11 +37,11 @@ from dghc.pipeline.detection.run import (
     detect_batch,
     summarise_detections,
 )
-from dghc.pipeline.detection.sources import load_sources
-from dghc.pipeline.detection.store import STRING_ARRAYS, load_detections, read_fingerprint_sha256, write_detections
-from dghc.pipeline.scale.batches import BatchActor, local_batches, run_batches
-from dghc.pipeline.scale.session import import_ray, ray_cluster, worker_resources
-from dghc.pipeline.scale.shard_writer import ShardWriter
+from ..detection.sources import load_sources
+from ..detection.store import STRING_ARRAYS, load_detections, read_fingerprint_sha256, write_detections
+from .batches import BatchActor, local_batches, run_batches
+from .session import import_ray, ray_cluster, worker_resources
+from .shard_writer import ShardWriter
 
 KIND = "detections"  # the shard files: detections-00000.h5, ...
 

@@ -21,16 +21,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dghc.pipeline.artifacts.fingerprint import sha256_json
-from dghc.pipeline.artifacts.lock import output_lock
-from dghc.pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards, write_index
-from dghc.pipeline.core.console import say
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.signals import stop_signals
-from dghc.pipeline.data.images import count_statuses
-from dghc.pipeline.features import store as layout
-from dghc.pipeline.features.config import ExtractConfig
-from dghc.pipeline.features.extract import (
+from ..artifacts.fingerprint import sha256_json
+from ..artifacts.lock import output_lock
+from ..artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards, write_index
+from ..core.console import say
+from ..core.errors import DghcError
+from ..core.signals import stop_signals
+from ..data.images import count_statuses
+from ..features import store as layout
+from ..features.config import ExtractConfig
+from ..features.extract import (
     ExtractResult,
     check_detections_current,
     collect_images,
@@ -38,9 +38,9 @@ from dghc.pipeline.features.extract import (
     load_detection_rows,
     summarise,
 )
-from dghc.pipeline.scale.batches import BatchActor, local_batches, run_batches
-from dghc.pipeline.scale.session import import_ray, ray_cluster, worker_resources
-from dghc.pipeline.scale.shard_writer import ShardWriter
+from .batches import BatchActor, local_batches, run_batches
+from .session import import_ray, ray_cluster, worker_resources
+from .shard_writer import ShardWriter
 
 KIND = "features"  # the shard files: features-00000.h5, ...
 
@@ -82,7 +82,7 @@ class DecodedBatch:
 
 def decode(batch: CropBatch, crops: CropSettings) -> DecodedBatch:
     """Decode, crop and preprocess a batch's images (the local engine's code)."""
-    from dghc.pipeline.features.crops import CropDataset, collate_items
+    from ..features.crops import CropDataset, collate_items
 
     dataset = CropDataset(batch.rows.tolist(), batch.paths, batch.boxes, batch.valid, crops.preprocessor,
                           crops.image_size, crops.padding, crops.min_size, crops.max_aspect)
@@ -100,7 +100,7 @@ class EncodeActor(BatchActor):
                  crops: CropSettings | None) -> None:
         import torch
 
-        from dghc.pipeline.features.clip_encoder import load_clip
+        from ..features.clip_encoder import load_clip
 
         torch.set_num_threads(max(1, threads))
         self.encoder = load_clip(model, output, device, seed)
@@ -122,7 +122,7 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
     """Run the extract stage on Ray; ``out`` is a folder of shards plus ``index.h5`` (see the module's docstring)."""
     from tqdm import tqdm
 
-    from dghc.pipeline.features.clip_encoder import load_clip
+    from ..features.clip_encoder import load_clip
 
     import_ray()  # first: no work before saying that Ray is missing
     out = Path(config.out)

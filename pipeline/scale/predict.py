@@ -21,17 +21,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dghc.pipeline.artifacts.atomic import write_text_atomically
-from dghc.pipeline.artifacts.fingerprint import sha256_file, sha256_json
-from dghc.pipeline.artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards
-from dghc.pipeline.core.console import say
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.prediction.config import PredictConfig
-from dghc.pipeline.prediction.inputs import InputPost
-from dghc.pipeline.prediction.run import PredictSummary, empty_image_counts
-from dghc.pipeline.scale.batches import BatchActor, local_batches, run_batches
-from dghc.pipeline.scale.session import import_ray, ray_cluster, worker_resources
-from dghc.pipeline.scale.shard_writer import ShardWriter
+from ..artifacts.atomic import write_text_atomically
+from ..artifacts.fingerprint import sha256_file, sha256_json
+from ..artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards
+from ..core.console import say
+from ..core.errors import DghcError
+from ..prediction.config import PredictConfig
+from ..prediction.inputs import InputPost
+from ..prediction.run import PredictSummary, empty_image_counts
+from .batches import BatchActor, local_batches, run_batches
+from .session import import_ray, ray_cluster, worker_resources
+from .shard_writer import ShardWriter
 
 KIND = "predictions"  # the shard files: predictions-00000.parquet, ...
 PARQUET_INDEX = "_index.json"  # "_": Parquet readers skip it
@@ -67,9 +67,9 @@ class PredictActor(BatchActor):
     def __init__(self, config: PredictConfig, device: str, threads: int, with_images: bool, source: str) -> None:
         import torch
 
-        from dghc.pipeline.core.devices import resolve_device
-        from dghc.pipeline.inference.checkpoint import load_checkpoint
-        from dghc.pipeline.prediction.run import PostTagger
+        from ..core.devices import resolve_device
+        from ..inference.checkpoint import load_checkpoint
+        from ..prediction.run import PostTagger
 
         torch.set_num_threads(max(1, threads))
         checkpoint = load_checkpoint(config.model_dir)
@@ -166,7 +166,7 @@ def _run(config: PredictConfig, posts: list[InputPost], todo: list[Shard], sourc
     """The local engine's batches of the unfinished shards through Ray; yields rows in input order."""
     import torch
 
-    from dghc.pipeline.core.precision import check_precision
+    from ..core.precision import check_precision
 
     resources = worker_resources(config.device, cluster)
     check_precision(config.precision, torch.device(resources.device))  # fp16 needs the GPU the workers get

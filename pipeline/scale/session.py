@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from dghc.pipeline.core.console import say
-from dghc.pipeline.core.errors import DghcError, first_line
+from ..core.console import say
+from ..core.errors import DghcError, first_line
 
 INSTALL_HINT = "pip install 'dghc[ray]'"
 

@@ -6,9 +6,9 @@ from typing import Callable
 
 import numpy as np
 
-from dghc.pipeline.artifacts.atomic import atomic_path
-from dghc.pipeline.artifacts.shards import Shard
-from dghc.pipeline.core.errors import DghcError
+from ..artifacts.atomic import atomic_path
+from ..artifacts.shards import Shard
+from ..core.errors import DghcError
 
 
 class ShardWriter:

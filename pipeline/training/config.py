@@ -10,10 +10,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.params import check_params, device_param, param
-from dghc.pipeline.model.config import ModelConfig, PrefixNorm, PrefixProjection, PrefixScaling, TextVectorSource
-from dghc.pipeline.model.encoder import PACKAGED_MINILM
+from ..core.errors import DghcError
+from ..core.params import check_params, device_param, param
+from ..model.config import ModelConfig, PrefixNorm, PrefixProjection, PrefixScaling, TextVectorSource
+from ..model.encoder import PACKAGED_MINILM
 
 logger = logging.getLogger(__name__)
 

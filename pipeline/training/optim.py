@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from dghc.pipeline.model.tagger import DGHCTagger
-from dghc.pipeline.training.config import TrainConfig
+from ..model.tagger import DGHCTagger
+from .config import TrainConfig
 
 
 def parameter_groups(tagger: DGHCTagger, config: TrainConfig) -> list[dict]:

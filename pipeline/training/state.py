@@ -29,9 +29,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from dghc.pipeline.artifacts.atomic import atomic_folder
-from dghc.pipeline.artifacts.fingerprint import differences, normalise, sha256_file
-from dghc.pipeline.core.errors import DghcError
+from ..artifacts.atomic import atomic_folder
+from ..artifacts.fingerprint import differences, normalise, sha256_file
+from ..core.errors import DghcError
 
 STATE_FORMAT = "dghc-train-state/1"
 MODEL_FILE = "model.safetensors"

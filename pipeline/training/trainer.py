@@ -35,31 +35,31 @@ from torch import nn
 from tqdm import tqdm
 from transformers import set_seed
 
-import dghc.pipeline as pipeline
-from dghc.pipeline.artifacts.atomic import atomic_folder, write_text_atomically
-from dghc.pipeline.artifacts.fingerprint import code_sha256, import_closure, sha256_json
-from dghc.pipeline.artifacts.lock import output_lock
-from dghc.pipeline.core.console import points
-from dghc.pipeline.core.devices import announce_device, resolve_device
-from dghc.pipeline.core.errors import DghcError
-from dghc.pipeline.core.precision import autocast, check_precision
-from dghc.pipeline.core.signals import Interrupted, StopRequest, stop_signals
-from dghc.pipeline.data.conll import Post, read_conll
-from dghc.pipeline.data.raw_text import TextSplit
-from dghc.pipeline.data.tags import OTHER_AS_MISC, bioes_label_set, entity_types, invalid_bio_positions
-from dghc.pipeline.data.word_shape import tokenizer_lowercases
-from dghc.pipeline.detection.store import read_fingerprint
-from dghc.pipeline.features.store import FeatureStore
-from dghc.pipeline.inference.checkpoint import Checkpoint, save_checkpoint
-from dghc.pipeline.inference.metrics import all_modes
-from dghc.pipeline.inference.tagging import predict
-from dghc.pipeline.inference.visual_features import image_share, require_coverage, warn_if_images_rare
-from dghc.pipeline.model.batching import VisualFeatures, collate, make_examples
-from dghc.pipeline.model.encoder import load_encoder_and_tokenizer
-from dghc.pipeline.model.tagger import Batch, DGHCTagger
-from dghc.pipeline.training.config import TrainConfig
-from dghc.pipeline.training.optim import make_optimizer, make_scheduler, make_weight_average
-from dghc.pipeline.training.state import Progress, StateFolder, capture_rng, restore_rng
+from ... import pipeline
+from ..artifacts.atomic import atomic_folder, write_text_atomically
+from ..artifacts.fingerprint import code_sha256, import_closure, sha256_json
+from ..artifacts.lock import output_lock
+from ..core.console import points
+from ..core.devices import announce_device, resolve_device
+from ..core.errors import DghcError
+from ..core.precision import autocast, check_precision
+from ..core.signals import Interrupted, StopRequest, stop_signals
+from ..data.conll import Post, read_conll
+from ..data.raw_text import TextSplit
+from ..data.tags import OTHER_AS_MISC, bioes_label_set, entity_types, invalid_bio_positions
+from ..data.word_shape import tokenizer_lowercases
+from ..detection.store import read_fingerprint
+from ..features.store import FeatureStore
+from ..inference.checkpoint import Checkpoint, save_checkpoint
+from ..inference.metrics import all_modes
+from ..inference.tagging import predict
+from ..inference.visual_features import image_share, require_coverage, warn_if_images_rare
+from ..model.batching import VisualFeatures, collate, make_examples
+from ..model.encoder import load_encoder_and_tokenizer
+from ..model.tagger import Batch, DGHCTagger
+from .config import TrainConfig
+from .optim import make_optimizer, make_scheduler, make_weight_average
+from .state import Progress, StateFolder, capture_rng, restore_rng
 
 logger = logging.getLogger(__name__)
 
