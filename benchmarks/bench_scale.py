@@ -38,11 +38,13 @@ CLIP_INPUTS_PER_IMAGE = 4  # the whole image and m = 3 region crops
 def run_once(config, engine: str, workers: int) -> dict:
     """One stage run: end-to-end seconds and the steady rate between the first and the last written batch."""
     from dghc.pipeline.features.extract import extract_features
+    from dghc.pipeline.scale.extract import extract_on_ray
 
     marks: list[tuple[float, int]] = []
     started = time.perf_counter()
-    result = extract_features(replace(config, engine=engine, workers=workers, force=True),
-                              on_batch=lambda rows: marks.append((time.perf_counter(), rows)))
+    run = extract_on_ray if engine == "ray" else extract_features
+    result = run(replace(config, engine=engine, workers=workers, force=True),
+                 on_batch=lambda rows: marks.append((time.perf_counter(), rows)))
     total = time.perf_counter() - started
     # Rows arrive in order, so the first batches of the other workers arrive right after the first one (computed
     # meanwhile): the steady rate starts at the batch where every worker has delivered once.

@@ -115,8 +115,9 @@ def check_train(root: Path, splits: list[Path], device: str, precisions: list[st
     from dghc.pipeline.model.encoder import PACKAGED_MINILM, resolve_encoder
     from dghc.pipeline.model.tagger import DGHCTagger
     from dghc.pipeline.training.config import TrainConfig
+    from dghc.pipeline.training.distributed import make_accelerator
     from dghc.pipeline.training.optim import make_optimizer
-    from dghc.pipeline.training.trainer import TrainingStep, make_accelerator
+    from dghc.pipeline.training.run import TrainingStep
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(PACKAGED_MINILM))
     size = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128) if dry else {}

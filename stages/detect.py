@@ -7,7 +7,7 @@ import click
 
 from ..pipeline.core.errors import DghcError
 from ..pipeline.detection.config import DEFAULT_OUT, DetectConfig
-from .options import configured
+from .options import as_arguments, configured
 
 
 @click.command("detect")
@@ -29,13 +29,13 @@ def detect_command(config: DetectConfig, show: str | None, detections: Path | No
     if show is not None:
         _show(config, show, detections or DEFAULT_OUT)
         return
-    from ..pipeline.detection.run import run_detect  # torch and ultralytics: imported only when the stage runs
+    from ..pipeline.api.detect import detect  # torch and ultralytics: imported only when the stage runs
 
     if not config.files:
         raise click.UsageError("give the CoNLL files to read (or a params file with detect: files: [...])")
     if config.out_file.suffix.lower() == ".png":
         raise click.UsageError(f"--out {config.out_file} looks like an image: without --show, --out is the HDF5 file")
-    click.echo(run_detect(config).format())
+    click.echo(detect(**as_arguments(config)).format())
 
 
 def _show(config: DetectConfig, image_id: str, detections_file: Path) -> None:

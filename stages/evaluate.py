@@ -32,24 +32,12 @@ def evaluate_command(config: EvaluateConfig) -> None:
 def _evaluate(config: EvaluateConfig) -> None:
     from ..pipeline.artifacts.atomic import write_text_atomically
     from ..pipeline.core.console import points
-    from ..pipeline.core.devices import tagging_device
-    from ..pipeline.data.conll import read_conll
-    from ..pipeline.data.tags import invalid_bio_positions
-    from ..pipeline.inference.checkpoint import load_checkpoint  # torch: imported only when the stage runs
-    from ..pipeline.inference.evaluation import evaluate, gold_type_map, predictions_conll
-    from ..pipeline.inference.visual_features import open_for_model
+    from ..pipeline.prediction.tagger import Tagger  # torch: imported only when the stage runs
 
-    device = tagging_device("evaluate", config.device, config.precision)
-    checkpoint = load_checkpoint(config.model_dir)
-    # Gold as written (stray I- kept): default mode reads it as conlleval does, strict mode as IOB2.
-    posts, _ = read_conll(config.data_file, type_map=gold_type_map(checkpoint, config.keep_other),
-                          invalid_bio="keep")
-    features = open_for_model(checkpoint, config.features_file)
-    result = evaluate(checkpoint, posts, features, config.batch_size, device, progress=True,
-                      precision=config.precision)
-    invalid = sum(len(invalid_bio_positions(p.labels)) for p in posts)
-    metrics = {**result.metrics, "data": str(config.data_file), "model": str(config.model_dir),
-               "gold_invalid_bio": invalid}
+    evaluation = Tagger.from_folder(config.model_dir).evaluate(
+        config.data_file, config.features_file, batch_size=config.batch_size, device=config.device,
+        precision=config.precision, keep_other=config.keep_other, progress=True)
+    metrics = evaluation.metrics
     for mode in ("default", "strict"):
         overall = metrics[mode]["overall"]
         click.echo(f"{mode:>7}: P {points(overall['precision'])} R {points(overall['recall'])} "
@@ -64,4 +52,4 @@ def _evaluate(config: EvaluateConfig) -> None:
         summary["relevance_mean"] = None if metrics["relevance_mean"] is None else round(metrics["relevance_mean"], 4)
         write_text_atomically(config.summary_file, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if config.predictions_file:
-        write_text_atomically(config.predictions_file, predictions_conll(posts, result.predictions))
+        write_text_atomically(config.predictions_file, evaluation.predictions_conll())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..pipeline.features.config import ExtractConfig
-from .options import configured
+from .options import as_arguments, configured
 
 
 @click.command("extract")
@@ -19,9 +19,9 @@ def extract_command(config: ExtractConfig) -> None:
     With --engine ray, a Ray Data pipeline (a pool of CLIP actors) writes a folder: shard files plus an
     index.h5 that every reader opens as one features file; a rerun skips finished shards.
     """
-    from ..pipeline.features.extract import extract_features  # torch: imported only when the stage runs
+    from ..pipeline.api.extract import extract  # torch: imported only when the stage runs
 
-    result = extract_features(config)
+    result = extract(**as_arguments(config))
     click.echo(f"wrote {result.path}: {result.images} images ({result.present} present, {result.missing} missing, "
                f"{result.unreadable} unreadable), {result.regions} region crops (degenerate boxes left out: "
                f"{result.empty_boxes}); {result.dim}-dim {config.output} vectors of {config.model}"

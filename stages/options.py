@@ -9,6 +9,7 @@ line accept and refuse the same things; params.yaml errors name the file, the se
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import typing
 from dataclasses import MISSING
@@ -84,6 +85,21 @@ def read_section(params_file: Path, section: str) -> dict[str, Any]:
     return {str(key).replace("-", "_"): value for key, value in (data.get(section) or {}).items()}
 
 
+def data_values(params_file: Path, config_class: type) -> dict[str, Any]:
+    """The parameters a params file's ``data`` section gives a stage (``FROM_DATA``: parameter -> data key, or keys
+    for a list), so that ``dghc train --params configs/x.yaml`` trains on x's data, not the demo's defaults."""
+    data = read_section(params_file, "data")
+    values: dict[str, Any] = {}
+    for name, keys in getattr(config_class, "FROM_DATA", {}).items():
+        if isinstance(keys, tuple):
+            found = [data[key] for key in keys if data.get(key) is not None]
+            if found:
+                values[name] = found
+        elif data.get(keys) is not None:
+            values[name] = data[keys]
+    return values
+
+
 def parse_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
     """``["epochs=3", "use_image=false"]`` -> ``{"epochs": "3", "use_image": False}``: booleans, null and lists
     read as YAML, every other value kept as written for the parameter's own type (YAML 1.1 would read seed=010
@@ -138,6 +154,7 @@ def build_config(ctx: click.Context, config_class: type[C], params_file: Path | 
     known = f"(known: {', '.join(sorted(declared))})"
     sources = []  # (values, message for unknown keys, prefix naming a key, read from a file)
     if params_file is not None:
+        sources.append((data_values(params_file, config_class), "", f"{params_file}: data.", False))
         sources.append((read_section(params_file, section), f"{params_file}: unknown keys in section {section!r}",
                         f"{params_file}: {section}.", True))
     sources.append((parse_overrides(overrides), "--set: unknown parameter(s)", "--set ", False))
@@ -222,3 +239,9 @@ def params_table(config_class: type) -> str:
             meaning += " One of: " + ", ".join(f"`{c}`" for c in p.choices) + "."
         rows.append(f"| `{p.name}` | `{option}` | {default} | {meaning} |")
     return "\n".join(rows)
+
+
+def as_arguments(config: Any) -> dict[str, Any]:
+    """A stage's config as the keyword arguments of its function in ``dghc.pipeline.api`` (the library takes plain
+    arguments; only the command line builds config objects from options and params files)."""
+    return {spec.name: getattr(config, spec.name) for spec in dataclasses.fields(config) if spec.init}

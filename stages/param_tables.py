@@ -5,12 +5,14 @@ section in exactly one of them); tests/test_params.py fails when one is stale.
 """
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from pathlib import Path
 
 import click
 
+from . import COMMANDS
 from .options import params_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,19 +21,19 @@ DOCS = [REPO / "README.md", REPO / "docs" / "STAGES.md", REPO / "docs" / "RUNNIN
 
 def configured_commands() -> dict[str, type]:
     """params.yaml section -> config class, for every command built from a config declaration."""
-    from ..cli import dghc
-
     found = {}
-    groups = [dghc]
-    while groups:  # subcommands of groups too (`dghc experiments run`)
-        group = groups.pop()
-        for name in group.list_commands(click.Context(group)):
-            command = group.get_command(click.Context(group), name)
-            if isinstance(command, click.Group):
-                groups.append(command)
-            config_class = getattr(command.callback, "config_class", None)
-            if config_class is not None:
-                found[config_class.SECTION] = config_class
+    commands: list[click.Command] = []
+    for target in COMMANDS.values():
+        module_name, attribute = target.split(":")
+        commands.append(getattr(importlib.import_module(module_name), attribute))
+    while commands:  # subcommands of groups too (`dghc experiments run`)
+        command = commands.pop()
+        if isinstance(command, click.Group):
+            commands.extend(command.get_command(click.Context(command), name)
+                            for name in command.list_commands(click.Context(command)))
+        config_class = getattr(command.callback, "config_class", None)
+        if config_class is not None:
+            found[config_class.SECTION] = config_class
     return found
 
 

@@ -7,7 +7,7 @@ import click
 
 from ..pipeline.core.console import setup_logging
 from ..pipeline.prediction.config import PredictConfig
-from .options import configured
+from .options import as_arguments, configured
 
 
 @click.command("predict")
@@ -38,9 +38,9 @@ def predict_command(config: PredictConfig) -> None:
     With --engine ray, posts are tagged by a pool of Ray actors and --out is a folder of Parquet shards
     (one row per post, the fields above as columns) plus _index.json; a rerun skips finished shards.
     """
-    from ..pipeline.prediction.run import run_predict  # torch: imported only when the command runs
+    from ..pipeline.api.predict import predict  # torch: imported only when the command runs
 
     setup_logging(logging.WARNING)
     # stdin and stdout are looked up at call time (sys.stdin.buffer, sys.stdout), so CliRunner's streams work too
-    summary = run_predict(config, log=lambda message: click.echo(message, err=True))
+    summary = predict(**as_arguments(config), log=lambda message: click.echo(message, err=True))
     click.echo(summary.format(), err=True)

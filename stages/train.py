@@ -17,7 +17,7 @@ import yaml
 from ..pipeline.core.console import setup_logging
 from ..pipeline.core.errors import DghcError
 from ..pipeline.training.config import TrainConfig
-from .options import configured
+from .options import as_arguments, configured
 
 
 @click.command("train")
@@ -32,12 +32,12 @@ def train_command(config: TrainConfig) -> None:
     if config.processes > 1 and "WORLD_SIZE" not in os.environ:
         _launch_processes(config)
         return
+    from ..pipeline.api.train import train  # torch and transformers: imported only when the stage runs
     from ..pipeline.artifacts.atomic import write_text_atomically
     from ..pipeline.core.console import points
-    from ..pipeline.training.trainer import train  # torch and transformers: imported only when the stage runs
 
     setup_logging(logging.INFO)
-    result = train(config)
+    result = train(**as_arguments(config))
     if not result.is_main_process:
         return
     if result.resumed_from is not None:

@@ -1,26 +1,26 @@
 """Test-wide settings: everything offline, nothing written outside the repository."""
 from __future__ import annotations
 
+import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 
-from dghc.pipeline.core.offline import offline_environment
+from tests.environment import REPO, TEST_THREADS
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"  # real benchmark data, beside the repository (not in a clone)
-
-offline_environment(REPO)
-
-# The cores each test process may use: pytest-xdist runs one worker per core, and two workers that each start an
-# OpenMP thread per core slow each other 2-3x (measured: the Durant test 109 s alone, 328 s beside the DVC
-# experiments). Set before torch is imported, so it holds in the workers and in every subprocess they start.
-WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-# sched_getaffinity: the cores this process may use (a container may have fewer than the machine); not on macOS
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-TEST_THREADS = max(1, CORES // WORKERS)
 os.environ.setdefault("OMP_NUM_THREADS", str(TEST_THREADS))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test module is imported: dghc must be installed (the repository is the package dghc once it is),
+    and every library offline, with its settings files inside the repository."""
+    if importlib.util.find_spec("dghc") is None:
+        pytest.exit("dghc is not installed in this Python: run `make install` and `source .venv/bin/activate` "
+                    "first (or `pip install -e '.[test]'`)", returncode=4)
+    from dghc.pipeline.core.offline import offline_environment
+
+    offline_environment(REPO)
+
 
 # The files that take minutes, longest first (seconds in one worker of `make test` on 2 cores, measured with
 # --durations=0). make test's workers take whole files in collection order (--dist loadfile
@@ -44,12 +44,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # stable: the other files keep their order
     items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank)))
 
-
-def require_tool(available: bool, what: str) -> None:
-    """Skip a test that needs ``what`` when it is missing on a developer's machine; fail under CI, which installs
-    everything (`.ci/run`), so that a missing tool never passes silently there."""
-    if available:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing, and CI must run every test")
-    pytest.skip(f"{what} is missing")

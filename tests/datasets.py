@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SHARED_DATA
+from tests.environment import REPO, SHARED_DATA
 
 FIXTURES = REPO / "tests" / "fixtures"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dghc.pipeline.artifacts.fingerprint import import_closure
-from tests.conftest import REPO
+from tests.environment import REPO
 
 PROJECT_PACKAGES = ("dghc.pipeline", "dghc.stages", "dghc.cli")
 

@@ -23,7 +23,7 @@ from dghc.pipeline.artifacts.fingerprint import (
 )
 from dghc.pipeline.artifacts.partial import PartialOutput
 from dghc.pipeline.core.errors import FingerprintMismatch
-from tests.conftest import REPO
+from tests.environment import REPO
 
 
 class Boom(Exception):

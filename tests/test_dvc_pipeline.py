@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, TEST_THREADS
+from tests.environment import REPO, TEST_THREADS
 from tests.tiny_models import save_tiny_bert
 
 pytestmark = pytest.mark.slow

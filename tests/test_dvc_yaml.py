@@ -12,7 +12,7 @@ import yaml
 
 from dghc.cli import COMMANDS, dghc
 from dghc.stages.options import parse_config
-from tests.conftest import REPO
+from tests.environment import REPO
 from tests.imports import project_closure
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
@@ -60,6 +60,9 @@ def commands_of(stage: dict) -> list[tuple[str, list[str]]]:
 # dvc.yaml's commands run the local engine: the Ray engine's code, imported only under --engine ray, is not
 # theirs (a stage switched to --engine ray lists pipeline/scale too).
 ENGINE_RAY = "pipeline/scale/"
+# the package's own __init__.py (the repository root is the package dghc): every module's import runs it first
+PACKAGE_INIT = "__init__.py"
+CODE = ("pipeline", "stages", "cli.py", PACKAGE_INIT)
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -68,11 +71,11 @@ def test_stage_depends_on_all_the_code_it_runs(name):
     ray = any("--engine" in args and args[args.index("--engine") + 1] == "ray" for _, args in commands_of(stage))
     code = {str(p.relative_to(REPO)) for command, _ in commands_of(stage)
             for p in project_closure(COMMANDS[command].split(":")[0]) | project_closure("dghc.cli")}
-    code = {path for path in code if ray or not path.startswith(ENGINE_RAY)}
+    code = {path for path in code if ray or not path.startswith(ENGINE_RAY)} | {PACKAGE_INIT}
     deps = paths_of(stage["deps"])
     missing = sorted(path for path in code if not covered(path, deps))
     assert not missing, f"stage {name} runs {missing} but dvc.yaml does not list them as deps"
-    stale = sorted(d for d in deps if d.split("/")[0] in ("pipeline", "stages", "cli.py") and not (REPO / d).exists())
+    stale = sorted(d for d in deps if d.split("/")[0] in CODE and not (REPO / d).exists())
     assert not stale, f"stage {name} lists code that does not exist: {stale}"
 
 
@@ -95,6 +98,6 @@ def test_command_names_every_file_its_stage_reads_or_writes(name):
     unlisted = [f for f in files if not covered(f, listed)]
     assert not unlisted, f"stage {name} reads or writes {unlisted}, which dvc.yaml does not list"
     # and the converse: every data file dvc.yaml lists is given on the command line, not left to a default
-    data = {p for p in listed if p.split("/")[0] not in ("pipeline", "stages", "cli.py")}
+    data = {p for p in listed if p.split("/")[0] not in CODE}
     unnamed = sorted(p for p in data if p not in all_args)
     assert not unnamed, f"stage {name}: dvc.yaml lists {unnamed}, but its command leaves them to defaults"

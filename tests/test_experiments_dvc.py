@@ -15,7 +15,7 @@ from PIL import Image
 
 from dghc.pipeline.demo.oracle import image_dependent_recall
 from dghc.pipeline.experiments.runs import runs_from_dvc
-from tests.conftest import REPO, TEST_THREADS, require_tool
+from tests.environment import REPO, TEST_THREADS, require_tool
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

@@ -1,9 +1,11 @@
 """The package layout's promises, checked on the imports themselves (function-level ones too)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.conftest import REPO
+from tests.environment import REPO
 from tests.imports import project_closure
 
 # Using a trained model must not run training code (predict, evaluate and report load no optimizer, no trainer).
@@ -45,9 +47,12 @@ PROJECT_FOLDERS = ("pipeline", "stages")
 BARE_NAMES = ("pipeline", "stages", "cli")  # what the package's folders would be called without the dghc namespace
 
 
+ROOT_MODULES = ("__init__.py", "__main__.py", "cli.py")  # the package's own modules at the repository root
+
+
 def package_sources() -> list:
-    """The files of the package dghc: pipeline/, stages/ and cli.py."""
-    return [*(REPO / "pipeline").rglob("*.py"), *(REPO / "stages").rglob("*.py"), REPO / "cli.py"]
+    """The files of the package dghc: pipeline/, stages/ and the root's modules."""
+    return [*(REPO / "pipeline").rglob("*.py"), *(REPO / "stages").rglob("*.py"), *(REPO / m for m in ROOT_MODULES)]
 
 
 def test_project_code_is_imported_as_dghc_only():
@@ -87,8 +92,9 @@ def test_pyproject_lists_every_package_folder():
     import tomllib
 
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders = {"dghc." + ".".join(init.parent.relative_to(REPO).parts)
-               for top in PROJECT_FOLDERS for init in (REPO / top).rglob("__init__.py")}
+    # packages, and the folders of package data (templates), which setuptools warns about unless listed
+    folders = {"dghc." + ".".join(folder.relative_to(REPO).parts) for top in PROJECT_FOLDERS
+               for folder in [*(init.parent for init in (REPO / top).rglob("__init__.py")), *(REPO / top).rglob("templates/")]}
     assert setuptools["package-dir"] == {"dghc": "."}
     assert set(setuptools["packages"]) == folders | {"dghc"}
 
@@ -103,7 +109,7 @@ def test_the_wheel_installs_one_package_dghc(tmp_path):
 
     source = tmp_path / "source"  # a copy: building in place would leave build/ in the working tree
     source.mkdir()
-    for name in ("pyproject.toml", "README.md", "cli.py"):
+    for name in ("pyproject.toml", "README.md", *ROOT_MODULES):
         shutil.copy2(REPO / name, source / name)
     for top in PROJECT_FOLDERS:
         shutil.copytree(REPO / top, source / top, ignore=shutil.ignore_patterns("__pycache__"))
@@ -114,12 +120,54 @@ def test_the_wheel_installs_one_package_dghc(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     print(f"{wheel.name}: {len(names)} files")
     assert {name.split("/")[0] for name in names} == {"dghc", wheel.name.split("-py")[0] + ".dist-info"}
-    files = [REPO / "cli.py", *(path for top in PROJECT_FOLDERS for path in (REPO / top).rglob("*")
+    files = [*(REPO / m for m in ROOT_MODULES), *(path for top in PROJECT_FOLDERS for path in (REPO / top).rglob("*")
                                 if path.is_file() and "__pycache__" not in path.parts)]
     expected = {"dghc/" + str(path.relative_to(REPO)) for path in files}
     assert not expected - set(names), sorted(expected - set(names))
     entry_points = zipfile.ZipFile(wheel).read(wheel.name.split("-py")[0] + ".dist-info/entry_points.txt").decode()
     assert "dghc = dghc.cli:main" in entry_points
+
+
+def lint_imports(package_root, tmp_path):
+    """lint-imports on the package at ``package_root`` (a folder holding ``dghc/``), with pyproject.toml's contract."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(package_root)}  # before the editable install's finder
+    return subprocess.run([str(Path(sys.executable).with_name("lint-imports")), "--config", str(REPO / "pyproject.toml"),
+                           "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+
+def test_the_import_stack_is_kept_and_a_layer_importing_upwards_breaks_it(tmp_path):
+    """pyproject.toml's import-linter contract (make lint): core at the bottom, then artifacts, data, the models and
+    detection, features, inference, the stages' library code, scale (the Ray engine), api (the engine's choice),
+    stages and cli. It holds for the package, and it sees an import that runs back up the stack."""
+    import shutil
+
+    kept = lint_imports(_package_copy(tmp_path / "kept"), tmp_path)
+    print(kept.stdout[-1500:])
+    assert kept.returncode == 0 and "1 kept, 0 broken" in kept.stdout, kept.stdout[-3000:] + kept.stderr[-2000:]
+    root = _package_copy(tmp_path / "planted")
+    with open(root / "dghc" / "pipeline" / "data" / "stats.py", "a", encoding="utf-8") as handle:
+        handle.write("\nfrom ..api.train import train as _upwards  # noqa: E402,F401\n")
+    broken = lint_imports(root, tmp_path)
+    assert broken.returncode != 0 and "dghc.pipeline.data.stats -> dghc.pipeline.api.train" in broken.stdout, \
+        broken.stdout[-3000:]
+    shutil.rmtree(root)
+
+
+def _package_copy(root):
+    """The package's sources under ``root/dghc/``, as an installed copy would hold them."""
+    import shutil
+
+    package = root / "dghc"
+    package.mkdir(parents=True)
+    for name in ROOT_MODULES:
+        shutil.copy2(REPO / name, package / name)
+    for top in PROJECT_FOLDERS:
+        shutil.copytree(REPO / top, package / top, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
 
 
 # Parameter names whose library default differs from the stage's on purpose.

@@ -25,7 +25,7 @@ from dghc.pipeline.inference.checkpoint import load_checkpoint
 from dghc.pipeline.inference.tagging import predict
 from dghc.pipeline.training.config import TrainConfig
 from dghc.pipeline.training.trainer import train
-from tests.conftest import TEST_THREADS
+from tests.environment import TEST_THREADS
 
 pytestmark = pytest.mark.slow
 

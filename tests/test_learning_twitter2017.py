@@ -28,7 +28,7 @@ from dghc.pipeline.inference.checkpoint import load_checkpoint
 from dghc.pipeline.inference.tagging import predict
 from dghc.pipeline.training.config import TrainConfig
 from dghc.pipeline.training.trainer import train
-from tests.conftest import SHARED_DATA, TEST_THREADS
+from tests.environment import SHARED_DATA, TEST_THREADS
 
 pytestmark = pytest.mark.slow
 TWITTER2017 = SHARED_DATA / "twitter2017"

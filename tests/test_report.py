@@ -26,7 +26,7 @@ from dghc.pipeline.detection.store import Region
 from dghc.pipeline.inference.tagging import PostPrediction
 from dghc.pipeline.report.analysis import Effect, MaskedFeatures, choose_samples, entity_errors, image_effect
 from dghc.pipeline.report.render import TYPE_COLOURS, ReportItem, ReportSummary, render_report
-from tests.conftest import require_tool
+from tests.environment import require_tool
 from tests.tiny_models import save_tiny_bert
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -30,7 +30,9 @@ from dghc.pipeline.features import store as layout
 from dghc.pipeline.features.config import ExtractConfig
 from dghc.pipeline.features.extract import extract_features
 from dghc.pipeline.features.store import FeatureStore
-from tests.conftest import REPO
+from dghc.pipeline.scale.detect import detect_on_ray
+from dghc.pipeline.scale.extract import extract_on_ray
+from tests.environment import REPO
 from tests.extract_fixtures import make_image, save_tiny_clip, write_conll
 
 DGHC = str(Path(sys.executable).with_name("dghc"))
@@ -115,7 +117,7 @@ def test_shards_hold_whole_batches_of_the_local_engine():
 def test_detect_on_ray_refuses_input_without_posts(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(DghcError, match="no posts in"):
-        run_detect(DetectConfig(files=[tmp_path / "empty.txt"], out=tmp_path / "ray", engine="ray", grounding=None,
+        detect_on_ray(DetectConfig(files=[tmp_path / "empty.txt"], out=tmp_path / "ray", engine="ray", grounding=None,
                                 progress=False), log=lambda _: None)
 
 
@@ -197,7 +199,7 @@ def assert_same_features(local: Path, sharded: Path, same_fingerprint: bool = Tr
 def test_extract_on_ray_equals_the_local_engine_and_records_bad_images_per_shard(world, tmp_path):
     # batches of 3 (40 images: the last batch is short), shards of 16 images rounded up to whole batches (18)
     local = extract_features(extract_config(world, tmp_path / "local.h5", batch_size=3))
-    sharded = extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=16,
+    sharded = extract_on_ray(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=16,
                                               batch_size=3))
     assert (sharded.images, sharded.present, sharded.missing, sharded.unreadable, sharded.regions) == \
         (local.images, local.present, local.missing, local.unreadable, local.regions) == (40, 36, 2, 2, local.regions)
@@ -207,12 +209,12 @@ def test_extract_on_ray_equals_the_local_engine_and_records_bad_images_per_shard
     # unreadable p05, p17 and missing p09 are in the first shard (rows 0-17), missing p30 in the second (18-35)
     assert [(s["file"], s["rows"], s["counts"]["unreadable"], s["counts"]["missing"]) for s in shards] == \
         [("features-00000.h5", 18, 2, 1), ("features-00001.h5", 18, 0, 1), ("features-00002.h5", 4, 0, 0)]
-    again = extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=16,
+    again = extract_on_ray(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=16,
                                             batch_size=3))
     assert again.up_to_date
     # the same vectors in other shards are up to date; --force recomputes them, and the old shards are deleted
-    assert extract_features(extract_config(world, tmp_path / "ray", engine="ray", shard_size=30, batch_size=3)).up_to_date
-    extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=30, batch_size=3,
+    assert extract_on_ray(extract_config(world, tmp_path / "ray", engine="ray", shard_size=30, batch_size=3)).up_to_date
+    extract_on_ray(extract_config(world, tmp_path / "ray", engine="ray", workers=2, shard_size=30, batch_size=3,
                                     force=True))
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == ["features-00000.h5", "features-00001.h5", INDEX]
     assert_same_features(tmp_path / "local.h5", tmp_path / "ray")
@@ -227,7 +229,7 @@ def test_extract_with_decoding_in_cpu_tasks_as_on_a_gpu_cluster(world, tmp_path,
     monkeypatch.setattr(ray_extract, "worker_resources",
                         lambda asked, cluster: WorkerResources("cpu", 0.0, 1.0, decode_in_tasks=True))
     extract_features(extract_config(world, tmp_path / "local.h5"))
-    extract_features(extract_config(world, tmp_path / "ray", engine="ray", workers=1, shard_size=16))
+    extract_on_ray(extract_config(world, tmp_path / "ray", engine="ray", workers=1, shard_size=16))
     assert_same_features(tmp_path / "local.h5", tmp_path / "ray")
 
 
@@ -236,7 +238,7 @@ def test_detect_on_ray_equals_the_local_engine(world, tmp_path):
     config = DetectConfig(files=[world["posts"]], imgsz=160, grounding=None, progress=False, device="cpu",
                           batch_size=4)
     local = run_detect(replace(config, out=tmp_path / "local.h5"), log=lambda _: None)
-    sharded = run_detect(replace(config, out=tmp_path / "ray", engine="ray", workers=2, shard_size=12),
+    sharded = detect_on_ray(replace(config, out=tmp_path / "ray", engine="ray", workers=2, shard_size=12),
                          log=lambda _: None)
     assert sharded.counts == local.counts and sharded.regions == local.regions
     a, b = load_detections(tmp_path / "local.h5"), load_detections(tmp_path / "ray")
@@ -250,7 +252,7 @@ def test_detect_on_ray_equals_the_local_engine(world, tmp_path):
     # a rerun after a lost shard recomputes that shard only
     (tmp_path / "ray" / "detections-00001.h5").unlink()
     notes = []
-    again = run_detect(replace(config, out=tmp_path / "ray", engine="ray", workers=2, shard_size=12), log=notes.append)
+    again = detect_on_ray(replace(config, out=tmp_path / "ray", engine="ray", workers=2, shard_size=12), log=notes.append)
     assert "detect: 3 of 4 shards were finished by an earlier run (28 images): skipped" in notes, notes
     assert again.counts == local.counts and np.array_equal(load_detections(tmp_path / "ray").boxes, b.boxes)
 

@@ -196,7 +196,7 @@ def test_evaluate_under_the_precision_switch(pipeline_files, tmp_path):
 def test_dev_scores_read_the_gold_as_written_like_evaluate(pipeline_files, tmp_path, caplog):
     """A stray I- in dev stays as written during training (strict mode: no entity there), as in `dghc evaluate`,
     so the strict dev scores of both agree; the train split is repaired (the model learns B- there)."""
-    from dghc.pipeline.training.trainer import read_split
+    from dghc.pipeline.training.plan import read_split
 
     lines = pipeline_files["valid"].read_text().splitlines()
     # the first B- that opens an entity after O or at the start of a post: as I- it is a stray one
@@ -272,7 +272,7 @@ def test_evaluate_refuses_keep_other_for_a_model_that_learned_misc(pipeline_file
 def test_train_warns_when_the_detections_file_is_missing_or_not_the_features_one(pipeline_files, tmp_path, caplog):
     from dghc.pipeline.detection.config import DetectConfig as Detect
     from dghc.pipeline.features.store import FeatureStore
-    from dghc.pipeline.training.trainer import recorded_detections
+    from dghc.pipeline.training.plan import recorded_detections
 
     features = FeatureStore(pipeline_files["features"])
     with caplog.at_level(logging.WARNING):

@@ -27,7 +27,7 @@ from dghc.pipeline.detection.run import run_detect
 from dghc.pipeline.features.config import ExtractConfig
 from dghc.pipeline.features.extract import extract_features
 from dghc.pipeline.training.state import META_FILE
-from tests.conftest import REPO
+from tests.environment import REPO
 from tests.tiny_models import save_tiny_bert
 
 pytestmark = pytest.mark.slow

@@ -195,7 +195,7 @@ def test_features_that_miss_posts_are_refused(tmp_path, tiny_bert):
 
 
 def test_a_pass_is_shared_by_the_processes_without_losing_or_doubling_posts():
-    from dghc.pipeline.training.trainer import epoch_order, epoch_steps, share
+    from dghc.pipeline.training.plan import epoch_order, epoch_steps, share
 
     for size in range(1, 12):
         for processes in range(1, 5):

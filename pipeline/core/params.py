@@ -144,3 +144,26 @@ def check_params(config: Any) -> None:
             raise DghcError(f"{section} parameter {p.name} must be at least {p.info.minimum:g}, not {value!r}")
         if p.info.maximum is not None and value > p.info.maximum:
             raise DghcError(f"{section} parameter {p.name} must be at most {p.info.maximum:g}, not {value!r}")
+
+
+def config_from(config_class: type, **values: Any) -> Any:
+    """A stage's config from keyword arguments as Python code gives them: a path may be a ``str`` (or a list of
+    them), as on the command line; unknown names are refused with the known ones."""
+    declared = {p.name: p for p in params_of(config_class)}
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        section = getattr(config_class, "SECTION", config_class.__name__)
+        raise DghcError(f"{section}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(sorted(declared))})")
+    from pathlib import Path
+
+    def as_path(value: Any) -> Any:
+        return Path(value) if isinstance(value, str) and value else value
+
+    for name, value in values.items():
+        kind = declared[name].kind
+        if kind is Path:
+            # "" stays "" (off: log_file="" writes no log), not Path("") == Path(".")
+            values[name] = None if value == "" and declared[name].optional else as_path(value)
+        elif typing.get_origin(kind) is list and typing.get_args(kind) == (Path,) and isinstance(value, (list, tuple)):
+            values[name] = [as_path(item) for item in value]
+    return config_class(**values)

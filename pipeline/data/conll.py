@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable, Literal, Mapping, Sequence
 
 from ..artifacts.atomic import write_text_atomically
-from ..core.errors import DataFormatError
+from ..core.errors import DataFormatError, DghcError
 from .tags import (
     OTHER_AS_MISC,
     invalid_bio_positions,
@@ -159,6 +159,13 @@ def read_conll(
         label_lines.append(line_no)
     finish()
     return posts, report
+
+
+def require_posts(posts: Sequence[Post], path: str | Path, stage: str) -> None:
+    """An empty CoNLL file (or one with no token lines) given to a stage is a mistake, never an empty result."""
+    if not posts:
+        raise DghcError(f"{path}: no posts in this file (is it empty?); {stage} needs CoNLL posts: IMGID:<id> lines "
+                        "followed by token and tag lines")
 
 
 def read_utf8_text(path: Path) -> str:

@@ -27,6 +27,8 @@ class DetectConfig:
     """Parameters of ``dghc detect``."""
 
     SECTION: ClassVar[str] = "detect"
+    # parameters a params file's data section gives (stages/options.py); this section and options win
+    FROM_DATA: ClassVar[dict[str, str | tuple[str, ...]]] = {"files": ("train", "dev", "test"), "images": "images"}
 
     files: list[Path] = param(default_factory=list, help="CoNLL files whose posts' images to detect.",
                               argument=True, metavar="FILES...")

@@ -15,9 +15,11 @@ pip-install its CLIP fork).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -27,6 +29,7 @@ import numpy as np
 from ..artifacts.fingerprint import sha256_file, sha256_json
 from ..core.errors import first_line
 from ..core.seeding import seeded
+from ..core.user_dirs import user_cache_dir
 from .config import PACKAGED_DETECTOR, DetectConfig
 from .merge import SourceBoxes
 
@@ -41,10 +44,14 @@ class SourceUnavailable(Exception):
 
 
 def import_ultralytics() -> Any:
-    """Import ultralytics with settings that keep it local: no writes to $HOME, no pip installs."""
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path.cwd() / ".yolo"))
+    """Import ultralytics with its settings file in the user's cache folder (never the working directory), no pip
+    installs, and its log lines on stderr: stdout belongs to the stage (predict writes JSONL there)."""
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(user_cache_dir() / "ultralytics"))
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-    import ultralytics
+    # ultralytics' log handler takes the sys.stdout of its import, and its first import announces the settings file
+    # it creates: both go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        import ultralytics
     from PIL import Image
     from ultralytics.utils import patches
 

@@ -22,7 +22,7 @@ from ..core.console import say
 from ..core.devices import announce_device, resolve_device
 from ..core.errors import DghcError, first_line
 from ..core.signals import StopRequest, stop_signals
-from ..data.conll import check_image_id, read_conll
+from ..data.conll import check_image_id, read_conll, require_posts
 from ..data.images import STATUS_NAMES, ImageStatus, load_image
 from .config import DetectConfig
 from .detectors import (
@@ -90,6 +90,7 @@ def collect_items(conll_files: Sequence[Path], images_dir: Path | None, max_phra
     by_id: dict[str, ImageItem] = {}
     for conll in conll_files:
         posts, _ = read_conll(conll, images_dir, invalid_bio="keep", type_map=None)
+        require_posts(posts, conll, "detect")
         for post in posts:
             problem = check_image_id(post.post_id)
             if problem:  # read_conll refuses these already; kept here so no other caller can slip one through
@@ -184,16 +185,16 @@ def detect_batch(items: Sequence[ImageItem], sources: Sequence[Any], m: int, iou
 def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
                text_encoder: TextEncoder | None = None, log: Callable[[str], None] = say,
                on_batch_done: Callable[[int, int], None] | None = None) -> DetectSummary:
-    """Run the stage. ``loaded`` gives ready sources (tests, benchmarks); else they are loaded from the config.
+    """Run the stage in this process (``--engine ray``: ``scale.detect``). ``loaded`` gives ready sources (tests,
+    benchmarks); else they are loaded from the config.
 
     One run per output (a second one is refused at once); SIGINT/SIGTERM stop it after the batch being written.
     ``on_batch_done(rows_done, total)`` is called after each batch is safely written (tests use it to simulate a
     crash). Raises DghcError when no source can run, or under ``strict`` when an image is not present.
     """
-    if config.engine == "ray":
-        from ..scale.detect import detect_on_ray  # Ray is an optional extra
-
-        return detect_on_ray(config, log=log)
+    if config.engine != "local":  # the choice of engine is dghc.pipeline.api's
+        raise DghcError(f"detect: this function runs the local engine; engine={config.engine!r} runs through "
+                        f"dghc.pipeline.api.detect")
     config.check_inputs()
     out = config.out_file
     refuse_folder(out)

@@ -25,6 +25,8 @@ class ExtractConfig:
     """Parameters of ``dghc extract``."""
 
     SECTION: ClassVar[str] = "extract"
+    # parameters a params file's data section gives (stages/options.py); this section and options win
+    FROM_DATA: ClassVar[dict[str, str | tuple[str, ...]]] = {"files": ("train", "dev", "test"), "images": "images"}
 
     files: list[Path] = param(default_factory=list, help="CoNLL files whose posts' images to encode (their image "
                               "ids are the rows of the output).", argument=True, metavar="FILES...")

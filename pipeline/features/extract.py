@@ -26,7 +26,7 @@ from ..core.console import say
 from ..core.devices import announce_device
 from ..core.errors import DghcError
 from ..core.signals import StopRequest, stop_signals
-from ..data.conll import read_conll
+from ..data.conll import read_conll, require_posts
 from ..data.images import STATUS_NAMES, ImageStatus
 from ..detection.store import load_detections
 from . import store as layout
@@ -67,10 +67,11 @@ def collect_images(data: Sequence[Path], images: Path | None) -> ImageRows:
     paths: dict[str, Path | None] = {}
     for path in data:
         posts, _ = read_conll(path, images, invalid_bio="keep", type_map=None)
+        require_posts(posts, path, "extract")
         for post in posts:
             paths.setdefault(post.post_id, post.image_path)
     if not paths:
-        raise DghcError(f"no posts in {', '.join(str(p) for p in data)}")
+        raise DghcError("extract: give the CoNLL files whose images to encode")
     ids = sorted(paths)
     return ImageRows(ids, [paths[i] for i in ids])
 
@@ -124,14 +125,14 @@ def summarise(path: Path, **fields: Any) -> ExtractResult:
 
 def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = None,
                      on_batch: Callable[[int], None] | None = None) -> ExtractResult:
-    """Run the extract stage; ``on_batch(rows_done)`` is called after each batch is safely written.
+    """Run the extract stage in this process (``--engine ray``: ``scale.extract``); ``on_batch(rows_done)`` is
+    called after each batch is safely written.
 
     One run per output (a second one is refused at once); SIGINT/SIGTERM stop it after the batch being written.
     """
-    if config.engine == "ray":
-        from ..scale.extract import extract_on_ray  # Ray is an optional extra
-
-        return extract_on_ray(config, on_batch=on_batch)
+    if config.engine != "local":  # the choice of engine is dghc.pipeline.api's
+        raise DghcError(f"extract: this function runs the local engine; engine={config.engine!r} runs through "
+                        f"dghc.pipeline.api.extract")
     out = Path(config.out)
     refuse_folder(out)
     with stop_signals("extract") as stop, output_lock(out, note=say):

@@ -4,6 +4,11 @@
     dghc.json           the ModelConfig (labels included), the fingerprints of the features and detections
                         files it was trained with, training summary
     encoder/            the encoder's config.json and its tokenizer files
+    README.md           the model card (``model_card.py``): what the model is, its vision model, data, scores,
+                        parameters and how to use it, with the Hugging Face Hub's front matter
+
+The card is written with every checkpoint, and nothing reads it back: a folder without one (dghc 0.1.0 wrote
+none) loads as it is.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from ..core.errors import DghcError
 from ..model.config import ModelConfig
 from ..model.encoder import build_encoder, load_tokenizer
 from ..model.tagger import DGHCTagger
+from .model_card import write_model_card
 
 WEIGHTS = "model.safetensors"
 META = "dghc.json"
@@ -49,6 +55,7 @@ def save_checkpoint(folder: str | Path, checkpoint: Checkpoint) -> None:
             "info": checkpoint.info,
         }
         (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        write_model_card(staging, checkpoint)
 
 
 def load_checkpoint(folder: str | Path) -> Checkpoint:

@@ -17,18 +17,22 @@ import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 
 import numpy as np
 
 from ..artifacts.atomic import write_text_atomically
 from ..artifacts.fingerprint import sha256_file, sha256_json
+from ..artifacts.lock import output_lock
 from ..artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards
 from ..core.console import say
 from ..core.errors import DghcError
+from ..core.signals import stop_signals
+from ..inference.visual_features import warn_if_images_rare
 from ..prediction.config import PredictConfig
 from ..prediction.inputs import InputPost
-from ..prediction.run import PredictSummary, empty_image_counts
+from ..prediction.post_tagger import empty_image_counts
+from ..prediction.run import PredictSummary, read_input
 from .batches import BatchActor, local_batches, run_batches
 from .session import import_ray, ray_cluster, worker_resources
 from .shard_writer import ShardWriter
@@ -69,12 +73,13 @@ class PredictActor(BatchActor):
 
         from ..core.devices import resolve_device
         from ..inference.checkpoint import load_checkpoint
-        from ..prediction.run import PostTagger
+        from ..prediction.post_tagger import PostTagger
 
         torch.set_num_threads(max(1, threads))
         checkpoint = load_checkpoint(config.model_dir)
         # the driver said what a log line would say (warn_if_images_rare); the workers' output is not shown
-        self.tagger = PostTagger(config, checkpoint, resolve_device(device), with_images, log=lambda _: None)
+        self.tagger = PostTagger.from_config(config, checkpoint, resolve_device(device), with_images,
+                                             log=lambda _: None)
         self.source = source
 
     def process(self, batch: PostBatch) -> dict[str, np.ndarray]:
@@ -101,18 +106,30 @@ def run_key(config: PredictConfig, posts: Sequence[InputPost]) -> str:
                         "grounding_weights": config.grounding_weights})
 
 
-def predict_on_ray(config: PredictConfig, posts: list[InputPost], source: str, *, skipped_lines: int,
+def predict_on_ray(config: PredictConfig, *, stdin: BinaryIO | None = None,
                    log: Callable[[str], None] = say) -> PredictSummary:
-    """Tag ``posts`` (read and checked by ``run_predict``) on Ray into the folder ``config.out``."""
+    """Read and check every input line on the driver, then tag the posts on Ray into the folder ``config.out`` (one
+    run per folder; SIGINT/SIGTERM stop it at once, the finished shards kept)."""
+    import_ray()  # first: no work before saying that Ray is missing
+    if config.out is None:
+        raise DghcError("--engine ray writes a folder of Parquet shards: name it with --out (e.g. --out predictions)")
+    kept = f"the finished shards are kept in {config.out}: rerun the same command to resume"
+    with stop_signals("predict", at_once=True, kept=kept), output_lock(config.out, note=log):
+        read = read_input(config, stdin, log)
+        if read.tagger.config.use_image and any(post.image is not None for post in read.posts):
+            warn_if_images_rare(read.tagger.info.get("train_image_share"), str(config.model_dir))
+        return _tag_on_ray(config, read.posts, read.source, skipped_lines=read.skipped_lines, log=log)
+
+
+def _tag_on_ray(config: PredictConfig, posts: list[InputPost], source: str, *, skipped_lines: int,
+                log: Callable[[str], None]) -> PredictSummary:
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    import_ray()
-    out = Path(config.out)  # run_predict refuses --engine ray without --out
+    out = Path(config.out)
     check_store_folder(out, KIND, index=PARQUET_INDEX)
     if not posts:
         raise DghcError(f"predict: {source} holds no posts to tag")
-    # run_predict holds the output's lock and the signal handlers
     key = run_key(config, posts)
     summary = PredictSummary(skipped_lines=skipped_lines, out=out, image_status=empty_image_counts())
     out.mkdir(parents=True, exist_ok=True)

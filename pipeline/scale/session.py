@@ -63,7 +63,9 @@ def ray_cluster(stage: str, address: str | None, workers: int) -> Iterator[dict[
     # Ray Data logs each dataset's plan and progress at INFO: the stage shows its own bar and summary. A failed
     # worker's traceback it logs before raising: the stage reports the failure in one line (worker_error).
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    for name in ("ray.data.exceptions", "ray.data._internal.execution.streaming_executor_state"):
+    # ...and the notice that a cluster started here uses token authentication, printed on every start
+    for name in ("ray.data.exceptions", "ray.data._internal.execution.streaming_executor_state",
+                 "ray._private.authentication.authentication_token_setup"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     started_here = not ray.is_initialized()
     if started_here:

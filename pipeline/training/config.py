@@ -23,6 +23,8 @@ class TrainConfig:
     """Parameters of ``dghc train``."""
 
     SECTION: ClassVar[str] = "train"
+    # parameters a params file's data section gives (stages/options.py); this section and options win
+    FROM_DATA: ClassVar[dict[str, str | tuple[str, ...]]] = {"train_file": "train", "dev_file": "dev"}
 
     # files: every file the stage reads or writes is a parameter
     train_file: Path = param(Path("data/demo/train.txt"), help="Training split (CoNLL).", option="--train")

@@ -16,6 +16,9 @@ deletes a stage's outputs before it runs it: the output folder is written from `
 other data, parameters or code is refused, naming each key that differs; ``--restart`` ignores it. A damaged one
 (checksums in ``state.json``) is never trusted: training starts over with a note, or refuses with
 ``--no-restart``. A finished run empties the folder (DVC keeps the folder itself: it is a ``persist`` output).
+
+A run of several processes saves it with ``save_state``: every process's RNG states go to rank 0, which writes the
+whole state.
 """
 from __future__ import annotations
 
@@ -174,3 +177,18 @@ class StateFolder:
         for path in (self.current, self._previous, self.best):
             shutil.rmtree(path, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
+
+
+def save_state(accelerator: Any, folder: StateFolder, *, tagger: torch.nn.Module, optimizer: Any, scheduler: Any,
+               average: Any, progress: Progress, resume_key: dict[str, Any]) -> None:
+    """Save a run's state: every process's RNG states go to rank 0, which writes the whole state (the model,
+    ``average`` when there is one, optimizer, scheduler, the accelerator's grad scaler); every process waits."""
+    from accelerate.utils import gather_object
+
+    rng = gather_object([capture_rng()]) if accelerator.num_processes > 1 else [capture_rng()]
+    if accelerator.is_main_process:
+        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
+        folder.save(model=tagger.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                    scaler=scaler, rng=rng, progress=progress, resume_key=resume_key,
+                    average=average.state_dict() if average is not None else None)
+    accelerator.wait_for_everyone()

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.environment import REPO
 
 DGHC = str(Path(sys.executable).with_name("dghc"))
 
