@@ -36,7 +36,8 @@ def _evaluate(config: EvaluateConfig) -> None:
 
     evaluation = Tagger.from_folder(config.model_dir).evaluate(
         config.data_file, config.features_file, batch_size=config.batch_size, device=config.device,
-        precision=config.precision, keep_other=config.keep_other, progress=True)
+        precision=config.precision, keep_other=config.keep_other, allow_unseen_types=config.allow_unseen_types,
+        progress=True)
     metrics = evaluation.metrics
     for mode in ("default", "strict"):
         overall = metrics[mode]["overall"]

@@ -20,4 +20,4 @@ def evaluate(model_dir: str | Path, data_file: str | Path, **params: Any) -> Eva
     config = config_from(EvaluateConfig, model_dir=model_dir, data_file=data_file, **params)
     return Tagger.from_pretrained(config.model_dir).evaluate(
         config.data_file, config.features_file, batch_size=config.batch_size, keep_other=config.keep_other,
-        device=config.device, precision=config.precision)
+        device=config.device, precision=config.precision, allow_unseen_types=config.allow_unseen_types)

@@ -56,6 +56,12 @@ def keep_other_param() -> Any:
                  "OTHER kept when it learned OTHER; refused when it learned MISC).")
 
 
+def allow_unseen_types_param() -> Any:
+    """``allow_unseen_types`` of the stages that score gold labels (train's dev split, evaluate)."""
+    return param(False, help="Score gold entities of a type the model does not learn (a typo such as B-LCO, or "
+                 "another data set's type) as missed, instead of refusing the file at its first such tag.")
+
+
 def engine_param() -> Any:
     """``engine`` of the stages that can run on Ray Data (detect, extract)."""
     return param("local", help="local: this process; ray: a Ray Data pipeline (a pool of model actors, each running "

@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..artifacts.atomic import writing
-from ..artifacts.fingerprint import sha256_file, sha256_json
+from ..artifacts.fingerprint import differences, sha256_file, sha256_json
+from ..artifacts.hdf5 import refuse_foreign_file
 from ..artifacts.lock import output_lock
 from ..artifacts.partial import PartialOutput
 from ..artifacts.shards import refuse_folder
@@ -43,6 +44,7 @@ from .store import (
     iter_batches,
     load_detections,
     read_arrays,
+    read_fingerprint,
     read_fingerprint_sha256,
     write_detections,
     write_rows,
@@ -198,6 +200,7 @@ def run_detect(config: DetectConfig, *, loaded: LoadedSources | None = None,
     config.check_inputs()
     out = config.out_file
     refuse_folder(out)
+    refuse_foreign_file(out, "detections file", ("fingerprint_sha256", "sources_run"))
     with stop_signals("detect") as stop, output_lock(out, note=log):
         return _run_detect(config, out, loaded, text_encoder, log, on_batch_done, stop)
 
@@ -229,6 +232,12 @@ def _run_detect(config: DetectConfig, out: Path, loaded: LoadedSources | None, t
         summary.up_to_date = True
         check_strict(config, summary)
         return summary
+    if out.is_file() and config.force:
+        log(f"detect: {out} is recomputed (--force)")
+    elif out.is_file():  # another run's file: say what differs before replacing it
+        changed = [line.split(":")[0] for line in differences(fingerprint, read_fingerprint(out) or {})]
+        log(f"detect: {out} was made from other inputs or settings ({', '.join(changed) or 'not recorded'}): it is "
+            "rebuilt")
 
     ids = [item.image_id for item in items]
     # The rows depend on the settings and images (the fingerprint) and on the ids: together, the resume key.

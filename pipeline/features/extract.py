@@ -19,6 +19,7 @@ import torch
 
 from ..artifacts.atomic import writing
 from ..artifacts.fingerprint import sha256_json
+from ..artifacts.hdf5 import refuse_foreign_file
 from ..artifacts.lock import output_lock
 from ..artifacts.partial import PartialOutput
 from ..artifacts.shards import refuse_folder
@@ -135,6 +136,7 @@ def extract_features(config: ExtractConfig, *, encoder: ClipEncoder | None = Non
                         f"dghc.pipeline.api.extract")
     out = Path(config.out)
     refuse_folder(out)
+    refuse_foreign_file(out, "features file", ("fingerprint_sha256", "dim"))
     with stop_signals("extract") as stop, output_lock(out, note=say):
         return _extract(config, out, encoder, on_batch, stop)
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from ..core.params import check_params, device_param, keep_other_param, param, tagging_precision_param
+from ..core.params import allow_unseen_types_param, check_params, device_param, keep_other_param, param, tagging_precision_param
 
 
 @dataclass
@@ -27,6 +27,7 @@ class EvaluateConfig:
                                           option="--predictions")
     batch_size: int = param(32, help="Posts per batch.", minimum=1)
     keep_other: bool = keep_other_param()
+    allow_unseen_types: bool = allow_unseen_types_param()
     device: str = device_param()
     precision: Literal["no", "fp16", "bf16"] = tagging_precision_param()
 

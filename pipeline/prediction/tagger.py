@@ -203,6 +203,7 @@ class Tagger(ModelHubMixin, library_name="dghc", tags=list(TAGS), pipeline_tag="
     def evaluate(self, data_file: str | Path, features_file: str | Path | None = None, *,
                  batch_size: int = EvaluateConfig.batch_size, device: str = EvaluateConfig.device,
                  precision: str = EvaluateConfig.precision, keep_other: bool = EvaluateConfig.keep_other,
+                 allow_unseen_types: bool = EvaluateConfig.allow_unseen_types,
                  progress: bool = False) -> EvaluationResult:
         """Score the model on the CoNLL file ``data_file`` as ``dghc evaluate`` does: entity-level P/R/F1 in
         seqeval's default and strict modes (overall and per type), mean relevance and gates, in ``metrics``.
@@ -210,6 +211,7 @@ class Tagger(ModelHubMixin, library_name="dghc", tags=list(TAGS), pipeline_tag="
         """
         from ..core.devices import tagging_device
         from ..data.conll import read_conll, require_posts
+        from ..data.entity_types import refuse_unseen_types
         from ..data.tags import invalid_bio_positions
         from ..inference import evaluation
         from ..inference.visual_features import open_for_model
@@ -219,6 +221,8 @@ class Tagger(ModelHubMixin, library_name="dghc", tags=list(TAGS), pipeline_tag="
         # Gold as written (stray I- kept): default mode reads it as conlleval does, strict mode as IOB2.
         posts, _ = read_conll(data_file, type_map=evaluation.gold_type_map(checkpoint, keep_other), invalid_bio="keep")
         require_posts(posts, data_file, "evaluate")
+        if not allow_unseen_types:
+            refuse_unseen_types(posts, evaluation.model_types(checkpoint), data_file, "--allow-unseen-types")
         features = open_for_model(checkpoint, features_file)
         result = evaluation.evaluate(checkpoint, posts, features, batch_size, resolved, progress=progress,
                                      precision=precision)

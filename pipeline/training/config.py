@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ..core.errors import DghcError
-from ..core.params import check_params, device_param, param
+from ..core.params import allow_unseen_types_param, check_params, device_param, param
 from ..model.config import ModelConfig, PrefixNorm, PrefixProjection, PrefixScaling, TextVectorSource
 from ..model.encoder import PACKAGED_MINILM
 
@@ -114,6 +114,7 @@ class TrainConfig:
                                      minimum=0)
     eval_mode: Literal["default", "strict"] = param("default", help="seqeval mode whose F1 picks the best epoch.")
     merge_other: bool = param(True, help="Read Twitter-2015's OTHER as MISC.")
+    allow_unseen_types: bool = allow_unseen_types_param()
     device: str = device_param()
     precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of training and dev scoring "
                                                      "(fp16 needs a CUDA GPU; bf16 a GPU or CPU that has it).")

@@ -19,6 +19,7 @@ from ... import pipeline
 from ..artifacts.fingerprint import code_sha256, import_closure, sha256_json
 from ..core.errors import DghcError
 from ..data.conll import Post, read_conll
+from ..data.entity_types import likely_typos, refuse_unseen_types, type_uses
 from ..data.tags import OTHER_AS_MISC, invalid_bio_positions
 from ..detection.store import read_fingerprint
 from ..features.store import FeatureStore
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 # Parameters that do not change what training computes: a state saved under other values still resumes.
 NOT_IN_RESUME_KEY = frozenset({"train_file", "dev_file", "features_file", "detections_file", "output_dir", "log_file",
                                "metrics_file", "state_dir", "save_every_epochs",
-                               "save_every_steps", "restart", "no_restart", "progress"})
+                               "save_every_steps", "restart", "no_restart", "progress", "allow_unseen_types"})
 
 # The module that holds ``train``: its imports, followed through the package, are all the code a run runs (this
 # module's own closure would miss the loop).
@@ -51,6 +52,15 @@ def read_split(path: str | Path, merge_other: bool, what: str) -> list[Post]:
     if stray:
         logger.warning("%s: %d stray I- tags kept as written (strict mode counts no entity there)", path, stray)
     return posts
+
+
+def check_types(train_posts: Sequence[Post], dev_posts: Sequence[Post], config: TrainConfig) -> None:
+    """A rare type that looks like a frequent one is named with its line (a tag typo becomes a type of its own);
+    a dev type that training never sees is refused unless allowed (it could only be scored as missed)."""
+    for message in likely_typos(type_uses(train_posts), config.train_file):
+        logger.warning("%s", message)
+    if not config.allow_unseen_types:
+        refuse_unseen_types(dev_posts, set(type_uses(train_posts)), config.dev_file, "--allow-unseen-types")
 
 
 def open_for_training(config: TrainConfig) -> FeatureStore | None:

@@ -41,7 +41,7 @@ from ..model.tagger import DGHCTagger
 from .config import TrainConfig
 from .distributed import make_accelerator
 from .optim import make_optimizer, make_scheduler, make_weight_average
-from .plan import epoch_steps, open_for_training, read_split, recorded_detections, resume_key
+from .plan import check_types, epoch_steps, open_for_training, read_split, recorded_detections, resume_key
 from .run import EpochRecord, Run, TrainingStep
 from .state import Progress, StateFolder, restore_rng
 
@@ -94,6 +94,7 @@ def set_up_run(config: TrainConfig, accelerator: Any, train_posts: Sequence[Post
     train_posts = list(train_posts) if train_posts is not None else read_split(config.train_file, config.merge_other,
                                                                                "train")
     dev_posts = list(dev_posts) if dev_posts is not None else read_split(config.dev_file, config.merge_other, "dev")
+    check_types(train_posts, dev_posts, config)
     if features is None:
         features = open_for_training(config)
     if features is not None:
