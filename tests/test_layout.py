@@ -128,6 +128,23 @@ def test_the_wheel_installs_one_package_dghc(tmp_path):
     assert "dghc = dghc.cli:main" in entry_points
 
 
+def test_the_installed_package_holds_dghc_s_modules_only():
+    """`make install` links dghc's own files (an editable install in setuptools' strict mode): the repository root is
+    the package, but its tests/ and benchmarks/ are not dghc.tests or dghc.benchmarks, while every module is there,
+    and `python -m dghc` and `dghc.__version__` work."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    import dghc
+
+    assert importlib.util.find_spec("dghc.tests") is None and importlib.util.find_spec("dghc.benchmarks") is None
+    assert importlib.util.find_spec("dghc.pipeline.api.detect") is not None
+    assert importlib.util.find_spec("dghc.stages.param_tables") is not None
+    shown = subprocess.run([sys.executable, "-m", "dghc", "--version"], capture_output=True, text=True, cwd="/")
+    assert shown.returncode == 0 and shown.stdout.strip() == f"dghc, version {dghc.__version__}", shown
+
+
 def lint_imports(package_root, tmp_path):
     """lint-imports on the package at ``package_root`` (a folder holding ``dghc/``), with pyproject.toml's contract."""
     import os

@@ -157,9 +157,14 @@ def test_unknown_types_and_long_posts_are_reported_and_every_word_is_tagged(pipe
     # ids of the test split, so that the features file has their rows
     data.write_text("IMGID:test-0000\n" + "".join(f"{w}\tO\n" for w in words)
                     + "\nIMGID:test-0001\nExpo\tB-EVENT\n2020\tI-EVENT\n")
+    args = ["evaluate", str(pipeline_files["model"]), str(data), "--features", str(pipeline_files["features"]),
+            "--predictions", str(tmp_path / "p.txt")]
+    # a type the model never learned is refused at its line (a typo, or another data set's type)...
+    assert_clean_error(invoke(*args), f"{data}:304: B-EVENT: type EVENT is not one the model learns")
+    assert not (tmp_path / "p.txt").exists()
+    # ...and scored as missed when asked
     with caplog.at_level(logging.WARNING):
-        result = invoke("evaluate", str(pipeline_files["model"]), str(data), "--features",
-                        str(pipeline_files["features"]), "--predictions", str(tmp_path / "p.txt"))
+        result = invoke(*args, "--allow-unseen-types")
     assert result.exit_code == 0, result.output
     assert "EVENT" in caplog.text and "not trained on" in caplog.text
     assert "shortened" in caplog.text or "do not fit" in caplog.text

@@ -69,6 +69,9 @@ def output_lock(*outputs: str | Path, note: Callable[[str], None] = lambda messa
 def _one_lock(output: Path, note: Callable[[str], None]) -> Iterator[None]:
     lock_path = output.with_name(output.name + ".lock")
     info_path = output.with_name(output.name + ".lock.json")
+    # folders this run creates for the lock: removed again at the end if the run left nothing in them (a run that
+    # fails before writing leaves no empty cache/ behind)
+    created = [folder for folder in [lock_path.parent, *lock_path.parent.parents] if not folder.exists()]
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -99,3 +102,8 @@ def _one_lock(output: Path, note: Callable[[str], None]) -> Iterator[None]:
         with contextlib.suppress(OSError):
             lock_path.unlink()  # removed while held: a run that opens it later locks a new file
         lock.release()
+        for folder in created:  # deepest first; one that holds anything stops the walk
+            try:
+                folder.rmdir()
+            except OSError:
+                break

