@@ -123,8 +123,15 @@ class Run:
             step_loss = accelerator.reduce(step_loss, reduction="sum")
         if self.config.max_grad_norm > 0:  # 0: no clipping (a norm of 0 would scale every gradient to 0)
             accelerator.clip_grad_norm_(self.step_module.parameters(), self.config.max_grad_norm)
+        # With fp16 the grad scaler skips the update of a step whose gradients overflowed (inf/nan) and lowers its
+        # scale: the schedule must not advance then, or the warmup runs ahead of the updates. The lower scale is
+        # the sign; Accelerate's optimizer_step_was_skipped misses it with the fused AdamW used here, whose step()
+        # runs and skips the update inside its kernel (huggingface/accelerate#4242). Without a scaler: no change.
+        scaler = accelerator.scaler
+        scale = scaler.get_scale() if scaler is not None else None
         self.optimizer.step()
-        self.scheduler.step()
+        if scale is None or scaler.get_scale() >= scale:
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.average is not None:
             self.average.update_parameters(self.accelerator.unwrap_model(self.step_module).tagger)
