@@ -414,3 +414,74 @@ def test_dvc_tracks_the_sharded_folder_and_a_rerun_keeps_the_finished_shards(wor
     assert "up to date" in run("dvc", "status")
     extract_features(extract_config(world, tmp_path / "local.h5"))
     assert_same_features(tmp_path / "local.h5", root / "features", same_fingerprint=False)  # model named "clip" there
+
+
+# ------------------------------------------------------------------------------------- what a rerun keeps
+
+
+def test_an_extract_shard_counts_as_finished_only_for_the_batch_size_and_device_type_it_was_computed_with(tmp_path):
+    """Batches cut otherwise, or computed on another kind of device, give other bits (the local engine's resume key
+    has both): a shard written on the GPU, or with another batch size, is recomputed, not mixed in."""
+    from dghc.pipeline.artifacts.fingerprint import sha256_json
+    from dghc.pipeline.artifacts.shards import unfinished_shards
+    from dghc.pipeline.scale.extract import shard_file_writer, shard_is_finished
+
+    ids = [f"id{i}" for i in range(6)]
+    fingerprint = {"untrained": False, "case": "hand-made"}
+    shards = plan_shards(len(ids), shard_size=3, batch_size=3, kind="features")
+    written_with = {"batch_size": 3, "device_type": "cuda"}  # a run killed on a GPU
+
+    def write_shards(folder: Path) -> None:
+        folder.mkdir()
+        write = shard_file_writer(ids, m=1, dim=2, dtype="float32", fingerprint=fingerprint, computed_with=written_with)
+        for shard in shards:
+            rows = shard.stop - shard.start
+            write(folder / shard.file, shard, {"status": np.zeros(rows, np.uint8),
+                                               "vectors": np.ones((rows, 2, 2), np.float32),
+                                               "slots": np.ones((rows, 2), bool)})
+
+    def rerun(folder: Path, **settings) -> tuple[list[int], int]:
+        """The shards a rerun with ``settings`` computes, as the engine judges them (and how many rows it keeps)."""
+        run = {**written_with, **settings}
+
+        def is_finished(path: Path, shard) -> bool:
+            return shard_is_finished(path, shard, ids, sha256_json(fingerprint), run)
+
+        todo, resumed = unfinished_shards(folder, shards, is_finished, force=False, stage="extract", unit="images",
+                                          note=print)
+        print(f"rerun with {run}: computes shards {[shard.number for shard in todo]}, keeps {resumed} rows")
+        return [shard.number for shard in todo], resumed
+
+    for number, settings in enumerate(({"device_type": "cpu"}, {"batch_size": 2})):
+        write_shards(tmp_path / f"changed{number}")
+        assert rerun(tmp_path / f"changed{number}", **settings) == ([0, 1], 0), f"shards of {written_with} kept"
+        assert not list((tmp_path / f"changed{number}").glob("features-*")), "the stale shards are deleted"
+    write_shards(tmp_path / "same")
+    assert rerun(tmp_path / "same") == ([], 6)
+
+
+@pytest.mark.slow
+def test_extract_on_ray_recomputes_the_shards_of_another_batch_size(world, tmp_path, capsys):
+    def notes() -> str:
+        said = capsys.readouterr().err
+        with capsys.disabled():
+            print(said)
+        return said
+
+    out = tmp_path / "ray"
+    settings = {"engine": "ray", "workers": 1, "shard_size": 12}  # shards of 12 rows for batches of 3 or 4
+    extract_on_ray(extract_config(world, out, batch_size=3, **settings))
+    (out / INDEX).unlink()  # killed before the index: the 4 shards stay
+    notes()
+    extract_on_ray(extract_config(world, out, batch_size=4, **settings))
+    assert "shards were finished by an earlier run" not in notes(), "the shards of batch size 3 were kept"
+    extract_features(extract_config(world, tmp_path / "local.h5", batch_size=4))
+    with capsys.disabled():
+        assert_same_features(tmp_path / "local.h5", out)
+    # the same settings keep what a killed run finished
+    (out / INDEX).unlink()
+    (out / "features-00001.h5").unlink()
+    extract_on_ray(extract_config(world, out, batch_size=4, **settings))
+    assert "extract: 3 of 4 shards were finished by an earlier run (28 images): skipped" in notes()
+    with capsys.disabled():
+        assert_same_features(tmp_path / "local.h5", out)

@@ -8,12 +8,14 @@ The pieces are the local stage's: ``CropDataset`` decodes and crops, ``ClipEncod
 slots of exactly the local engine's batches (``dghc.pipeline.scale.batches``), the features file layout is
 ``dghc.pipeline.features.store``'s, one file per shard (``dghc.pipeline.artifacts.shards``). On a CPU-only cluster each
 actor decodes its own batches, as the local engine alternates decoding and encoding on the same cores: decode
-tasks beside the actors would compete with them for the cores. A rerun skips the shards a killed run finished;
-Ray retries the batches of a worker that died.
+tasks beside the actors would compete with them for the cores. A rerun skips the shards a killed run finished
+with the same settings, batch size and workers' device type included (the local engine's resume key: batches cut
+otherwise, or computed on another kind of device, give other bits); Ray retries the batches of a worker that died.
 """
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..artifacts.fingerprint import sha256_json
+from ..artifacts.fingerprint import canonical_json, sha256_json
+from ..artifacts.hdf5 import attribute_text
 from ..artifacts.lock import output_lock
 from ..artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards, write_index
 from ..core.console import say
@@ -39,10 +42,13 @@ from ..features.extract import (
     summarise,
 )
 from .batches import BatchActor, local_batches, run_batches
-from .session import import_ray, ray_cluster, worker_resources
+from .session import WorkerResources, import_ray, ray_cluster, worker_resources
 from .shard_writer import ShardWriter
 
 KIND = "features"  # the shard files: features-00000.h5, ...
+# Each shard file's record of how its vectors were computed, beyond the fingerprint: {"batch_size", "device_type"}
+# (the same for every shard of a finished store, so the index's copy of it holds for the whole store).
+COMPUTED_WITH = "computed_with"
 
 
 @dataclass(frozen=True)
@@ -140,33 +146,36 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
                              fingerprint=fingerprint, up_to_date=True)
         out.mkdir(parents=True, exist_ok=True)
         shards = plan_shards(n, config.shard_size, config.batch_size, KIND)
-
-        def is_finished(path: Path, shard: Shard) -> bool:
-            return layout.is_up_to_date(path, fingerprint_sha, images.ids[shard.start:shard.stop])
-
-        todo, resumed = unfinished_shards(out, shards, is_finished, force=config.force, stage="extract",
-                                          unit="images", note=say)
         crops = CropSettings(encoder.preprocessor, encoder.image_size, m, config.crop_padding, config.min_crop_size,
                              config.max_aspect)
         empty_boxes = 0
-        if todo:
-            with ray_cluster("extract", config.address, config.workers) as cluster, \
-                    tqdm(total=n, initial=resumed, unit="img", desc="extract", file=sys.stderr,
-                         disable=not config.progress) as bar:
-                batches = _run(config, crops, todo, images.paths, detections, cluster)
-                writer = ShardWriter(out, todo, _shard_file_writer(images.ids, m, dim, config.dtype, fingerprint),
-                                     "extract")
-                for batch in batches:
-                    check_detections_current(batch["row"], batch["status"], batch["size"], detections, images.ids,
-                                             config.detections)
-                    empty_boxes += int(batch["empty_boxes"].sum())
-                    writer.add(batch)
-                    bar.update(len(batch["row"]))
-                    if on_batch is not None:
-                        on_batch(resumed + writer.rows_received)
-                    stop.check(f"{writer.shards_written} shards are written in {out}: rerun the same command to "
-                               "resume")
-                writer.finish()
+        # The cluster first: which shards are finished depends on the device type its workers get (--device auto).
+        with ray_cluster("extract", config.address, config.workers) as cluster:
+            resources = worker_resources(config.device, cluster)
+            computed_with = {"batch_size": config.batch_size, "device_type": resources.device}
+
+            def is_finished(path: Path, shard: Shard) -> bool:
+                return shard_is_finished(path, shard, images.ids, fingerprint_sha, computed_with)
+
+            todo, resumed = unfinished_shards(out, shards, is_finished, force=config.force, stage="extract",
+                                              unit="images", note=say)
+            if todo:
+                with tqdm(total=n, initial=resumed, unit="img", desc="extract", file=sys.stderr,
+                          disable=not config.progress) as bar:
+                    batches = _run(config, crops, todo, images.paths, detections, resources)
+                    writer = ShardWriter(out, todo, shard_file_writer(images.ids, m, dim, config.dtype, fingerprint,
+                                                                      computed_with), "extract")
+                    for batch in batches:
+                        check_detections_current(batch["row"], batch["status"], batch["size"], detections,
+                                                 images.ids, config.detections)
+                        empty_boxes += int(batch["empty_boxes"].sum())
+                        writer.add(batch)
+                        bar.update(len(batch["row"]))
+                        if on_batch is not None:
+                            on_batch(resumed + writer.rows_received)
+                        stop.check(f"{writer.shards_written} shards are written in {out}: rerun the same command "
+                                   "to resume")
+                    writer.finish()
         write_index(out, shards, [count_statuses(layout.read_summary(out / shard.file)[0]) for shard in shards],
                     text_datasets=(layout.IMAGE_IDS,))
         return summarise(out, rows_resumed=resumed, empty_boxes=empty_boxes, untrained=encoder.untrained,
@@ -174,9 +183,8 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
 
 
 def _run(config: ExtractConfig, crops: CropSettings, todo: list[Shard], paths: list[Path | None],
-         detections: Any, cluster: dict[str, float]) -> Any:
+         detections: Any, resources: WorkerResources) -> Any:
     """The local engine's batches of the unfinished shards through Ray; yields rows in row order."""
-    resources = worker_resources(config.device, cluster)
     # Paths as the driver sees them: a worker on another node does not share its working directory.
     payloads = [CropBatch(np.arange(batch.start, batch.stop), [_absolute(paths[row]) for row in batch],
                           detections.boxes[batch.start:batch.stop], detections.valid[batch.start:batch.stop])
@@ -193,9 +201,24 @@ def _absolute(path: Path | None) -> Path | None:
     return path.resolve() if path is not None else None
 
 
-def _shard_file_writer(ids: list[str], m: int, dim: int, dtype: str,
-                       fingerprint: dict[str, Any]) -> Callable[[Path, Shard, dict[str, np.ndarray]], None]:
-    """What writes a shard's rows as a features file (``dghc.pipeline.features.store``'s layout)."""
+def shard_is_finished(path: Path, shard: Shard, ids: list[str], fingerprint_sha256: str,
+                      computed_with: dict[str, Any]) -> bool:
+    """Whether ``path`` is ``shard``'s features file as this run would write it: the same fingerprint and image ids,
+    computed with the same batch size on the same device type (``computed_with``: the workers', not the driver's)."""
+    import h5py
+
+    if not layout.is_up_to_date(path, fingerprint_sha256, ids[shard.start:shard.stop]):
+        return False
+    with h5py.File(path, "r") as handle:
+        recorded = handle.attrs.get(COMPUTED_WITH)
+    # A shard without the record (written before it was kept) is recomputed: how it was computed is unknown.
+    return recorded is not None and json.loads(attribute_text(recorded)) == computed_with
+
+
+def shard_file_writer(ids: list[str], m: int, dim: int, dtype: str, fingerprint: dict[str, Any],
+                      computed_with: dict[str, Any]) -> Callable[[Path, Shard, dict[str, np.ndarray]], None]:
+    """What writes a shard's rows as a features file (``dghc.pipeline.features.store``'s layout), recording
+    ``computed_with`` (batch size, device type) for ``shard_is_finished``."""
     stored_dtype = np.dtype(dtype)
 
     def write(path: Path, shard: Shard, rows: dict[str, np.ndarray]) -> None:
@@ -205,6 +228,7 @@ def _shard_file_writer(ids: list[str], m: int, dim: int, dtype: str,
                             "--dtype float32")
         layout.create_features_file(path, ids[shard.start:shard.stop], m, dim, dtype, fingerprint)
         with layout.open_work_file(path) as handle:
+            handle.attrs[COMPUTED_WITH] = canonical_json(computed_with)
             layout.write_rows(handle, 0, rows["status"], stored, rows["slots"])
 
     return write
