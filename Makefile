@@ -48,7 +48,7 @@ demo: install
 # Tests run in one worker process per core (at most 4; pytest-xdist), a test file per worker at a time, the longest
 # files first (tests/conftest.py; each worker's torch takes its share of the cores). ultralytics writes its settings
 # file on first import: once here, before workers that would race to write it.
-PYTEST := $(BIN)/python -c "import ultralytics" && $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
+PYTEST := $(BIN)/python -c "import ultralytics" > /dev/null && $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 # Everything, as CI runs it: lint, then the whole suite (pytest prints the 15 slowest tests).
 test: install lint
@@ -61,7 +61,7 @@ test-fast: install
 # ruff, and the import stack of pyproject.toml's [tool.importlinter] (each layer imports only layers below it).
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-logo
 
 # Re-resolve the dependency ranges of pyproject.toml in a fresh environment and pin the result.
 lock:
