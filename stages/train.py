@@ -63,9 +63,11 @@ def _launch_processes(config: TrainConfig) -> None:
     process holds the run's locks, and passes a SIGINT or SIGTERM on to the processes, which stop together after
     their current step with the state saved."""
     from ..pipeline.artifacts.lock import HELD_BY_PARENT, output_lock
+    from ..pipeline.core.devices import check_process_devices
     from ..pipeline.core.params import params_of
     from ..pipeline.core.signals import Interrupted, stop_signals
 
+    check_process_devices(config.device, config.processes)  # before any process starts: one GPU each, or refused
     # restart is refused in a params file (there it would act on every run): it travels as --set instead
     command_line_only = sorted(p.name for p in params_of(TrainConfig) if not p.info.in_params)
     values = {key: str(value) if isinstance(value, Path) else value for key, value in config.to_json().items()

@@ -24,6 +24,25 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def check_process_devices(asked: str, processes: int, per_machine: int | None = None) -> None:
+    """``--processes N`` on GPUs: each process takes one GPU, its local rank's (0..N-1 of those visible), so a GPU
+    index is refused rather than ignored, and so are more processes on this machine (``per_machine``, default
+    ``processes``) than it has GPUs (two ranks would share one). On the CPU (gloo) anything goes."""
+    if processes <= 1:
+        return
+    device = resolve_device(asked)
+    if device.type != "cuda":
+        return
+    if device.index is not None:
+        raise DghcError(f"--device {asked} with --processes {processes}: each process takes one GPU "
+                        f"(0..{processes - 1}); give --device cuda, or set CUDA_VISIBLE_DEVICES to choose the GPUs")
+    here = processes if per_machine is None else per_machine
+    count = torch.cuda.device_count()
+    if here > count:
+        raise DghcError(f"--processes {here} but this machine has {count} GPU{'s' if count != 1 else ''}: each "
+                        f"process takes one; give --processes {count} or fewer, or --device cpu")
+
+
 def describe_device(device: torch.device) -> str:
     """``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu``: which device, in words."""
     if device.type == "cuda":

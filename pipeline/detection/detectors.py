@@ -187,6 +187,20 @@ def _auto_device() -> str:
     return str(resolve_device("auto"))
 
 
+def _torch_device(device: Any) -> Any:
+    """``device`` as a torch.device: "cuda:1", "cpu", "auto", or ultralytics' bare GPU index ("1")."""
+    import torch
+
+    from ..core.devices import resolve_device
+
+    if isinstance(device, torch.device):
+        return device
+    text = str(device)
+    if text == "auto":
+        return resolve_device(text)
+    return torch.device("cuda", int(text)) if text.isdigit() else torch.device(text)
+
+
 @dataclass
 class PredictSettings:
     """How a detector runs; the defaults are the detect stage's (``DetectConfig``), the device resolved."""
@@ -194,13 +208,15 @@ class PredictSettings:
     imgsz: int = DetectConfig.imgsz
     conf: float = DetectConfig.conf
     iou: float = DetectConfig.iou
-    device: str = field(default_factory=_auto_device)  # "cpu", "cuda", "cuda:N"
+    device: Any = field(default_factory=_auto_device)  # a torch.device, or "cpu", "cuda", "cuda:N"
     max_det: int = MAX_DET
 
     def kwargs(self) -> dict[str, Any]:
         # rect=False: every image is letterboxed to the same square, so an image's boxes do not depend on
         # which other images share its batch (ultralytics' default pads each batch differently).
-        return {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "device": self.device,
+        # The device as a torch.device: ultralytics 8.3.x's select_device writes a device string into
+        # CUDA_VISIBLE_DEVICES (a Ray actor's assigned GPU became physical GPU 0), a torch.device it leaves alone.
+        return {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "device": _torch_device(self.device),
                 "max_det": self.max_det, "rect": False, "verbose": False}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from ..artifacts.partial import PartialOutput
 from ..artifacts.shards import refuse_folder
 from ..core.console import say
 from ..core.devices import announce_device, resolve_device
-from ..core.errors import DghcError, first_line
+from ..core.errors import DghcError
 from ..core.signals import StopRequest, stop_signals
 from ..data.conll import check_image_id, read_conll, require_posts
 from ..data.images import STATUS_NAMES, ImageStatus, load_image
@@ -31,7 +31,6 @@ from .detectors import (
     PredictSettings,
     SourceUnavailable,
     TextEncoder,
-    import_ultralytics,
 )
 from .merge import SourceBoxes, merge_top_m
 from .opencv_detector import COCO_SSD, OpenCVSSDDetector
@@ -49,6 +48,9 @@ from .store import (
     write_detections,
     write_rows,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -106,19 +108,15 @@ def collect_items(conll_files: Sequence[Path], images_dir: Path | None, max_phra
     return [by_id[key] for key in sorted(by_id)]
 
 
-def detector_device(device: str) -> str:
-    """The device the detectors run on, as ultralytics and torchvision take it: ``auto`` is the first GPU when
-    there is one, else the CPU; a device this machine lacks is refused before any work starts."""
-    if device == "auto":
-        return "cuda:0" if resolve_device("auto").type == "cuda" else "cpu"
-    import_ultralytics()
-    from ultralytics.utils.torch_utils import select_device
-
+def detector_device(device: str) -> torch.device:
+    """The device the detectors run on: ``auto`` is the GPU when there is one, else the CPU; a device this machine
+    lacks is refused in one line before any work starts. Resolved here and handed on as a ``torch.device``:
+    ultralytics' own select_device, given a string, rewrites CUDA_VISIBLE_DEVICES in 8.3.x (cuda:1 then runs on
+    the wrong GPU or fails), while a torch.device passes through it untouched in every version."""
     try:
-        select_device(device, verbose=False)
-    except (ValueError, RuntimeError, AssertionError) as err:
-        raise DghcError(f"detect: device {device!r} is not available here ({first_line(err)}); use --device cpu") from None
-    return device
+        return resolve_device(device)
+    except DghcError as err:
+        raise DghcError(f"detect: {err}") from None
 
 
 def image_sha256(path: Path) -> str | None:
@@ -217,7 +215,7 @@ def _run_detect(config: DetectConfig, out: Path, loaded: LoadedSources | None, t
         announce_device("detect", device, config.device)
         settings = PredictSettings(imgsz=config.imgsz, conf=config.conf, iou=config.iou, device=device)
         loaded = load_sources(config.detector, config.grounding, settings, text_encoder=text_encoder)
-        if any(isinstance(source, OpenCVSSDDetector) for source in loaded.sources) and device != "cpu":
+        if any(isinstance(source, OpenCVSSDDetector) for source in loaded.sources) and device.type != "cpu":
             log(f"detect: {COCO_SSD} runs on the CPU all the same (OpenCV's DNN module)")
     if not loaded.sources:
         reasons = "; ".join(f"{role}: {info.get('reason')}" for role, info in sorted(loaded.report.items()))

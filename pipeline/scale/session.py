@@ -6,7 +6,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..core.console import say
 from ..core.errors import DghcError, first_line
@@ -37,8 +37,10 @@ class WorkerResources:
     decode_in_tasks: bool
 
 
-def worker_resources(asked: str, cluster: dict[str, float]) -> WorkerResources:
-    """``asked`` (the stage's --device) against the cluster: auto takes a GPU per worker where the cluster has GPUs."""
+def worker_resources(asked: str, cluster: dict[str, float],
+                     note: Callable[[str], None] = say) -> WorkerResources:
+    """``asked`` (the stage's --device) against the cluster: auto takes a GPU per worker where the cluster has GPUs.
+    A GPU index (cuda:N) cannot be honoured, as Ray picks each worker's GPU: ``note`` says so, once."""
     gpus = float(cluster.get("GPU", 0))
     if asked == "auto":
         asked = "cuda" if gpus > 0 else "cpu"
@@ -46,6 +48,11 @@ def worker_resources(asked: str, cluster: dict[str, float]) -> WorkerResources:
         if gpus == 0:
             raise DghcError(f"device {asked!r} asked for, but the Ray cluster has no GPU (use --device cpu or auto)")
         # Ray picks the GPU and sets CUDA_VISIBLE_DEVICES: inside the actor it is always cuda (cuda:0).
+        if asked != "cuda" and not re.fullmatch(r"cuda:\d+", asked):
+            raise DghcError(f"unknown device {asked!r} for --engine ray (use auto, cpu or cuda)")
+        if asked != "cuda":
+            note(f"--device {asked}: on Ray each worker gets the GPU Ray assigns it (CUDA_VISIBLE_DEVICES per "
+                 "actor); the index is not used")
         return WorkerResources("cuda", num_gpus=1.0, num_cpus=1.0, decode_in_tasks=True)
     if asked != "cpu":
         raise DghcError(f"unknown device {asked!r} for --engine ray (use auto, cpu or cuda)")

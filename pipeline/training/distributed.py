@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..core.devices import announce_device, resolve_device
+from ..core.devices import announce_device, check_process_devices, resolve_device
 from ..core.errors import DghcError
 from ..core.precision import autocast, check_precision
 from ..core.signals import StopRequest
@@ -27,6 +27,9 @@ def make_accelerator(config: TrainConfig) -> Any:
     from accelerate.state import AcceleratorState
 
     device = resolve_device(config.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched (torchrun): each rank takes its local rank's GPU
+        check_process_devices(config.device, int(os.environ["WORLD_SIZE"]),
+                              int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])))
     check_precision(config.precision, device)
     if "WORLD_SIZE" not in os.environ:
         # Accelerate keeps one state per process and refuses another precision later in the same process (tests,
