@@ -17,6 +17,12 @@ docs/ARCHITECTURE.md, section 6: traps avoided). BERT-style layers rebuild the k
 MPNet and DeBERTa layers apply the encoder's mask to the text's scores and the prefix's own mask to its slots.
 The prefix of the current batch is handed over through ``PrefixState``, which the tagger fills before
 calling the encoder and clears after.
+
+Gradient checkpointing (``checkpoint_layers``) runs each encoder layer under torch.utils.checkpoint (non-reentrant)
+with its prefix and the text mask as explicit inputs of the checkpointed call, which puts them in the state for the
+call and again for its recomputation in backward (by then the tagger has cleared the state): the recomputation
+sees the prefix the forward saw, and the gradients reach the relevance score, the gates and the prefix projection.
+The encoder's own activation checkpointing (transformers) would recompute the layers without their prefix.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention, scaled_size_sqrt
 from transformers.models.mpnet.modeling_mpnet import MPNetSelfAttention
 
@@ -259,3 +266,44 @@ def install_prefix_attention(encoder: nn.Module) -> PrefixState:
         else:
             attention.self = PrefixSelfAttention(attention.self, index, state)
     return state
+
+
+class CheckpointedLayer:
+    """The forward of one encoder layer, run under torch.utils.checkpoint (non-reentrant) in training with
+    gradients: its activations are recomputed in backward instead of kept. The layer's prefix and the text mask
+    are explicit inputs of the checkpointed call. Set as the layer's ``forward`` (an instance attribute: the
+    layer's modules and parameter names stay as they are)."""
+
+    def __init__(self, layer: nn.Module, index: int, state: PrefixState) -> None:
+        self.layer, self.index, self.state = layer, index, state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        forward = type(self.layer).forward.__get__(self.layer)
+        if not (self.layer.training and torch.is_grad_enabled()):
+            return forward(*args, **kwargs)
+        prefix = self.state.layers[self.index] if self.state.layers else None
+        tensors = (None,) * 5 if prefix is None else (prefix.keys, prefix.values, prefix.mask, prefix.weight,
+                                                       prefix.bias)
+        match_norm = prefix is not None and prefix.match_norm
+
+        def run(text_mask: torch.Tensor | None, keys: torch.Tensor | None, values: torch.Tensor | None,
+                mask: torch.Tensor | None, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                *layer_args: Any, **layer_kwargs: Any) -> Any:
+            layer_prefix = None if keys is None else LayerPrefix(keys, values, mask, weight, bias, match_norm)
+            before = self.state.text_mask, self.state.layers
+            self.state.text_mask, self.state.layers = text_mask, [None] * self.index + [layer_prefix]
+            try:
+                return forward(*layer_args, **layer_kwargs)
+            finally:
+                self.state.text_mask, self.state.layers = before
+
+        return checkpoint(run, self.state.text_mask, *tensors, *args, use_reentrant=False, **kwargs)
+
+
+def checkpoint_layers(encoder: nn.Module, state: PrefixState, on: bool) -> None:
+    """Turn gradient checkpointing of every layer of ``encoder`` (one with prefix attention) on or off."""
+    for index, layer in enumerate(encoder.encoder.layer):
+        if on:
+            layer.forward = CheckpointedLayer(layer, index, state)
+        elif "forward" in vars(layer):
+            del layer.forward

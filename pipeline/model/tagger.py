@@ -22,7 +22,7 @@ from .characters import CharacterCNN
 from .config import ModelConfig
 from .crf import ConstrainedCRF
 from .gates import DynamicGates
-from .prefix_attention import LayerPrefix, install_prefix_attention
+from .prefix_attention import LayerPrefix, checkpoint_layers, install_prefix_attention
 from .relevance import RelevanceScore
 from .visual_prefix import VisualPrefix
 
@@ -99,6 +99,11 @@ class DGHCTagger(nn.Module):
             self.token_shape = nn.Embedding(len(SHAPES) + 1, width, padding_idx=0)
             nn.init.zeros_(self.token_shape.weight)
         self.crf = ConstrainedCRF(config.labels, constrained=config.constrained_crf)
+
+    def set_gradient_checkpointing(self, on: bool) -> None:
+        """Recompute each encoder layer's activations in backward instead of keeping them (less memory, about one
+        more forward of the encoder per step); the same gradients. Training only: inference is unchanged."""
+        checkpoint_layers(self.encoder, self.prefix_state, on)
 
     @property
     def max_length(self) -> int:

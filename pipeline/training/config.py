@@ -118,6 +118,10 @@ class TrainConfig:
     device: str = device_param()
     precision: Literal["no", "fp16", "bf16"] = param("no", help="Mixed precision of training and dev scoring "
                                                      "(fp16 needs a CUDA GPU; bf16 a GPU or CPU that has it).")
+    gradient_checkpointing: bool = param(False, help="Recompute each encoder layer's activations (visual prefix "
+                                         "included) in backward instead of keeping them: much less GPU memory for "
+                                         "large encoders, about one more encoder forward per step, the same "
+                                         "gradients.")
     processes: int = param(1, help="Data-parallel processes: `dghc train --processes N` starts N (gloo on the "
                            "CPU, one GPU each with CUDA); rank 0 alone writes files.", minimum=1)
     save_every_epochs: int = param(1, help="Save the resumable state at the end of every N-th epoch (a crash then "

@@ -31,7 +31,9 @@ logger = logging.getLogger(__name__)
 # Parameters that do not change what training computes: a state saved under other values still resumes.
 NOT_IN_RESUME_KEY = frozenset({"train_file", "dev_file", "features_file", "detections_file", "output_dir", "log_file",
                                "metrics_file", "state_dir", "save_every_epochs",
-                               "save_every_steps", "restart", "no_restart", "progress", "allow_unseen_types"})
+                               "save_every_steps", "restart", "no_restart", "progress", "allow_unseen_types",
+                               # recomputes the same activations: switched on after an out-of-memory, a run resumes
+                               "gradient_checkpointing"})
 
 # The module that holds ``train``: its imports, followed through the package, are all the code a run runs (this
 # module's own closure would miss the loop).

@@ -20,16 +20,19 @@ Rank 0 alone writes the best checkpoint, the log and the state.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from transformers import set_seed
 
 from ..artifacts.lock import output_lock
-from ..core.signals import stop_signals
+from ..core.errors import DghcError
+from ..core.signals import StopRequest, stop_signals
 from ..data.conll import Post
 from ..data.raw_text import TextSplit
 from ..data.tags import bioes_label_set, entity_types
@@ -74,16 +77,51 @@ def train(config: TrainConfig, train_posts: Sequence[Post] | None = None,
     with stop_signals("train") as stop, lock:
         run = set_up_run(config, accelerator, train_posts, dev_posts, features)
         progress = run.progress
-        for epoch in range(progress.epoch + 1, config.epochs + 1):
-            record = run.train_epoch(epoch, stop)
-            if epoch >= config.eval_begin_epoch and run.dev_posts:
-                run.score_and_keep(epoch, record)
-            if run.end_epoch(epoch, record):
-                break
+        failed_at = run_epochs(run, stop)
+        if failed_at is not None:  # outside the handler: the traceback's frames and their tensors are gone
+            raise out_of_memory(config, accelerator.device, failed_at)
         run.finish()
         history = [EpochRecord(**r) for r in progress.history]
         return TrainResult(progress.best_epoch, progress.best_dev, history, Path(config.output_dir),
                            run.info["effective_batch"], run.resumed_from, accelerator.is_main_process)
+
+
+def run_epochs(run: Run, stop: StopRequest) -> str | None:
+    """The loop of epochs from where the progress stands; where it ran out of GPU memory ("epoch E, step S" or
+    "epoch E, dev scoring"), or None when it ran to the end (or stopped early).
+
+    Running out of memory leaves the state saved so far as it is (the last epoch's or ``save_every_steps``' save),
+    so that rerunning the command resumes from it."""
+    config, progress = run.config, run.progress
+    where = None
+    try:
+        for epoch in range(progress.epoch + 1, config.epochs + 1):
+            where = f"epoch {epoch}, step {{step}}"
+            record = run.train_epoch(epoch, stop)
+            if epoch >= config.eval_begin_epoch and run.dev_posts:
+                where = f"epoch {epoch}, dev scoring"
+                run.score_and_keep(epoch, record)
+            where = None
+            if run.end_epoch(epoch, record):
+                break
+    except torch.OutOfMemoryError:  # torch.cuda.OutOfMemoryError is the same class
+        if where is None:
+            raise
+        return where.format(step=progress.step_in_epoch + 1)  # the step that failed: the ones before it are done
+    return None
+
+
+def out_of_memory(config: TrainConfig, device: Any, where: str) -> DghcError:
+    """The one-line error of a run that ran out of GPU memory, naming the knobs that lower its memory use; the
+    cached blocks of the allocator are released first."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return DghcError(f"train: out of GPU memory on {device} at {where} (batch_size {config.batch_size}, "
+                     f"grad_accum_steps {config.grad_accum_steps}, precision {config.precision}, max_length "
+                     f"{config.max_length}): lower batch_size and raise grad_accum_steps to keep the effective batch, "
+                     "use precision bf16/fp16, set gradient_checkpointing, or lower max_length; rerun the same "
+                     f"command to resume from the state saved in {config.state_dir}")
 
 
 def set_up_run(config: TrainConfig, accelerator: Any, train_posts: Sequence[Post] | None,
@@ -105,6 +143,8 @@ def set_up_run(config: TrainConfig, accelerator: Any, train_posts: Sequence[Post
     num_regions = features.m if features is not None else 3
     encoder, tokenizer = load_encoder_and_tokenizer(config.encoder)
     tagger = DGHCTagger(config.model_config(labels, vision_dim, num_regions, tokenizer_lowercases(tokenizer)), encoder)
+    if config.gradient_checkpointing:
+        tagger.set_gradient_checkpointing(True)
     examples = make_examples(train_posts, tokenizer, tagger.max_length, {label: i for i, label in enumerate(labels)})
 
     steps_per_epoch = len(epoch_steps(list(range(len(examples))), config))
