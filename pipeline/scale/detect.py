@@ -57,16 +57,61 @@ class DetectBatch:
 class DetectActor(BatchActor):
     """A Ray actor holding the detection sources: a batch in, its rows of the output out (``detect_batch``)."""
 
-    def __init__(self, config: DetectConfig, device: str, threads: int) -> None:
+    def __init__(self, config: DetectConfig, device: str, threads: int,
+                 expected: dict[str, Any] | None = None) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
         settings = PredictSettings(imgsz=config.imgsz, conf=config.conf, iou=config.iou, device=device)
-        self.sources = load_sources(config.detector, config.grounding, settings).sources
+        loaded = load_sources(config.detector, config.grounding, settings)
+        if expected is not None:  # before any detection: shards carry the driver's fingerprint
+            check_same_sources(expected, worker_identity(loaded.report))
+        self.sources = loaded.sources
         self.m, self.iou = config.m, config.iou
 
     def process(self, batch: DetectBatch) -> dict[str, np.ndarray]:
         return {"row": batch.rows, **detect_batch(batch.items, self.sources, self.m, self.iou)}
+
+
+def worker_identity(report: dict[str, Any]) -> dict[str, Any]:
+    """What a worker must share with the driver: which sources ran, their weights' sha256 (not their paths, which
+    differ between nodes), and the dghc version (the code that detects)."""
+    from ... import __version__
+
+    sources = {role: {key: info.get(key) for key in ("ran", "sha256", "untrained", "text_encoder")}
+               for role, info in sorted(report.items())}
+    return {"sources": sources, "dghc": __version__}
+
+
+def check_same_sources(expected: dict[str, Any], loaded: dict[str, Any]) -> None:
+    """Refuse, in one line naming both, a worker whose detection sources or dghc differ from the driver's: its
+    detections would be written under the driver's fingerprint."""
+    import socket
+
+    if loaded == expected:
+        return
+    if loaded["dghc"] != expected["dghc"]:
+        what = f"dghc {loaded['dghc']} but the driver runs {expected['dghc']}"
+    else:
+        ours, theirs = loaded["sources"], expected["sources"]
+        parts = []
+        for role in sorted({*ours, *theirs}):
+            mine, driver = ours.get(role) or {}, theirs.get(role) or {}
+            if mine == driver:
+                continue
+            if mine.get("ran") != driver.get("ran"):
+                parts.append(f"{role} {'running' if mine.get('ran') else 'not running'} but the driver's "
+                             f"{'runs' if driver.get('ran') else 'does not run'}")
+            elif mine.get("sha256") != driver.get("sha256"):
+                parts.append(f"{role} weights sha256 {str(mine.get('sha256'))[:12]}… but the driver's are "
+                             f"{str(driver.get('sha256'))[:12]}…")
+            else:
+                keys = sorted(key for key in {*mine, *driver} if mine.get(key) != driver.get(key))
+                parts.append("; ".join(f"{role} {key} {mine.get(key)!r} but the driver's is {driver.get(key)!r}"
+                                       for key in keys))
+        what = "; ".join(parts)
+    raise DghcError(f"detect: worker on {socket.gethostname()} loaded {what}: every node needs the same detector "
+                    "weights and dghc version")
 
 
 def detect_on_ray(config: DetectConfig, *, log: Callable[[str], None] = say) -> DetectSummary:
@@ -113,7 +158,7 @@ def detect_on_ray(config: DetectConfig, *, log: Callable[[str], None] = say) -> 
                     tqdm(total=len(items), initial=resumed, unit="img", desc="detect", file=sys.stderr,
                          disable=not config.progress, dynamic_ncols=True) as bar:
                 writer = ShardWriter(out, todo, write, "detect")
-                for batch in _run(config, items, todo, cluster):
+                for batch in _run(config, items, todo, cluster, worker_identity(loaded.report)):
                     writer.add({key: _stacked(value) for key, value in batch.items()})
                     bar.update(len(batch["row"]))
                     stop.check(f"{writer.shards_written} shards are written in {out}: rerun the same command to "
@@ -127,7 +172,8 @@ def detect_on_ray(config: DetectConfig, *, log: Callable[[str], None] = say) -> 
         return summary
 
 
-def _run(config: DetectConfig, items: list[ImageItem], todo: list[Shard], cluster: dict[str, float]) -> Any:
+def _run(config: DetectConfig, items: list[ImageItem], todo: list[Shard], cluster: dict[str, float],
+         expected: dict[str, Any]) -> Any:
     """The local engine's batches of the unfinished shards through Ray; yields rows in row order."""
     resources = worker_resources(config.device, cluster)
     # Paths as the driver sees them: a worker on another node does not share its working directory.
@@ -137,7 +183,8 @@ def _run(config: DetectConfig, items: list[ImageItem], todo: list[Shard], cluste
     sources = {key: str(Path(value).resolve()) for key, value in (("detector", config.detector),
                                                                   ("grounding", config.grounding))
                if value is not None and Path(value).is_file()}
-    actor = {"config": replace(config, **sources), "device": resources.device, "threads": int(resources.num_cpus)}
+    actor = {"config": replace(config, **sources), "device": resources.device, "threads": int(resources.num_cpus),
+             "expected": expected}
     return run_batches(payloads, DetectActor, actor, resources, config.workers,
                        blocks=max(4 * config.workers, len(todo)))
 

@@ -103,13 +103,15 @@ class EncodeActor(BatchActor):
     """A Ray actor holding the CLIP vision tower: a batch in, its rows' (1 + m, dim) float32 vectors out."""
 
     def __init__(self, model: str, output: str, device: str, seed: int, threads: int,
-                 crops: CropSettings | None) -> None:
+                 crops: CropSettings | None, expected: dict[str, Any] | None = None) -> None:
         import torch
 
         from ..features.clip_encoder import load_clip
 
         torch.set_num_threads(max(1, threads))
         self.encoder = load_clip(model, output, device, seed)
+        if expected is not None:  # before any vector is computed: shards carry the driver's fingerprint
+            check_same_encoder(expected, worker_identity(self.encoder.identity()))
         self.crops = crops  # set: decode here (a CPU-only cluster)
 
     def process(self, batch: CropBatch | DecodedBatch) -> dict[str, np.ndarray]:
@@ -122,6 +124,37 @@ class EncodeActor(BatchActor):
         vectors[slots] = self.encoder.encode(batch.pixels)  # as the local engine: valid slots in row-major order
         return {"row": batch.rows, "status": batch.status, "size": batch.size, "slots": batch.slots,
                 "vectors": vectors.numpy(), "empty_boxes": batch.empty_boxes}
+
+
+def worker_identity(encoder_identity: dict[str, Any]) -> dict[str, Any]:
+    """What a worker must share with the driver: the CLIP model's identity (weights sha256, preprocessing...) and
+    the dghc version (the code that computes the vectors)."""
+    from ... import __version__
+
+    return {"encoder": encoder_identity, "dghc": __version__}
+
+
+def check_same_encoder(expected: dict[str, Any], loaded: dict[str, Any]) -> None:
+    """Refuse, in one line naming both, a worker whose CLIP model or dghc differs from the driver's: its vectors
+    would be written under the driver's fingerprint."""
+    import socket
+
+    # Not the model's name: a folder reaches the workers as an absolute path, the fingerprint keeps the driver's.
+    ours, theirs = ({key: value for key, value in side["encoder"].items() if key != "model"}
+                    for side in (loaded, expected))
+    if ours == theirs and loaded["dghc"] == expected["dghc"]:
+        return
+    host = socket.gethostname()
+    if loaded["dghc"] != expected["dghc"]:
+        what = f"dghc {loaded['dghc']} but the driver runs {expected['dghc']}"
+    elif ours.get("weights_sha256") != theirs.get("weights_sha256"):
+        what = (f"CLIP weights sha256 {str(ours.get('weights_sha256'))[:12]}… but the driver's are "
+                f"{str(theirs.get('weights_sha256'))[:12]}…")
+    else:
+        keys = sorted(key for key in {*ours, *theirs} if ours.get(key) != theirs.get(key))
+        what = "; ".join(f"CLIP {key} {ours.get(key)!r} but the driver's is {theirs.get(key)!r}" for key in keys)
+    raise DghcError(f"extract: worker on {host} loaded {what}: every node needs the same CLIP model, weights and "
+                    "dghc version")
 
 
 def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | None = None) -> ExtractResult:
@@ -162,7 +195,8 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
             if todo:
                 with tqdm(total=n, initial=resumed, unit="img", desc="extract", file=sys.stderr,
                           disable=not config.progress) as bar:
-                    batches = _run(config, crops, todo, images.paths, detections, resources)
+                    batches = _run(config, crops, todo, images.paths, detections, resources,
+                                   worker_identity(encoder.identity()))
                     writer = ShardWriter(out, todo, shard_file_writer(images.ids, m, dim, config.dtype, fingerprint,
                                                                       computed_with), "extract")
                     for batch in batches:
@@ -183,7 +217,7 @@ def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | N
 
 
 def _run(config: ExtractConfig, crops: CropSettings, todo: list[Shard], paths: list[Path | None],
-         detections: Any, resources: WorkerResources) -> Any:
+         detections: Any, resources: WorkerResources, expected: dict[str, Any]) -> Any:
     """The local engine's batches of the unfinished shards through Ray; yields rows in row order."""
     # Paths as the driver sees them: a worker on another node does not share its working directory.
     payloads = [CropBatch(np.arange(batch.start, batch.stop), [_absolute(paths[row]) for row in batch],
@@ -191,7 +225,8 @@ def _run(config: ExtractConfig, crops: CropSettings, todo: list[Shard], paths: l
                 for batch in local_batches(todo, config.batch_size)]
     model = config.model if not Path(config.model).exists() else str(Path(config.model).resolve())
     actor = {"model": model, "output": config.output, "device": resources.device, "seed": config.seed,
-             "threads": int(resources.num_cpus), "crops": None if resources.decode_in_tasks else crops}
+             "threads": int(resources.num_cpus), "crops": None if resources.decode_in_tasks else crops,
+             "expected": expected}
     prepare = functools.partial(decode, crops=crops) if resources.decode_in_tasks else None
     return run_batches(payloads, EncodeActor, actor, resources, config.workers,
                        blocks=max(4 * config.workers, len(todo)), prepare=prepare)

@@ -71,14 +71,14 @@ class PredictActor(BatchActor):
     def __init__(self, config: PredictConfig, device: str, threads: int, with_images: bool, source: str) -> None:
         import torch
 
-        from ..core.devices import resolve_device
         from ..inference.checkpoint import load_checkpoint
         from ..prediction.post_tagger import PostTagger
 
         torch.set_num_threads(max(1, threads))
+        resolved = worker_device(config.precision, device)  # before any work: the GPU here, not the driver's
         checkpoint = load_checkpoint(config.model_dir)
         # the driver said what a log line would say (warn_if_images_rare); the workers' output is not shown
-        self.tagger = PostTagger.from_config(config, checkpoint, resolve_device(device), with_images,
+        self.tagger = PostTagger.from_config(config, checkpoint, resolved, with_images,
                                              log=lambda _: None)
         self.source = source
 
@@ -87,6 +87,33 @@ class PredictActor(BatchActor):
         return {"row": batch.rows,
                 "record": np.array([json.dumps(item.record, ensure_ascii=False) for item in tagged], dtype=object),
                 "note": np.array([item.note for item in tagged], dtype=object)}
+
+
+def worker_device(precision: str, device: str) -> Any:
+    """The torch device of a worker, refused (one line, naming the host) when it cannot compute in ``precision``:
+    checked where the work runs, as the driver may have no GPU (a CPU head node) or another one."""
+    import socket
+
+    from ..core.devices import resolve_device
+    from ..core.precision import check_precision
+
+    try:
+        resolved = resolve_device(device)
+        check_precision(precision, resolved)
+    except DghcError as err:
+        raise DghcError(f"predict: worker on {socket.gethostname()}: {err}") from None
+    return resolved
+
+
+def check_precision_on_driver(precision: str, device: str) -> None:
+    """What the driver can check of the workers' precision without touching CUDA (a CPU head node has none): the
+    name, and fp16 on CPU workers. The GPU's own capability (bf16) each worker checks (``worker_device``)."""
+    import torch
+
+    from ..core.precision import PRECISIONS, check_precision
+
+    if precision not in PRECISIONS or device == "cpu":
+        check_precision(precision, torch.device("cpu"))
 
 
 def run_key(config: PredictConfig, posts: Sequence[InputPost]) -> str:
@@ -181,12 +208,8 @@ def _tag_on_ray(config: PredictConfig, posts: list[InputPost], source: str, *, s
 def _run(config: PredictConfig, posts: list[InputPost], todo: list[Shard], source: str,
          cluster: dict[str, float]) -> Any:
     """The local engine's batches of the unfinished shards through Ray; yields rows in input order."""
-    import torch
-
-    from ..core.precision import check_precision
-
     resources = worker_resources(config.device, cluster)
-    check_precision(config.precision, torch.device(resources.device))  # fp16 needs the GPU the workers get
+    check_precision_on_driver(config.precision, resources.device)  # the GPU's capability: in the workers
     # Paths as the driver sees them: a worker on another node does not share its working directory.
     payloads = [PostBatch(np.arange(batch.start, batch.stop),
                           [replace(posts[row], image=posts[row].image.resolve() if posts[row].image else None)
