@@ -153,8 +153,13 @@ def build_config(ctx: click.Context, config_class: type[C], params_file: Path | 
     values: dict[str, Any] = {}
     known = f"(known: {', '.join(sorted(declared))})"
     sources = []  # (values, message for unknown keys, prefix naming a key, read from a file)
-    if params_file is not None:
+    # The data section gives the stage its data only when the command line names none of it: files given there
+    # with the section's images (or train's dev split) would mix two data sets silently.
+    data_given = any(ctx.get_parameter_source(name) in GIVEN and ctx.params.get(name) not in ((), [], None)
+                     for name in getattr(config_class, "FROM_DATA", {}))
+    if params_file is not None and not data_given:
         sources.append((data_values(params_file, config_class), "", f"{params_file}: data.", False))
+    if params_file is not None:
         sources.append((read_section(params_file, section), f"{params_file}: unknown keys in section {section!r}",
                         f"{params_file}: {section}.", True))
     sources.append((parse_overrides(overrides), "--set: unknown parameter(s)", "--set ", False))

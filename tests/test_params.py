@@ -67,15 +67,21 @@ def test_the_params_file_s_data_section_gives_the_stages_their_files(tmp_path):
     the stage's own section, --set and options still win, in that order."""
     params = tmp_path / "params.yaml"
     params.write_text("data:\n  train: t17/train.txt\n  dev: t17/valid.txt\n  test: t17/test.txt\n"
-                      "  images: t17/images\ntrain:\n  epochs: 2\n")
+                      "  images: t17/images\ntrain:\n  epochs: 2\nextract:\n  dtype: float32\n")
     config = parse_config(command("train"), ["--params", str(params)])
     assert (str(config.train_file), str(config.dev_file)) == ("t17/train.txt", "t17/valid.txt")
-    assert str(parse_config(command("train"), ["--params", str(params), "--dev", "mine.txt"]).dev_file) == "mine.txt"
+    # data named on the command line: none of the section's (its dev split or images would mix two data sets)
+    mine = parse_config(command("train"), ["--params", str(params), "--train", "mine.txt"])
+    assert (str(mine.train_file), str(mine.dev_file)) == ("mine.txt", "data/demo/valid.txt")
     for name in ("detect", "extract"):
         config = parse_config(command(name), ["--params", str(params)])
         assert [str(f) for f in config.files] == ["t17/train.txt", "t17/valid.txt", "t17/test.txt"], name
         assert str(config.images) == "t17/images"
-        assert [str(f) for f in parse_config(command(name), ["a.txt", "--params", str(params)]).files] == ["a.txt"]
+        given = parse_config(command(name), ["a.txt", "--params", str(params)])
+        assert [str(f) for f in given.files] == ["a.txt"] and given.images is None, name
+    # the stage's own section holds either way
+    assert parse_config(command("extract"), ["a.txt", "--params", str(params)]).dtype == "float32"
+    assert parse_config(command("train"), ["--params", str(params), "--train", "mine.txt"]).epochs == 2
     params.write_text("data:\n  train: t17/train.txt\ntrain:\n  train_file: own.txt\n")
     assert str(parse_config(command("train"), ["--params", str(params)]).train_file) == "own.txt"
     assert str(parse_config(command("train"), []).train_file) == "data/demo/train.txt"  # no params file: defaults
