@@ -99,3 +99,37 @@ def save_tiny_encoder(folder: Path, family: str, hidden: int = 32, layers: int =
     torch.manual_seed(0)
     model_class(config_class(**shape)).save_pretrained(folder)
     return folder
+
+
+BERT_BASE_CASED = dict(vocab_size=28996, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                       intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2)
+
+
+def save_bert_base_size(folder: Path, seed: int = 0) -> Path:
+    """A randomly initialised BERT with bert-base-cased's sizes (its config's vocab_size too, so the parameter count
+    is the real model's) and a cased WordPiece tokenizer trained here on sample tweets (a few hundred pieces: the
+    ids it gives are a subset of the embedding rows), saved like a hub model."""
+    from transformers import BertConfig, BertModel
+
+    save_wordpiece_tokenizer(folder, lowercase=False)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(**BERT_BASE_CASED)).save_pretrained(folder)
+    return folder
+
+
+CLIP_VIT_B_32 = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                     patch_size=32, image_size=224, projection_dim=512)
+
+
+def save_clip_vit_b_32(folder: Path, seed: int = 0) -> Path:
+    """A randomly initialised ``CLIPVisionModelWithProjection`` with openai/clip-vit-base-patch32's vision config,
+    saved with weights and the hub's preprocessor_config.json, so that it loads like the hub model (from_pretrained
+    and its image processor file), not as an untrained config-only folder."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from dghc.pipeline.features.clip_encoder import standard_processor
+
+    torch.manual_seed(seed)
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_VIT_B_32)).save_pretrained(folder)
+    standard_processor(CLIP_VIT_B_32["image_size"]).save_pretrained(folder)
+    return folder
