@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import MISSING, dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import DghcError
@@ -160,7 +161,6 @@ def config_from(config_class: type, **values: Any) -> Any:
     if unknown:
         section = getattr(config_class, "SECTION", config_class.__name__)
         raise DghcError(f"{section}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(sorted(declared))})")
-    from pathlib import Path
 
     def as_path(value: Any) -> Any:
         return Path(value) if isinstance(value, str) and value else value

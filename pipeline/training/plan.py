@@ -18,7 +18,7 @@ import torch
 from ... import pipeline
 from ..artifacts.fingerprint import code_sha256, import_closure, sha256_json
 from ..core.errors import DghcError
-from ..data.conll import Post, read_conll
+from ..data.conll import Post, read_conll, require_posts
 from ..data.entity_types import likely_typos, refuse_unseen_types, type_uses
 from ..data.tags import OTHER_AS_MISC, invalid_bio_positions
 from ..detection.store import read_fingerprint
@@ -46,8 +46,7 @@ def read_split(path: str | Path, merge_other: bool, what: str) -> list[Post]:
     train = what == "train"
     posts, report = read_conll(path, type_map=OTHER_AS_MISC if merge_other else None,
                                invalid_bio="repair" if train else "keep")
-    if not posts:
-        raise DghcError(f"{path}: the {what} split has no posts")
+    require_posts(posts, path, f"train's {what} split")
     if report.bio_repairs:
         logger.warning("%s: repaired %d invalid BIO tags (stray I- read as B-)", path, report.bio_repairs)
     stray = 0 if train else sum(len(invalid_bio_positions(p.labels)) for p in posts)
