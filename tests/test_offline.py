@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-NAMES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "YOLO_OFFLINE", "YOLO_CONFIG_DIR", "DVC_NO_ANALYTICS", "MPLCONFIGDIR")
+NAMES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "YOLO_OFFLINE", "YOLO_CONFIG_DIR", "DVC_NO_ANALYTICS", "MPLCONFIGDIR",
+         "DGHC_HASH_CACHE")
 PROBE = """
 import json, os, sys
 from pathlib import Path
@@ -34,6 +35,8 @@ def test_every_library_is_offline_with_its_settings_under_the_root(tmp_path):
                                                      "DVC_NO_ANALYTICS"))
     assert seen["env"]["YOLO_CONFIG_DIR"] == str(tmp_path / ".yolo")
     assert seen["env"]["MPLCONFIGDIR"] == str(tmp_path / ".mplconfig")
+    # the tests' and benchmarks' image hashes (artifacts.file_hashes) stay out of the user's ~/.cache
+    assert seen["env"]["DGHC_HASH_CACHE"] == str(tmp_path / ".dghc-cache" / "file-hashes.sqlite")
 
 
 def test_a_variable_the_caller_set_is_kept(tmp_path):

@@ -3,6 +3,7 @@
 driver's fingerprint names."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,30 @@ def test_detect_worker_refuses_other_weights(tmp_path):
     assert "\n" not in message and message.startswith("detect: worker on ")
     assert "but the driver's are ffffffffffff" in message and "every node needs the same" in message
     scale_detect.DetectActor(config, "cpu", 1, expected=expected)  # the same weights: accepted
+
+
+def test_predict_worker_refuses_another_model_folder_or_dghc(tmp_path, monkeypatch):
+    """A node whose model folder (at the driver's path) holds other files, or that runs another dghc, is refused
+    before it tags a post: its records would be written under the driver's run key."""
+    driver, node = tmp_path / "driver" / "model", tmp_path / "node" / "model"
+    for folder, weights in ((driver, b"driver weights"), (node, b"other weights")):
+        (folder / "encoder").mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(weights)
+        (folder / "encoder" / "config.json").write_text("{}")
+    expected = scale_predict.worker_identity(driver)  # what the driver sends each worker
+    config = predict_config(tmp_path, "no")
+    with pytest.raises(DghcError) as caught:
+        scale_predict.PredictActor(replace(config, model_dir=node), "cpu", 1, False, "posts.jsonl", expected)
+    message = str(caught.value)
+    print(message)
+    assert "another model folder than the driver's (files that differ: model.safetensors)" in message
+    assert "\n" not in message
+
+    monkeypatch.setattr(dghc, "__version__", "0.0.0-other")
+    with pytest.raises(DghcError, match=r"runs dghc 0\.0\.0-other but the driver runs"):
+        scale_predict.PredictActor(replace(config, model_dir=driver), "cpu", 1, False, "posts.jsonl", expected)
+
+    monkeypatch.undo()  # the same folder and dghc: the identity passes, and loading goes on (a fake checkpoint)
+    with pytest.raises(DghcError) as loading:
+        scale_predict.PredictActor(replace(config, model_dir=driver), "cpu", 1, False, "posts.jsonl", expected)
+    assert "not a dghc model folder" in str(loading.value), loading.value

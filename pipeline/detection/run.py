@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from ..artifacts.atomic import writing
-from ..artifacts.fingerprint import differences, sha256_file, sha256_json
+from ..artifacts.file_hashes import sha256_files
+from ..artifacts.fingerprint import differences, sha256_json
 from ..artifacts.hdf5 import refuse_foreign_file
 from ..artifacts.lock import output_lock
 from ..artifacts.partial import PartialOutput
@@ -119,17 +120,13 @@ def detector_device(device: str) -> torch.device:
         raise DghcError(f"detect: {err}") from None
 
 
-def image_sha256(path: Path) -> str | None:
-    """sha256 of an image file; None when there is no readable file (its status says why)."""
-    try:
-        return sha256_file(path)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
-        return None
-
-
 def build_fingerprint(config: DetectConfig, items: Sequence[ImageItem], loaded: LoadedSources) -> dict[str, Any]:
-    """What the output depends on: weights, thresholds, m, and every image's bytes (and prompts if used)."""
-    images = [[item.image_id, image_sha256(item.path)] for item in items]
+    """What the output depends on: weights, thresholds, m, and every image's bytes (and prompts if used). An
+    image's sha256 is None when there is no readable file (its status says why); unchanged files' hashes come from
+    the hash cache (``artifacts.file_hashes``), all are hashed again under ``--force``."""
+    # A stat cache is safe enough: same size, mtime, ctime and inode means same bytes (as make/rsync/git assume).
+    hashes = sha256_files([item.path for item in items], refresh=config.force)
+    images = [[item.image_id, hashes[item.path]] for item in items]
     grounding_ran = loaded.report.get(GROUNDING, {}).get("ran", False)
 
     def source(role: str) -> dict[str, Any] | None:

@@ -22,7 +22,8 @@ from typing import Any, BinaryIO, Callable, Sequence
 import numpy as np
 
 from ..artifacts.atomic import write_text_atomically
-from ..artifacts.fingerprint import sha256_file, sha256_json
+from ..artifacts.file_hashes import sha256_files
+from ..artifacts.fingerprint import sha256_json
 from ..artifacts.lock import output_lock
 from ..artifacts.shards import Shard, check_store_folder, plan_shards, unfinished_shards
 from ..core.console import say
@@ -68,13 +69,16 @@ class PostBatch:
 class PredictActor(BatchActor):
     """A Ray actor holding a ``PostTagger``: a batch of posts in, their records (JSON text) and notes out."""
 
-    def __init__(self, config: PredictConfig, device: str, threads: int, with_images: bool, source: str) -> None:
+    def __init__(self, config: PredictConfig, device: str, threads: int, with_images: bool, source: str,
+                 expected: dict[str, Any] | None = None) -> None:
         import torch
 
         from ..inference.checkpoint import load_checkpoint
         from ..prediction.post_tagger import PostTagger
 
         torch.set_num_threads(max(1, threads))
+        if expected is not None:  # before any post is tagged: shards carry the driver's run key
+            check_same_model(expected, worker_identity(config.model_dir))
         resolved = worker_device(config.precision, device)  # before any work: the GPU here, not the driver's
         checkpoint = load_checkpoint(config.model_dir)
         # the driver said what a log line would say (warn_if_images_rare); the workers' output is not shown
@@ -116,16 +120,48 @@ def check_precision_on_driver(precision: str, device: str) -> None:
         check_precision(precision, torch.device("cpu"))
 
 
+def model_files_sha256(model_dir: Path) -> dict[str, str]:
+    """sha256 of every file of a model folder, by its path in the folder (from the hash cache when unchanged)."""
+    model = Path(model_dir)
+    model_files = [path for path in sorted(model.rglob("*")) if path.is_file()]
+    model_hashes = sha256_files(model_files, unreadable=())  # a model file that cannot be read is an error
+    return {str(path.relative_to(model)): model_hashes[path] for path in model_files}
+
+
+def worker_identity(model_dir: Path) -> dict[str, Any]:
+    """What a worker must share with the driver: the model folder's files (the CLIP model and detector are checked
+    against the checkpoint's record when the tagger loads them) and the dghc version (the code that tags)."""
+    from ... import __version__
+
+    return {"model_files": model_files_sha256(model_dir), "dghc": __version__}
+
+
+def check_same_model(expected: dict[str, Any], loaded: dict[str, Any]) -> None:
+    """Refuse, in one line naming the host and what differs, a worker whose model folder or dghc is not the
+    driver's: its records would be written under the driver's run key."""
+    import socket
+
+    if loaded == expected:
+        return
+    if loaded["dghc"] != expected["dghc"]:
+        what = f"runs dghc {loaded['dghc']} but the driver runs {expected['dghc']}"
+    else:
+        ours, theirs = loaded["model_files"], expected["model_files"]
+        names = sorted(name for name in {*ours, *theirs} if ours.get(name) != theirs.get(name))
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        what = f"has another model folder than the driver's (files that differ: {shown})"
+    raise DghcError(f"predict: worker on {socket.gethostname()} {what}: every node needs the same model folder "
+                    "and dghc version")
+
+
 def run_key(config: PredictConfig, posts: Sequence[InputPost]) -> str:
-    """What the output rows depend on: the posts (with their image files' bytes), the model's files, settings."""
-    model = Path(config.model_dir)
-    files = {str(path.relative_to(model)): sha256_file(path) for path in sorted(model.rglob("*")) if path.is_file()}
+    """What the output rows depend on: the posts (with their image files' bytes), the model's files, settings.
+    Unchanged files' hashes come from the hash cache (``artifacts.file_hashes``): a rerun reads none of them."""
+    files = model_files_sha256(config.model_dir)
+    images = sha256_files([p.image for p in posts if p.image is not None], unreadable=(OSError,))
 
     def image_sha(path: Path | None) -> str | None:
-        try:
-            return sha256_file(path) if path is not None else None
-        except OSError:
-            return None
+        return images[path] if path is not None else None
 
     return sha256_json({"posts": [[p.post_id, p.text, p.words, str(p.image), image_sha(p.image)] for p in posts],
                         "model": files, "precision": config.precision, "batch_size": config.batch_size,
@@ -217,6 +253,6 @@ def _run(config: PredictConfig, posts: list[InputPost], todo: list[Shard], sourc
                 for batch in local_batches(todo, config.batch_size)]
     actor = {"config": replace(config, model_dir=Path(config.model_dir).resolve()), "device": resources.device,
              "threads": int(resources.num_cpus), "with_images": any(post.image is not None for post in posts),
-             "source": source}
+             "source": source, "expected": worker_identity(config.model_dir)}
     return run_batches(payloads, PredictActor, actor, resources, config.workers,
                        blocks=max(4 * config.workers, len(todo)))
