@@ -10,7 +10,8 @@
    repeated (synthetic 640x480 JPEGs where absent).
 2. A cost model for 1M images (extract) on N GPUs, from the anchor the issue gives (clip-retrieval: about 2500
    ViT-B/32 images/s per A100, bound by CPU decoding and resizing) and this run's measured CPU cost of
-   decoding + cropping + preprocessing one image and its 3 crops.
+   decoding + cropping + preprocessing one image and its 3 crops, and the bytes per image that cross Ray's object
+   store from the decode tasks to the GPU actors (pickled real batches: uint8 crops now, float32 pixels before).
 
 Run from the repository root: ``.venv/bin/python -m benchmarks.bench_scale`` (``--quick`` for a smoke run).
 """
@@ -33,6 +34,7 @@ from benchmarks.bench_extract import make_inputs, vit_b32_config  # noqa: E402
 
 ANCHOR_GPU_INPUTS_PER_S = 2500  # clip-retrieval, ViT-B/32 on one A100 (the issue's anchor)
 CLIP_INPUTS_PER_IMAGE = 4  # the whole image and m = 3 region crops
+SECTION = "extract on Ray Data"
 
 
 def run_once(config, engine: str, workers: int) -> dict:
@@ -54,7 +56,8 @@ def run_once(config, engine: str, workers: int) -> dict:
 
 
 def decode_ms(conll: Path, detections: Path, model: str, count: int = 32) -> float:
-    """Median ms to decode, crop and preprocess one image and its 3 crops on one thread."""
+    """Median ms to decode one image and make its uint8 crops (the image and 3 regions) on one thread: a decode
+    task's work (the cast and normalisation are the actor's: ``object_store_bytes``)."""
     import torch
 
     from dghc.pipeline.features.clip_encoder import load_clip
@@ -74,6 +77,41 @@ def decode_ms(conll: Path, detections: Path, model: str, count: int = 32) -> flo
         times.append((time.perf_counter() - start) * 1000)
     torch.set_num_threads(os.cpu_count() or 1)
     return statistics.median(times)
+
+
+def object_store_bytes(conll: Path, detections: Path, model: str, batch_size: int = 16) -> dict[str, float]:
+    """Mean bytes per image of what a decode task hands a GPU actor (the pickled ``DecodedBatch``: uint8 crops),
+    of the same batches with float32 pixels (what it handed before), of the JPEG files, and ms per image of the
+    cast + normalisation now done in the actor (one thread)."""
+    import pickle
+
+    import numpy as np
+    import torch
+
+    from dghc.pipeline.features.clip_encoder import load_clip
+    from dghc.pipeline.features.extract import collect_images, load_detection_rows
+    from dghc.pipeline.scale.extract import CropBatch, CropSettings, decode
+
+    torch.set_num_threads(1)
+    encoder = load_clip(model, "projected", "cpu", 0)
+    images = collect_images([conll], None)
+    rows = load_detection_rows(detections, images.ids, [conll])
+    crops = CropSettings(encoder.preprocessor, encoder.image_size, rows.m, 0.0, 2, 4.0)
+    sizes = {"uint8": 0, "float32": 0, "jpeg": sum(path.stat().st_size for path in images.paths), "finish_s": 0.0}
+    for start in range(0, len(images.ids), batch_size):
+        stop = min(start + batch_size, len(images.ids))
+        batch = decode(CropBatch(np.arange(start, stop), [path.resolve() for path in images.paths[start:stop]],
+                                 rows.boxes[start:stop], rows.valid[start:stop]), crops)
+        sizes["uint8"] += len(pickle.dumps(batch))
+        began = time.perf_counter()
+        pixels = encoder.preprocessor.finish(torch.from_numpy(batch.pixels)).numpy()
+        sizes["finish_s"] += time.perf_counter() - began
+        batch.pixels = pixels
+        sizes["float32"] += len(pickle.dumps(batch))
+    torch.set_num_threads(os.cpu_count() or 1)
+    count = len(images.ids)
+    return {"uint8": sizes["uint8"] / count, "float32": sizes["float32"] / count, "jpeg": sizes["jpeg"] / count,
+            "finish_ms": sizes["finish_s"] * 1000 / count, "images": count}
 
 
 def load_average() -> str:
@@ -115,13 +153,21 @@ def main() -> None:
                     runs.setdefault(name, []).append(run_once(replace(config, out=out), engine, workers))
             loads.append(load_average())
             results.append({"label": label, "count": count, "origin": origin, "runs": runs,
-                            "decode_ms": decode_ms(conll, detections, model)})
+                            "decode_ms": decode_ms(conll, detections, model),
+                            "bytes": object_store_bytes(conll, detections, model)})
     loads.append(load_average())
     body = render(results, loads, repeats)
-    from benchmarks.report import update_section
+    if args.quick:
+        body = ("A smoke run (`--quick`): too few images, on a shared machine, for its rates to mean much; the "
+                "object store's bytes per image are exact.\n\n" + body)
+    from benchmarks.report import kept_previous_run, last_run, update_section
 
-    update_section("extract on Ray Data", body, command="python -m benchmarks.bench_scale" +
-                   (" --quick" if args.quick else ""))
+    if args.quick:  # a smoke run keeps the last full run's figures below its own
+        last = last_run(SECTION)
+        kept = (kept_previous_run(SECTION) if "--quick" in last.partition("\n")[0]
+                else "### Previous run\n\n" + last.replace("\n### ", "\n#### "))
+        body += "\n\n" + kept
+    update_section(SECTION, body, command="python -m benchmarks.bench_scale" + (" --quick" if args.quick else ""))
 
 
 def render(results: list[dict], loads: list[str], repeats: int) -> str:
@@ -151,8 +197,8 @@ def render(results: list[dict], loads: list[str], repeats: int) -> str:
               f"Anchor (given, not measured here): clip-retrieval encodes about {ANCHOR_GPU_INPUTS_PER_S} ViT-B/32 "
               "inputs/s on one A100, bound by CPU decoding and resizing. dghc encodes "
               f"{CLIP_INPUTS_PER_IMAGE} inputs per image (the image and 3 crops), so one A100 takes at most "
-              f"{ANCHOR_GPU_INPUTS_PER_S // CLIP_INPUTS_PER_IMAGE} images/s. Measured here: decoding + cropping + "
-              "preprocessing one image and its crops on one core takes "
+              f"{ANCHOR_GPU_INPUTS_PER_S // CLIP_INPUTS_PER_IMAGE} images/s. Measured here: decoding one image and "
+              "cropping and resizing it and its crops to uint8 on one core takes "
               + "; ".join(f"{r['decode_ms']:.1f} ms ({r['label'].split(' (')[0]})" for r in results)
               + ". On a GPU cluster the stage runs decoding as CPU tasks feeding one actor per GPU, so each GPU "
               "needs that many cores to stay busy.", "",
@@ -167,6 +213,18 @@ def render(results: list[dict], loads: list[str], repeats: int) -> str:
     lines += ["", f"With fewer cores than that per GPU the CPU bounds it: images/s = cores x {core_rate:.0f} (one "
               "core's decode rate above). Ray's start and the actors' model loads (the gap between the end-to-end "
               "and steady figures above) are paid once per run, not per image."]
+    sent = results[-1]["bytes"]
+    lines += ["", "What crosses Ray's object store from the decode tasks to each GPU actor, per image (the image and "
+              f"3 crops): measured by pickling the decoded batches of 16 of this run's {sent['images']} images as "
+              "the tasks do, against the JPEG files. The actors now cast and normalise the uint8 crops on their "
+              f"device ({sent['finish_ms']:.2f} ms an image on one core here), with the same bits.", "",
+              f"| per image | bytes | x JPEG | MB/s per A100 at {per_gpu:.0f} images/s |", "|---|---|---|---|"]
+    for name, key in (("JPEG file (decoding in the actor)", "jpeg"), ("uint8 crops (now)", "uint8"),
+                      ("float32 pixels (before)", "float32")):
+        lines.append(f"| {name} | {sent[key] / 1e3:.0f} KB | {sent[key] / sent['jpeg']:.1f} | "
+                     f"{sent[key] * per_gpu / 1e6:.0f} |")
+    lines += ["", "uint8 crops rather than the files: decoding in a GPU actor (1 core) would bound it at the one "
+              f"core's {core_rate:.0f} images/s above."]
     return "\n".join(lines)
 
 

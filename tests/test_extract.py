@@ -455,6 +455,29 @@ def test_fast_path_only_for_standard_clip_settings_and_recorded_in_the_fingerpri
         FeatureStore(slow_file).require({"preprocess": fast["preprocess"]})
 
 
+def test_the_encoder_gets_uint8_crops_and_finishes_them_to_the_same_bits(world):
+    """Batches carry uint8 crops (a quarter of float32: through DataLoader workers, Ray's object store, to the
+    GPU); the encoder casts and normalises them, the only steps moved: IEEE float32 (x - mean) / std, as before."""
+    from dghc.pipeline.features.crops import CropDataset, collate_items
+    from dghc.pipeline.features.extract import collect_images, load_detection_rows
+
+    encoder = load_clip(str(world["clip"]), device="cpu")
+    rows = collect_images([world["train"], world["valid"]], None)
+    found = load_detection_rows(world["detections"], rows.ids, [world["train"]])
+    dataset = CropDataset(range(len(rows.ids)), rows.paths, found.boxes, found.valid, encoder.preprocessor,
+                          encoder.image_size, 0.1, 2, 4.0)
+    items = [dataset[i] for i in range(len(dataset))]
+    crops = collate_items(items)["pixels"]
+    assert crops.dtype == torch.uint8 and all(item["pixels"].dtype == torch.uint8 for item in items)
+    assert crops.shape == (9, 3, encoder.image_size, encoder.image_size)  # 3 images, 6 boxes (a has a degenerate one)
+    preprocessor = encoder.preprocessor
+    finished = preprocessor.finish(crops)
+    mean, std = preprocessor.mean.numpy(), preprocessor.std.numpy()
+    assert np.array_equal(finished.numpy(), (crops.numpy().astype(np.float32) - mean) / std)
+    assert torch.equal(torch.cat([preprocessor.finish(item["pixels"]) for item in items]), finished)
+    assert torch.equal(encoder.encode(crops), encoder.encode(finished))
+
+
 def test_threaded_batches_give_what_worker_processes_give(world, tmp_path):
     from dghc.pipeline.features.crops import CropDataset, make_loader
     from dghc.pipeline.features.extract import collect_images, load_detection_rows

@@ -27,6 +27,7 @@ from dghc.pipeline.detection.config import DetectConfig
 from dghc.pipeline.detection.run import run_detect
 from dghc.pipeline.detection.store import load_detections
 from dghc.pipeline.features import store as layout
+from dghc.pipeline.features.clip_encoder import load_clip
 from dghc.pipeline.features.config import ExtractConfig
 from dghc.pipeline.features.extract import extract_features
 from dghc.pipeline.features.store import FeatureStore
@@ -132,6 +133,20 @@ def test_workers_take_a_gpu_each_where_the_cluster_has_gpus():
         worker_resources("cuda", {"CPU": 2.0})
 
 
+def test_decode_tasks_feed_gpu_actors_only_uint8_crops(tmp_path):
+    """Float32 pixels never cross the object store: the image processor's own path (no uint8 step) decodes in
+    the actors, as on CPU-only clusters."""
+    from dghc.pipeline.features.preprocess import ProcessorPreprocessor
+    from dghc.pipeline.scale.extract import decodes_in_tasks
+    from dghc.pipeline.scale.session import worker_resources
+
+    encoder = load_clip(str(save_tiny_clip(tmp_path / "clip")), device="cpu")
+    gpus, cpus = worker_resources("auto", {"CPU": 8.0, "GPU": 2.0}), worker_resources("auto", {"CPU": 8.0})
+    assert decodes_in_tasks(gpus, encoder.preprocessor)
+    assert not decodes_in_tasks(gpus, ProcessorPreprocessor(encoder.processor))
+    assert not decodes_in_tasks(cpus, encoder.preprocessor)
+
+
 def test_an_address_nothing_answers_on_is_refused_at_once():
     import time
 
@@ -222,15 +237,34 @@ def test_extract_on_ray_equals_the_local_engine_and_records_bad_images_per_shard
 
 @pytest.mark.slow
 def test_extract_with_decoding_in_cpu_tasks_as_on_a_gpu_cluster(world, tmp_path, monkeypatch):
-    """A GPU cluster decodes in CPU tasks feeding the model actors: that split, on the CPU, gives the same vectors."""
+    """A GPU cluster decodes in CPU tasks feeding the model actors: what crosses the object store to them is uint8
+    crops (not float32 pixels, 4x the bytes), and that split, on the CPU, gives the local engine's bits."""
+    import pickle
+
     import dghc.pipeline.scale.extract as ray_extract
     from dghc.pipeline.scale.session import WorkerResources
 
     monkeypatch.setattr(ray_extract, "worker_resources",
                         lambda asked, cluster: WorkerResources("cpu", 0.0, 1.0, decode_in_tasks=True))
+    handed = []
+    run_batches = ray_extract.run_batches
+
+    def measuring_run_batches(payloads, actor, arguments, resources, workers, blocks, prepare=None):
+        assert prepare is not None and arguments["crops"] is None  # decoded in tasks, not in the actors
+        handed.extend(prepare(payload) for payload in payloads)  # what the tasks pickle for the actors
+        return run_batches(payloads, actor, arguments, resources, workers, blocks, prepare)
+
+    monkeypatch.setattr(ray_extract, "run_batches", measuring_run_batches)
     extract_features(extract_config(world, tmp_path / "local.h5"))
     extract_on_ray(extract_config(world, tmp_path / "ray", engine="ray", workers=1, shard_size=16))
+    assert len(handed) == 10 and all(batch.pixels.dtype == np.uint8 for batch in handed)
+    crop_bytes = 3 * handed[0].pixels.shape[2] * handed[0].pixels.shape[3]  # one image or region, uint8
+    for batch in handed:
+        sent = len(pickle.dumps(batch))
+        assert batch.pixels.shape[0] * crop_bytes <= sent <= batch.pixels.shape[0] * crop_bytes + 2048, sent
     assert_same_features(tmp_path / "local.h5", tmp_path / "ray")
+    a, b = FeatureStore(tmp_path / "local.h5"), FeatureStore(tmp_path / "ray")
+    assert np.array_equal(a.batch(a.image_ids)[0].numpy(), b.batch(b.image_ids)[0].numpy())  # bit for bit
 
 
 @pytest.mark.slow

@@ -96,11 +96,14 @@ class ClipEncoder:
         return int(self.model.config.image_size)
 
     def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(n, 3, S, S) preprocessed pixels -> (n, dim) float32 vectors on the CPU."""
+        """(n, 3, S, S) pixels -> (n, dim) float32 vectors on the CPU. uint8 pixels are ``preprocessor``'s crops
+        (``CropDataset``'s): they go to the device as uint8 and are finished there; float32 ones are finished."""
         if pixel_values.shape[0] == 0:
             return torch.zeros(0, self.dim)
         with torch.inference_mode():
             pixels = pixel_values.to(self.device, non_blocking=True)
+            if pixels.dtype == torch.uint8:
+                pixels = self.preprocessor.finish(pixels)
             pooled = self.model.vision_model(pixel_values=pixels).pooler_output
             out = self.model.visual_projection(pooled) if self.output == "projected" else pooled
             return out.float().cpu()

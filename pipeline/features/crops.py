@@ -1,8 +1,10 @@
 """Turning an image and its detected boxes into CLIP pixel tensors, batch by batch, off the main thread.
 
-``CropDataset`` decodes each image once and preprocesses the whole image and its valid region crops (boxes
-padded, clamped, trimmed to ``max_aspect``); ``make_loader`` batches it with DataLoader worker processes, or on
-the CPU with a pool of threads in this process (see ``default_num_workers`` for why).
+``CropDataset`` decodes each image once and makes the preprocessor's crops of the whole image and its valid
+region crops (boxes padded, clamped, trimmed to ``max_aspect``): uint8 on the fast path, turned into the model's
+float32 pixels by ``ClipEncoder.encode`` on its device (``preprocess.RegionPreprocessor``); ``make_loader``
+batches it with DataLoader worker processes, or on the CPU with a pool of threads in this process (see
+``default_num_workers`` for why).
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ def crop_box(box: Sequence[float], width: int, height: int, padding: float = 0.0
 
 
 class CropDataset(torch.utils.data.Dataset):
-    """Item i: the preprocessed whole image of row ``rows[i]`` and its valid crops, with a slot mask.
+    """Item i: the crops (``RegionPreprocessor.crops``) of the whole image of row ``rows[i]`` and of its valid
+    boxes, with a slot mask.
 
     ``processor`` is the model's image processor (or a preprocessor made from it): the fast path of
     ``preprocess.make_preprocessor`` when it reproduces the processor. The image is decoded once; the crops are
@@ -80,9 +83,9 @@ class CropDataset(torch.utils.data.Dataset):
                     continue
                 regions.append(aspect_box(box, self.max_aspect))
                 slots[1 + slot] = True
-            pixels = self.preprocess(image, regions)
-        else:
-            pixels = torch.zeros(0, 3, self.image_size, self.image_size)
+            pixels = self.preprocess.crops(image, regions)
+        else:  # of the crops' dtype: torch.cat would promote a batch's uint8 crops to float
+            pixels = torch.zeros(0, 3, self.image_size, self.image_size, dtype=self.preprocess.crop_dtype)
         width, height = loaded.size
         return {"row": row, "status": int(loaded.status), "size": (width, height), "pixels": pixels,
                 "slots": slots, "empty_boxes": empty_boxes}
@@ -100,7 +103,8 @@ def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _concatenate(parts: Iterable[torch.Tensor]) -> torch.Tensor:
     """``torch.cat``; in a DataLoader worker straight into shared memory, as torch's default collate does: the
-    batch (2.4 MB of float32 pixels per image) is then not copied once more on its way to the main process."""
+    batch (0.6 MB of uint8 crops per image and 3 regions) is then not copied once more on its way to the main
+    process."""
     parts = list(parts)
     if torch.utils.data.get_worker_info() is None:
         return torch.cat(parts)

@@ -114,7 +114,7 @@ def detect_and_encode(requests: Sequence[ImageRequest], sources: Sequence[Any], 
     items = [ImageItem(r.key, r.path, post_phrases(r.tokens, max_phrases)) for r in requests]
     rows = detect_batch(items, sources, m, iou)
     dataset = CropDataset(range(len(items)), [r.path for r in requests], rows["boxes"], rows["valid"],
-                          encoder.processor, encoder.image_size, crop.padding, crop.min_size, crop.max_aspect)
+                          encoder.preprocessor, encoder.image_size, crop.padding, crop.min_size, crop.max_aspect)
     batch = collate_items([dataset[i] for i in range(len(dataset))])
     # Both stages load the image: one that changed in between would get boxes of another picture.
     changed = (batch["status"].numpy() != rows["status"]) | (batch["sizes"].numpy() != rows["image_size"]).any(1)

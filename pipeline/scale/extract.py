@@ -1,16 +1,19 @@
 """``dghc extract --engine ray``: the extract stage as a Ray Data pipeline that writes a sharded features store.
 
-    the local engine's batches  ->  decode + crop + preprocess  ->  CLIP vision tower  ->  shard files + index.h5
-       (rows, paths, boxes)          CPU tasks (GPU clusters);        actor pool of          written by the driver,
-       ray.data.from_items           in the actors (CPU-only)         ``workers`` actors     in row order
+    the local engine's batches  ->  decode + crop + resize  ->  cast, normalise, CLIP  ->  shard files + index.h5
+       (rows, paths, boxes)          CPU tasks (GPU clusters);    actor pool of              written by the driver,
+       ray.data.from_items           in the actors (CPU-only)     ``workers`` actors         in row order
 
-The pieces are the local stage's: ``CropDataset`` decodes and crops, ``ClipEncoder.encode`` encodes the valid
-slots of exactly the local engine's batches (``dghc.pipeline.scale.batches``), the features file layout is
-``dghc.pipeline.features.store``'s, one file per shard (``dghc.pipeline.artifacts.shards``). On a CPU-only cluster each
-actor decodes its own batches, as the local engine alternates decoding and encoding on the same cores: decode
-tasks beside the actors would compete with them for the cores. A rerun skips the shards a killed run finished
-with the same settings, batch size and workers' device type included (the local engine's resume key: batches cut
-otherwise, or computed on another kind of device, give other bits); Ray retries the batches of a worker that died.
+The pieces are the local stage's: ``CropDataset`` decodes and makes the uint8 crops, ``ClipEncoder.encode``
+finishes them on its device (``RegionPreprocessor.finish``) and encodes the valid slots of exactly the local
+engine's batches (``dghc.pipeline.scale.batches``), the features file layout is ``dghc.pipeline.features.store``'s,
+one file per shard (``dghc.pipeline.artifacts.shards``). From the decode tasks to the GPU actors the object store
+carries uint8 crops, a quarter of the float32 pixels (with a preprocessor whose crops are not uint8, the image
+processor's own, the actors decode). On a CPU-only cluster each actor decodes its own batches, as the local engine
+alternates decoding and encoding on the same cores: decode tasks beside the actors would compete with them for the
+cores. A rerun skips the shards a killed run finished with the same settings, batch size and workers' device type
+included (the local engine's resume key: batches cut otherwise, or computed on another kind of device, give other
+bits); Ray retries the batches of a worker that died.
 """
 from __future__ import annotations
 
@@ -75,7 +78,7 @@ class CropBatch:
 
 @dataclass
 class DecodedBatch:
-    """A batch decoded: per row its status, size, slot mask and empty boxes, and the valid slots' pixels in
+    """A batch decoded: per row its status, size, slot mask and empty boxes, and the valid slots' crops in
     row-major slot order (``CropDataset`` + ``collate_items``, as the local engine makes them)."""
 
     rows: np.ndarray
@@ -83,11 +86,11 @@ class DecodedBatch:
     size: np.ndarray
     slots: np.ndarray
     empty_boxes: np.ndarray
-    pixels: Any  # torch.Tensor (valid slots, 3, S, S)
+    pixels: np.ndarray  # (valid slots, 3, S, S) of the preprocessor's crop dtype: uint8 from decode tasks
 
 
 def decode(batch: CropBatch, crops: CropSettings) -> DecodedBatch:
-    """Decode, crop and preprocess a batch's images (the local engine's code)."""
+    """Decode a batch's images and make their crops (the local engine's code)."""
     from ..features.crops import CropDataset, collate_items
 
     dataset = CropDataset(batch.rows.tolist(), batch.paths, batch.boxes, batch.valid, crops.preprocessor,
@@ -95,8 +98,19 @@ def decode(batch: CropBatch, crops: CropSettings) -> DecodedBatch:
     items = [dataset[i] for i in range(len(dataset))]
     collated = collate_items(items)
     return DecodedBatch(rows=batch.rows, status=collated["status"].numpy(), size=collated["sizes"].numpy(),
-                        slots=collated["slots"].numpy(), pixels=collated["pixels"],
+                        slots=collated["slots"].numpy(), pixels=collated["pixels"].numpy(),
                         empty_boxes=np.array([item["empty_boxes"] for item in items], dtype=np.int64))
+
+
+def decodes_in_tasks(resources: WorkerResources, preprocessor: Any) -> bool:
+    """Whether CPU tasks decode for the actors: on GPU clusters, when what they hand over is uint8 crops.
+    Float32 pixels (4x the bytes; the image processor's path has no uint8 step) stay out of the object store:
+    there the actors decode, as on CPU-only clusters."""
+    import torch
+
+    # uint8 crops, not the image files (7x a tweet JPEG's bytes): decoding and resizing an image and 3 crops take
+    # 4 ms or more of a core (BENCHMARKS.md), so a GPU actor decoding on its 1 core would get <= 250 images/s.
+    return resources.decode_in_tasks and preprocessor.crop_dtype == torch.uint8
 
 
 class EncodeActor(BatchActor):
@@ -121,7 +135,8 @@ class EncodeActor(BatchActor):
             batch = decode(batch, self.crops)
         slots = torch.from_numpy(batch.slots)
         vectors = torch.zeros(*slots.shape, self.encoder.dim)
-        vectors[slots] = self.encoder.encode(batch.pixels)  # as the local engine: valid slots in row-major order
+        # as the local engine: valid slots in row-major order, uint8 crops finished on the actor's device
+        vectors[slots] = self.encoder.encode(torch.from_numpy(batch.pixels))
         return {"row": batch.rows, "status": batch.status, "size": batch.size, "slots": batch.slots,
                 "vectors": vectors.numpy(), "empty_boxes": batch.empty_boxes}
 
@@ -224,10 +239,10 @@ def _run(config: ExtractConfig, crops: CropSettings, todo: list[Shard], paths: l
                           detections.boxes[batch.start:batch.stop], detections.valid[batch.start:batch.stop])
                 for batch in local_batches(todo, config.batch_size)]
     model = config.model if not Path(config.model).exists() else str(Path(config.model).resolve())
+    in_tasks = decodes_in_tasks(resources, crops.preprocessor)
     actor = {"model": model, "output": config.output, "device": resources.device, "seed": config.seed,
-             "threads": int(resources.num_cpus), "crops": None if resources.decode_in_tasks else crops,
-             "expected": expected}
-    prepare = functools.partial(decode, crops=crops) if resources.decode_in_tasks else None
+             "threads": int(resources.num_cpus), "crops": None if in_tasks else crops, "expected": expected}
+    prepare = functools.partial(decode, crops=crops) if in_tasks else None
     return run_batches(payloads, EncodeActor, actor, resources, config.workers,
                        blocks=max(4 * config.workers, len(todo)), prepare=prepare)
 
