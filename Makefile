@@ -50,14 +50,15 @@ demo: install
 # sees: that lock records the hashes of the outputs, and extract's and train's floats differ in their last bits
 # from one kind of CPU to another, so a committed lock would be rewritten by every other machine's demo. .demo/
 # links to the repository's dvc.yaml, params.yaml, code, data/ and cache/ (the outputs land where the README says)
-# and shares the root's DVC cache, so `dvc repro` at the root restores the demo's results from DVC's run cache.
+# and shares the root's DVC cache (by a relative path: the clone may move), so `dvc repro` at the root restores
+# the demo's results from DVC's run cache.
 # No `install` prerequisite: tests run this target with the environment they are given.
 DEMO := .demo
 DEMO_LINKS := dvc.yaml params.yaml .dvcignore __init__.py cli.py stages pipeline data cache
 demo-repro:
 	@mkdir -p data $(DEMO)
 	@test -d $(DEMO)/.dvc || (cd $(DEMO) && dvc init --no-scm --quiet && \
-	  dvc config --local cache.dir "$(CURDIR)/.dvc/cache" && dvc config core.analytics false)
+	  dvc config --local cache.dir ../.dvc/cache && dvc config core.analytics false)
 	@for name in $(DEMO_LINKS); do ln -sfn "../$$name" "$(DEMO)/$$name"; done
 	cd $(DEMO) && dvc repro
 	cd $(DEMO) && dvc metrics show
