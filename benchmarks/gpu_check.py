@@ -482,10 +482,9 @@ def main() -> None:
         parser.error(f"--device {args.device}: give cuda, cuda:N or cpu")
     path = args.benchmarks if args.benchmarks is not None or cpu else report.BENCHMARKS_MD
     if not cpu and not torch.cuda.is_available():
-        report.BENCHMARKS_MD = path
         report.update_section(SECTION, "not measured: no GPU (`torch.cuda.is_available()` is false on this machine). "
                                        "Run this script on a machine with CUDA to fill this section.",
-                              command="python benchmarks/gpu_check.py")
+                              command="python benchmarks/gpu_check.py", path=path)
         return
     steps = min(args.steps, 3) if cpu else args.steps
     with tempfile.TemporaryDirectory(prefix="dghc-gpu-check-") as folder:
@@ -493,9 +492,8 @@ def main() -> None:
     print(json.dumps(figures, indent=1, default=str))
     print("\n".join(goal_lines(figures)))
     if path is not None:
-        report.BENCHMARKS_MD = path
         report.update_section(SECTION, markdown(figures, steps),
-                              command="python " + " ".join(["benchmarks/gpu_check.py", *sys.argv[1:]]))
+                              command="python " + " ".join(["benchmarks/gpu_check.py", *sys.argv[1:]]), path=path)
 
 
 if __name__ == "__main__":

@@ -23,19 +23,20 @@ def _section(name: str) -> re.Pattern[str]:
     return re.compile(rf"<!-- bench:{re.escape(name)} -->\n## [^\n]*\n(.*?)<!-- /bench:{re.escape(name)} -->", re.S)
 
 
-def update_section(name: str, body: str, command: str | None = None) -> None:
-    """Replace (or add) the section ``name`` of BENCHMARKS.md with ``body`` (markdown)."""
+def update_section(name: str, body: str, command: str | None = None, path: Path | None = None) -> None:
+    """Replace (or add) the section ``name`` of BENCHMARKS.md (or of ``path``) with ``body`` (markdown)."""
+    path = path or BENCHMARKS_MD
     command = command or "python " + " ".join(sys.argv)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"<!-- bench:{name} -->\n## {name}\n\nCommand: `{command}`  \n"
                f"Measured {stamp} on {machine_line()}.\n\n{body.strip()}\n<!-- /bench:{name} -->")
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else HEADER
+    text = path.read_text() if path.exists() else HEADER
     pattern = _section(name)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    write_text_atomically(BENCHMARKS_MD, text)  # another benchmark may read it meanwhile
+    write_text_atomically(path, text)  # another benchmark may read it meanwhile
     print(section)
 
 
