@@ -79,7 +79,7 @@ def test_extract_worker_refuses_other_weights(tmp_path):
     driver_model = save_tiny_clip(tmp_path / "driver", seed=0)
     other_model = save_tiny_clip(tmp_path / "other", seed=1)
     driver = load_clip(str(driver_model), output, "cpu", 0)
-    expected = {"encoder": driver.identity(), "dghc": dghc.__version__}  # what the driver sends each worker
+    expected = scale_extract.worker_identity(driver.identity())  # what the driver sends each worker
 
     with pytest.raises(DghcError) as caught:
         scale_extract.EncodeActor(str(other_model), output, "cpu", 0, 1, None, expected=expected)
@@ -89,7 +89,7 @@ def test_extract_worker_refuses_other_weights(tmp_path):
     assert f"but the driver's are {driver.weights_sha256[:12]}" in message
     assert "every node needs the same" in message
 
-    with pytest.raises(DghcError, match=r"loaded dghc .* but the driver runs 0\.0\.0-other"):
+    with pytest.raises(DghcError, match=r"runs dghc .* but the driver runs 0\.0\.0-other"):
         scale_extract.EncodeActor(str(driver_model), output, "cpu", 0, 1, None,
                                   expected={**expected, "dghc": "0.0.0-other"})
     # the same model and dghc: accepted

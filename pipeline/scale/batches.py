@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..artifacts.shards import Shard
+from ..core.errors import DghcError
 from .session import WorkerResources
 
 
@@ -20,6 +21,23 @@ def local_batches(shards: Sequence[Shard], batch_size: int) -> list[range]:
     """The local engine's batches inside ``shards`` (shards hold whole batches: ``plan_shards``)."""
     return [range(start, min(start + batch_size, shard.stop))
             for shard in shards for start in range(shard.start, shard.stop, batch_size)]
+
+
+def check_worker_identity(stage: str, expected: dict[str, Any], loaded: dict[str, Any],
+                          describe: Callable[[dict[str, Any], dict[str, Any]], str], needs: str) -> None:
+    """Refuse, in one line naming the host, a worker whose identity (``{"dghc": version, ...}``, built by the stage's
+    ``worker_identity`` on both sides) is not the driver's ``expected`` one: its rows would be written under the
+    driver's fingerprint. ``describe(loaded, expected)`` says what else differs, ``needs`` what every node needs."""
+    import socket
+
+    if loaded == expected:
+        return
+    if loaded["dghc"] != expected["dghc"]:
+        what = f"runs dghc {loaded['dghc']} but the driver runs {expected['dghc']}"
+    else:
+        what = describe(loaded, expected)
+    raise DghcError(f"{stage}: worker on {socket.gethostname()} {what}: every node needs the same {needs} and dghc "
+                    "version")
 
 
 class BatchActor:

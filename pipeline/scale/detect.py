@@ -39,7 +39,7 @@ from ..detection.run import (
 )
 from ..detection.sources import load_sources
 from ..detection.store import STRING_ARRAYS, load_detections, read_fingerprint_sha256, write_detections
-from .batches import BatchActor, local_batches, run_batches
+from .batches import BatchActor, check_worker_identity, local_batches, run_batches
 from .session import import_ray, ray_cluster, worker_resources
 from .shard_writer import ShardWriter
 
@@ -84,15 +84,9 @@ def worker_identity(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_same_sources(expected: dict[str, Any], loaded: dict[str, Any]) -> None:
-    """Refuse, in one line naming both, a worker whose detection sources or dghc differ from the driver's: its
-    detections would be written under the driver's fingerprint."""
-    import socket
+    """Refuse a worker whose detection sources or dghc differ from the driver's (``check_worker_identity``)."""
 
-    if loaded == expected:
-        return
-    if loaded["dghc"] != expected["dghc"]:
-        what = f"dghc {loaded['dghc']} but the driver runs {expected['dghc']}"
-    else:
+    def describe(loaded: dict[str, Any], expected: dict[str, Any]) -> str:
         ours, theirs = loaded["sources"], expected["sources"]
         parts = []
         for role in sorted({*ours, *theirs}):
@@ -109,9 +103,9 @@ def check_same_sources(expected: dict[str, Any], loaded: dict[str, Any]) -> None
                 keys = sorted(key for key in {*mine, *driver} if mine.get(key) != driver.get(key))
                 parts.append("; ".join(f"{role} {key} {mine.get(key)!r} but the driver's is {driver.get(key)!r}"
                                        for key in keys))
-        what = "; ".join(parts)
-    raise DghcError(f"detect: worker on {socket.gethostname()} loaded {what}: every node needs the same detector "
-                    "weights and dghc version")
+        return "loaded " + "; ".join(parts)
+
+    check_worker_identity("detect", expected, loaded, describe, "detector weights")
 
 
 def detect_on_ray(config: DetectConfig, *, log: Callable[[str], None] = say) -> DetectSummary:

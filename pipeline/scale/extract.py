@@ -44,7 +44,7 @@ from ..features.extract import (
     load_detection_rows,
     summarise,
 )
-from .batches import BatchActor, local_batches, run_batches
+from .batches import BatchActor, check_worker_identity, local_batches, run_batches
 from .session import WorkerResources, import_ray, ray_cluster, worker_resources
 from .shard_writer import ShardWriter
 
@@ -143,33 +143,27 @@ class EncodeActor(BatchActor):
 
 def worker_identity(encoder_identity: dict[str, Any]) -> dict[str, Any]:
     """What a worker must share with the driver: the CLIP model's identity (weights sha256, preprocessing...) and
-    the dghc version (the code that computes the vectors)."""
+    the dghc version (the code that computes the vectors). Not the model's name: a folder reaches the workers as an
+    absolute path, the fingerprint keeps the driver's."""
     from ... import __version__
 
-    return {"encoder": encoder_identity, "dghc": __version__}
+    return {"encoder": {key: value for key, value in encoder_identity.items() if key != "model"},
+            "dghc": __version__}
 
 
 def check_same_encoder(expected: dict[str, Any], loaded: dict[str, Any]) -> None:
-    """Refuse, in one line naming both, a worker whose CLIP model or dghc differs from the driver's: its vectors
-    would be written under the driver's fingerprint."""
-    import socket
+    """Refuse a worker whose CLIP model or dghc differs from the driver's (``check_worker_identity``)."""
 
-    # Not the model's name: a folder reaches the workers as an absolute path, the fingerprint keeps the driver's.
-    ours, theirs = ({key: value for key, value in side["encoder"].items() if key != "model"}
-                    for side in (loaded, expected))
-    if ours == theirs and loaded["dghc"] == expected["dghc"]:
-        return
-    host = socket.gethostname()
-    if loaded["dghc"] != expected["dghc"]:
-        what = f"dghc {loaded['dghc']} but the driver runs {expected['dghc']}"
-    elif ours.get("weights_sha256") != theirs.get("weights_sha256"):
-        what = (f"CLIP weights sha256 {str(ours.get('weights_sha256'))[:12]}… but the driver's are "
-                f"{str(theirs.get('weights_sha256'))[:12]}…")
-    else:
+    def describe(loaded: dict[str, Any], expected: dict[str, Any]) -> str:
+        ours, theirs = loaded["encoder"], expected["encoder"]
+        if ours.get("weights_sha256") != theirs.get("weights_sha256"):
+            return (f"loaded CLIP weights sha256 {str(ours.get('weights_sha256'))[:12]}… but the driver's are "
+                    f"{str(theirs.get('weights_sha256'))[:12]}…")
         keys = sorted(key for key in {*ours, *theirs} if ours.get(key) != theirs.get(key))
-        what = "; ".join(f"CLIP {key} {ours.get(key)!r} but the driver's is {theirs.get(key)!r}" for key in keys)
-    raise DghcError(f"extract: worker on {host} loaded {what}: every node needs the same CLIP model, weights and "
-                    "dghc version")
+        return "loaded " + "; ".join(f"CLIP {key} {ours.get(key)!r} but the driver's is {theirs.get(key)!r}"
+                                     for key in keys)
+
+    check_worker_identity("extract", expected, loaded, describe, "CLIP model, weights")
 
 
 def extract_on_ray(config: ExtractConfig, *, on_batch: Callable[[int], None] | None = None) -> ExtractResult:

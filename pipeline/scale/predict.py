@@ -34,7 +34,7 @@ from ..prediction.config import PredictConfig
 from ..prediction.inputs import InputPost
 from ..prediction.post_tagger import empty_image_counts
 from ..prediction.run import PredictSummary, read_input
-from .batches import BatchActor, local_batches, run_batches
+from .batches import BatchActor, check_worker_identity, local_batches, run_batches
 from .session import import_ray, ray_cluster, worker_resources
 from .shard_writer import ShardWriter
 
@@ -137,21 +137,15 @@ def worker_identity(model_dir: Path) -> dict[str, Any]:
 
 
 def check_same_model(expected: dict[str, Any], loaded: dict[str, Any]) -> None:
-    """Refuse, in one line naming the host and what differs, a worker whose model folder or dghc is not the
-    driver's: its records would be written under the driver's run key."""
-    import socket
+    """Refuse a worker whose model folder or dghc is not the driver's (``check_worker_identity``)."""
 
-    if loaded == expected:
-        return
-    if loaded["dghc"] != expected["dghc"]:
-        what = f"runs dghc {loaded['dghc']} but the driver runs {expected['dghc']}"
-    else:
+    def describe(loaded: dict[str, Any], expected: dict[str, Any]) -> str:
         ours, theirs = loaded["model_files"], expected["model_files"]
         names = sorted(name for name in {*ours, *theirs} if ours.get(name) != theirs.get(name))
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        what = f"has another model folder than the driver's (files that differ: {shown})"
-    raise DghcError(f"predict: worker on {socket.gethostname()} {what}: every node needs the same model folder "
-                    "and dghc version")
+        return f"has another model folder than the driver's (files that differ: {shown})"
+
+    check_worker_identity("predict", expected, loaded, describe, "model folder")
 
 
 def run_key(config: PredictConfig, posts: Sequence[InputPost]) -> str:
