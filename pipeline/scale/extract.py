@@ -109,7 +109,8 @@ def decodes_in_tasks(resources: WorkerResources, preprocessor: Any) -> bool:
     import torch
 
     # uint8 crops, not the image files (7x a tweet JPEG's bytes): decoding and resizing an image and 3 crops take
-    # 4 ms or more of a core (BENCHMARKS.md), so a GPU actor decoding on its 1 core would get <= 250 images/s.
+    # about 6 ms of a core (BENCHMARKS.md), so a GPU actor decoding on its 1 core would get under 200 images/s,
+    # well below the 625 an A100 encodes.
     return resources.decode_in_tasks and preprocessor.crop_dtype == torch.uint8
 
 
